@@ -1,0 +1,47 @@
+"""`smalltalk-lsp` command line: one subcommand per module in `server.commands`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# Subcommand name -> module in server.commands. Each module has HELP, add_arguments(parser)
+# and run(args) -> int. Modules import lazily so `serve` does not pay for `index`.
+COMMANDS: dict[str, str] = {
+    "serve": "serve",
+    "symbols": "symbols",
+    "complete": "complete",
+    "doctor": "doctor",
+    "index": "index",
+    "adapters": "adapters",
+    "demo": "demo",
+}
+
+
+def _available() -> dict[str, object]:
+    found = {}
+    for name, module_name in COMMANDS.items():
+        try:
+            found[name] = importlib.import_module(f"server.commands.{module_name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"server.commands.{module_name}":
+                raise
+    return found
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
+    parser = argparse.ArgumentParser(prog="smalltalk-lsp", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    modules = _available()
+    for name, module in modules.items():
+        command = sub.add_parser(name, help=getattr(module, "HELP", None))
+        module.add_arguments(command)  # type: ignore[attr-defined]
+    return parser, modules
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser, modules = build_parser()
+    args = parser.parse_args(argv)
+    sys.exit(modules[args.command].run(args))  # type: ignore[attr-defined]

@@ -1,0 +1,1 @@
+"""Subcommands of the `smalltalk-lsp` command line (see server.cli)."""

@@ -1,0 +1,160 @@
+"""Typed configuration: one pydantic model, validated at `initialize` and on change.
+
+Sources, later ones winning: defaults, the user config file, `smalltalk-lsp.toml` in the
+workspace, LSP `initializationOptions`, `workspace/didChangeConfiguration`.
+A bad key is reported by name and dropped; the rest still applies.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+CONFIG_FILE_NAME = "smalltalk-lsp.toml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelsConfig(_Section):
+    # A GGUF path or the name of an embedded default ("gemma3-270m", "smollm2-135m").
+    code_generation: str = "gemma3-270m"
+    reasoning: str = "smollm2-135m"
+    # A sentence-transformers model path or the embedded default name.
+    embeddings: str = "all-minilm-l6-v2"
+    # Per-role context sizes; None means cpu_settings.context_length.
+    coder_n_ctx: int | None = Field(default=None, gt=0)
+    reasoner_n_ctx: int | None = Field(default=None, gt=0)
+
+
+class CpuSettings(_Section):
+    threads: int = Field(default_factory=lambda: os.cpu_count() or 1, gt=0)
+    batch_size: int = Field(default=512, gt=0)
+    context_length: int = Field(default=4096, gt=0)
+
+
+class CompletionConfig(_Section):
+    enabled: bool = True
+    budget_ms: int = Field(default=1000, gt=0)
+    max_tokens_line: int = Field(default=48, gt=0)
+    max_tokens_block: int = Field(default=128, gt=0)
+    temperature: float = Field(default=0.0, ge=0.0)
+
+
+class RetrievalConfig(_Section):
+    enabled: bool = True
+    context_tokens: int = Field(default=1024, gt=0)
+
+
+class AdaptersConfig(_Section):
+    folders: list[str] = Field(default_factory=list)
+    active: list[str] = Field(default_factory=list)
+    scales: dict[str, float] = Field(default_factory=dict)
+
+
+class Settings(_Section):
+    models: ModelsConfig = Field(default_factory=ModelsConfig)
+    cpu_settings: CpuSettings = Field(default_factory=CpuSettings)
+    completion: CompletionConfig = Field(default_factory=CompletionConfig)
+    retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
+    adapters: AdaptersConfig = Field(default_factory=AdaptersConfig)
+    mlock: bool = False
+    mmap: bool = True
+
+
+class LoadedSettings(BaseModel):
+    settings: Settings
+    # One human-readable message per rejected key, e.g. "cpu_settings.threads: ...".
+    problems: list[str] = Field(default_factory=list)
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _drop(data: dict[str, Any], loc: tuple[int | str, ...]) -> bool:
+    """Remove the value at `loc` from nested dicts; True if something was removed."""
+    node: Any = data
+    for part in loc[:-1]:
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    if isinstance(node, dict) and loc and loc[-1] in node:
+        del node[loc[-1]]
+        return True
+    return False
+
+
+def validate_settings(data: dict[str, Any]) -> LoadedSettings:
+    """Validate raw settings; every bad key is named in `problems` and the rest applies."""
+    problems: list[str] = []
+    work = _deep_merge({}, data)
+    for _ in range(50):
+        try:
+            return LoadedSettings(settings=Settings.model_validate(work), problems=problems)
+        except ValidationError as err:
+            removed = False
+            for error in err.errors():
+                loc = tuple(error["loc"])
+                key = ".".join(str(p) for p in loc)
+                if error["type"] == "extra_forbidden":
+                    problems.append(f"unknown setting '{key}'")
+                else:
+                    problems.append(f"bad value for '{key}': {error['msg']}")
+                # A list item error drops the whole list.
+                while loc and isinstance(loc[-1], int):
+                    loc = loc[:-1]
+                removed = _drop(work, loc) or removed
+            if not removed:
+                break
+    return LoadedSettings(settings=Settings(), problems=problems or ["invalid settings"])
+
+
+def user_config_path() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "smalltalk-lsp" / CONFIG_FILE_NAME
+
+
+def read_toml(path: Path) -> tuple[dict[str, Any], list[str]]:
+    """Read a TOML file; a missing file is empty, a broken one is reported."""
+    if not path.is_file():
+        return {}, []
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8")), []
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+        return {}, [f"{path}: cannot read configuration: {err}"]
+
+
+def load_settings(
+    workspace: Path | None = None,
+    overrides: list[dict[str, Any]] | None = None,
+) -> LoadedSettings:
+    """Merge the config files and the LSP-provided overrides, then validate."""
+    merged: dict[str, Any] = {}
+    problems: list[str] = []
+    paths = [user_config_path()]
+    if workspace is not None:
+        paths.append(workspace / CONFIG_FILE_NAME)
+    for path in paths:
+        data, errs = read_toml(path)
+        problems += errs
+        merged = _deep_merge(merged, data)
+    for extra in overrides or []:
+        if isinstance(extra, dict):
+            merged = _deep_merge(merged, extra)
+        elif extra is not None:
+            problems.append(f"settings must be an object, got {type(extra).__name__}")
+    loaded = validate_settings(merged)
+    loaded.problems[:0] = problems
+    return loaded
