@@ -55,6 +55,8 @@ class ClassDef(BaseModel):
     # Whole definition (header, and for bracket syntax the whole body) and the class name in it.
     range: Range
     name_range: Range
+    # The namespace a VisualWorks class is defined in (`Smalltalk.Core` -> "Core"), or None.
+    namespace: str | None = None
 
 
 class MethodDef(BaseModel):
@@ -93,6 +95,9 @@ class SourceFile(BaseModel):
     classes: list[ClassDef] = Field(default_factory=list)
     methods: list[MethodDef] = Field(default_factory=list)
     diagnostics: list[Diagnostic] = Field(default_factory=list)
+    # Statements that are not methods but send messages: GNU `Eval [ ... ]` blocks, read as
+    # methods `UndefinedObject >> DoIt` so that senders can find them.
+    doits: list[MethodDef] = Field(default_factory=list)
     # How the bytes were decoded ("utf-8", "utf-8-sig", "latin-1") and which line ends they use.
     encoding: str = "utf-8"
     line_ending: Literal["lf", "crlf", "cr", "mixed", "none"] = "none"

@@ -1,0 +1,143 @@
+"""Turning method facts into model objects: one place that maps offsets back to the file.
+
+Chunk, bracket and recovered Tonel methods are parsed from a standalone method source; the
+caller gives `to_abs`, which maps an offset in that source back to the file's text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from smalltalk_grammar import facts as ts
+from smalltalk_grammar.facts import MethodFacts
+from smalltalk_grammar.model import Diagnostic, MethodDef, Side
+from smalltalk_grammar.text import ByteMap, LineIndex
+
+_PATTERN = re.compile(
+    r"""\s*(?:
+        (?P<kw>[A-Za-z_]\w*:\s*[A-Za-z_]\w*(?:[ \t]+[A-Za-z_]\w*:\s*[A-Za-z_]\w*)*)
+      | (?P<bin>[-+*/\\~<>=@%|&?!,]+)\s*(?P<arg>[A-Za-z_]\w*)
+      | (?P<un>[A-Za-z_]\w*)
+    )""",
+    re.VERBOSE,
+)
+_KEYWORD = re.compile(r"([A-Za-z_]\w*:)\s*([A-Za-z_]\w*)")
+
+
+def guess_pattern(source: str, facts: MethodFacts) -> None:
+    """Fill in the selector from the first line when tree-sitter could not read the pattern."""
+    m = _PATTERN.match(source)
+    if m is None:
+        return
+    if m.group("kw"):
+        pairs = _KEYWORD.findall(m.group("kw"))
+        facts.keywords = [kw for kw, _ in pairs]
+        facts.arguments = [arg for _, arg in pairs]
+        facts.selector = "".join(facts.keywords)
+        start, end = m.start("kw"), m.end("kw")
+    elif m.group("bin"):
+        facts.selector = m.group("bin")
+        facts.arguments = [m.group("arg")]
+        start, end = m.start("bin"), m.end("arg")
+    else:
+        facts.selector = m.group("un")
+        start, end = m.start("un"), m.end("un")
+    facts.pattern_span = (start, end)
+    line_end = min(
+        (i for i in (source.find("\n", start, end), source.find("\r", start, end)) if i >= 0),
+        default=end,
+    )
+    facts.selector_span = (start, line_end)
+
+
+def method_facts(source: str) -> MethodFacts:
+    """Facts of a standalone method source (chunk or bracket style pattern and body)."""
+    data = source.encode("utf-8")
+    tree = ts.parse_bytes(data)
+    found = ts.collect(tree.root_node, data, ByteMap(source), 0)
+    if found.selector is None:
+        guess_pattern(source, found)
+    return found
+
+
+@dataclass
+class FactsCache:
+    """Facts of method sources seen before, so re-parsing an edited file only walks the
+    methods whose text changed. Bounded: cleared when it grows past `limit` entries."""
+
+    limit: int = 20000
+
+    def __post_init__(self) -> None:
+        self._entries: dict[str, MethodFacts] = {}
+
+    def get(self, source: str) -> MethodFacts:
+        found = self._entries.get(source)
+        if found is None:
+            if len(self._entries) >= self.limit:
+                self._entries.clear()
+            found = self._entries[source] = method_facts(source)
+        return found
+
+    def lookup(self, key: str) -> MethodFacts | None:
+        return self._entries.get(key)
+
+    def store(self, key: str, value: MethodFacts) -> None:
+        if len(self._entries) >= self.limit:
+            self._entries.clear()
+        self._entries[key] = value
+
+
+def make_method(
+    index: LineIndex,
+    *,
+    class_name: str,
+    side: Side,
+    category: str | None,
+    source: str,
+    start: int,
+    end: int,
+    found: MethodFacts,
+    to_abs: Callable[[int], int],
+    diagnostics: list[Diagnostic],
+) -> MethodDef:
+    """A MethodDef whose `range` is `start..end` of the file; facts offsets go through
+    `to_abs`. Syntax errors of the method are appended to `diagnostics`."""
+    if found.selector_span is not None:
+        sel_start, sel_end = (to_abs(found.selector_span[0]), to_abs(found.selector_span[1]))
+    else:
+        sel_start = sel_end = start
+    for err_start, err_end, message in found.errors:
+        diagnostics.append(
+            Diagnostic(range=index.range(to_abs(err_start), to_abs(err_end)), message=message)
+        )
+    return MethodDef(  # type: ignore[call-arg]  # populate_by_name: `class` is an alias
+        class_name=class_name,
+        side=side,
+        selector=found.selector or "",
+        keywords=list(found.keywords),
+        category=category if category is not None else found.pragma_category,
+        comment=found.comment,
+        source=source,
+        range=index.range(start, end),
+        selector_range=index.range(sel_start, sel_end),
+        start_offset=start,
+        end_offset=end,
+        sends=list(found.sends),
+        symbols=list(found.symbols),
+        class_references=list(found.class_references),
+        variable_references=list(found.variable_references),
+        arguments=list(found.arguments),
+        temporaries=list(found.temporaries),
+    )
+
+
+def short_name(name: str) -> tuple[str, str | None]:
+    """`Smalltalk.Core.Foo` -> (`Foo`, `Core`); `Foo` -> (`Foo`, None)."""
+    parts = name.split(".")
+    if parts[0] == "Smalltalk" and len(parts) > 1:
+        parts = parts[1:]
+    if len(parts) == 1:
+        return parts[0], None
+    return parts[-1], ".".join(parts[:-1])

@@ -1,0 +1,263 @@
+"""The public entry points: parse text, a file, a path; walk a project.
+
+Formats are told apart by content, never by extension: Tonel (`Class {` ...), chunk (chunks
+ending in `!`), GNU brackets (`Object subclass: Foo [`), else a bare method. A FileTree method
+file is known by its place (`Foo.class/instance/sel.st`). Nothing here raises on bad input:
+problems become diagnostics on the result.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from tree_sitter import Tree
+
+from smalltalk_grammar import facts as ts
+from smalltalk_grammar import filetree
+from smalltalk_grammar.bracket import parse_brackets
+from smalltalk_grammar.build import FactsCache, make_method
+from smalltalk_grammar.chunk import parse_chunks
+from smalltalk_grammar.model import Diagnostic, Position, Range, SourceFile, SourceFormat
+from smalltalk_grammar.text import ByteMap, LineIndex, decode, line_ending
+from smalltalk_grammar.tonel import looks_like_tonel, parse_tonel
+
+log = logging.getLogger(__name__)
+
+_CHUNK_END = re.compile(r"![ \t]*(?:[\r\n]|\Z)")
+_BRACKET = re.compile(
+    r"""^[ \t]*(?:
+        [\w.]+[ \t]+subclass:[ \t]*\#?[\w.]+[ \t]*\[
+      | [\w.]+(?:[ \t]+class)?[ \t]+extend[ \t]*\[
+      | [\w.]+[ \t]+class[ \t]*\[
+      | Namespace[ \t]+current:
+      | Eval[ \t]*\[
+      | [\w.]+(?:[ \t]+class)?[ \t]*>>[^\[\r\n]*\[
+    )""",
+    re.M | re.X,
+)
+SKIP_DIRS = {".git", ".hg", ".svn", ".smalltalk-lsp", "node_modules", ".venv", "__pycache__"}
+_START = Range(start=Position(line=0, character=0), end=Position(line=0, character=0))
+
+
+def detect_format(text: str) -> SourceFormat:
+    if looks_like_tonel(text):
+        return "tonel"
+    chunk_ends = len(_CHUNK_END.findall(text, 0, 1_000_000))
+    brackets = len(_BRACKET.findall(text, 0, 1_000_000))
+    if chunk_ends and chunk_ends >= brackets:
+        return "chunk"
+    if brackets:
+        return "bracket"
+    return "method"
+
+
+@dataclass
+class ParseState:
+    """What an incremental re-parse can reuse: the tree-sitter tree of a Tonel or bare-method
+    file (with the bytes it was parsed from) and the facts of method sources seen before."""
+
+    cache: FactsCache
+    tree: Tree | None = None
+    data: bytes | None = None
+    format: SourceFormat | None = None
+
+
+def parse_text(
+    text: str, path: str | None, state: ParseState, *, encoding: str = "utf-8"
+) -> SourceFile:
+    """Parse decoded text. Uses and updates `state` (the caller may have edited state.tree)."""
+    index = LineIndex(text)
+    result = SourceFile(
+        path=path, format="method", encoding=encoding, line_ending=line_ending(text)
+    )
+    if not text.strip():
+        result.diagnostics.append(
+            Diagnostic(range=_START, message="empty file: nothing to parse", severity="information")
+        )
+        state.tree = state.data = None
+        return result
+    location = filetree.method_location(path)
+    if location is not None:
+        result.format = "filetree"
+        result.methods, result.diagnostics = filetree.parse_method_file(
+            text, location, index, state.cache
+        )
+        state.tree = state.data = None
+        return result
+    fmt = detect_format(text)
+    result.format = fmt
+    if fmt != state.format:
+        state.tree = None
+    state.format = fmt
+    if fmt in ("tonel", "method"):
+        data = text.encode("utf-8")
+        tree = ts.parse_bytes(data, state.tree)
+        state.tree, state.data = tree, data
+        if fmt == "tonel":
+            found = parse_tonel(text, data, tree, index, state.cache)
+            result.classes, result.methods = found.classes, found.methods
+            result.diagnostics.extend(found.diagnostics)
+        else:
+            _bare_method(text, data, tree, index, state, result)
+        return result
+    state.tree = state.data = None
+    if fmt == "chunk":
+        result.classes, result.methods, diags = parse_chunks(text, index, state.cache)
+    else:
+        result.classes, result.methods, result.doits, diags = parse_brackets(
+            text, index, state.cache
+        )
+    result.diagnostics.extend(diags)
+    return result
+
+
+def _bare_method(
+    text: str, data: bytes, tree: Tree, index: LineIndex, state: ParseState, result: SourceFile
+) -> None:
+    """A file holding one method (pattern and body), as an editor shows a method alone."""
+    start = len(text) - len(text.lstrip())
+    source = text.strip()
+    found = state.cache.lookup(source)
+    if found is None:
+        found = ts.collect(tree.root_node, data, ByteMap(text), start)
+        if found.selector is None:
+            from smalltalk_grammar.build import guess_pattern
+
+            guess_pattern(source, found)
+        state.cache.store(source, found)
+    result.methods.append(
+        make_method(
+            index,
+            class_name="",
+            side="instance",
+            category=None,
+            source=source,
+            start=start,
+            end=start + len(source),
+            found=found,
+            to_abs=lambda offset: start + offset,
+            diagnostics=result.diagnostics,
+        )
+    )
+
+
+def _failed(path: str | None, message: str) -> SourceFile:
+    return SourceFile(
+        path=path, format="method", diagnostics=[Diagnostic(range=_START, message=message)]
+    )
+
+
+def parse(text: str | bytes, path: str | None = None) -> SourceFile:
+    """Parse Smalltalk source of any format. Bytes are decoded (UTF-8 with or without BOM,
+    else Latin-1 with a warning); binary data gives an empty result with one diagnostic.
+    Never raises: an internal failure becomes a diagnostic."""
+    try:
+        return _parse(text, path, ParseState(FactsCache()))
+    except Exception as err:  # the server must survive any file
+        log.exception("parsing %s failed", path)
+        return _failed(path, f"internal parser error: {err!r}")
+
+
+def _parse(text: str | bytes, path: str | None, state: ParseState) -> SourceFile:
+    encoding = "utf-8"
+    warning = None
+    if isinstance(text, bytes):
+        decoded = decode(text)
+        if decoded.binary:
+            return SourceFile(
+                path=path,
+                format="method",
+                encoding="binary",
+                diagnostics=[Diagnostic(range=_START, message=decoded.warning or "binary file")],
+            )
+        text, encoding, warning = decoded.text, decoded.encoding, decoded.warning
+    result = parse_text(text, path, state, encoding=encoding)
+    if warning:
+        result.diagnostics.insert(0, Diagnostic(range=_START, message=warning, severity="warning"))
+    return result
+
+
+def parse_file(path: Path, cache: FactsCache | None = None) -> SourceFile:
+    """One file from disk: any `.st` format, a FileTree method file (class and side from its
+    folders) or a FileTree class `properties.json` (with README.md as the comment)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        return _failed(str(path), f"cannot read file: {err.strerror or err}")
+    try:
+        if path.name == "properties.json":
+            return _properties(path, data)
+        return _parse(data, str(path), ParseState(cache or FactsCache()))
+    except Exception as err:
+        log.exception("parsing %s failed", path)
+        return _failed(str(path), f"internal parser error: {err!r}")
+
+
+def _properties(path: Path, data: bytes) -> SourceFile:
+    decoded = decode(data)
+    index = LineIndex(decoded.text)
+    result = SourceFile(
+        path=str(path),
+        format="filetree",
+        encoding=decoded.encoding,
+        line_ending=line_ending(decoded.text),
+    )
+    if not filetree.is_class_properties(path):
+        return result  # a package's properties.json: no class in it
+    comment = None
+    readme = path.parent / "README.md"
+    if readme.is_file():
+        try:
+            comment = decode(readme.read_bytes()).text
+        except OSError:
+            comment = None
+    result.classes, result.diagnostics = filetree.parse_properties(
+        decoded.text, path, index, comment
+    )
+    return result
+
+
+def _is_binary(path: Path) -> bool:
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(8192)
+    except OSError:
+        return True
+    return b"\x00" in head and not head.startswith((b"\xff\xfe", b"\xfe\xff"))
+
+
+def iter_project(root: Path) -> Iterator[Path]:
+    """Every file worth parsing under `root` (or `root` itself when it is a file), in a stable
+    order: `.st` files that are not binary and FileTree class/extension/trait properties.json;
+    version-control, tool and environment directories are skipped, symlinked directories are
+    not followed."""
+    root = Path(root)
+    if root.is_file():
+        if _wanted(root):
+            yield root
+        return
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS)
+        for name in sorted(filenames):
+            path = Path(dirpath, name)
+            if _wanted(path):
+                yield path
+
+
+def _wanted(path: Path) -> bool:
+    if path.suffix == ".st":
+        return path.is_file() and not _is_binary(path)
+    return filetree.is_class_properties(path)
+
+
+def parse_path(path: Path) -> list[SourceFile]:
+    """A file, or every file worth parsing under a directory (FileTree package, class
+    directory, or any tree), parsed."""
+    cache = FactsCache()
+    return [parse_file(p, cache) for p in iter_project(Path(path))]

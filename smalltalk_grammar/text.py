@@ -1,0 +1,163 @@
+"""Text plumbing shared by every format: decoding bytes, line indexes, byte/character offsets.
+
+Positions are zero-based lines and characters (Python code points) in the decoded text, and
+CR, LF and CRLF each end a line, as `model.py` promises. Tree-sitter speaks UTF-8 byte offsets,
+so `ByteMap` converts between the two; for ASCII text (the common case) it is the identity.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_left, bisect_right
+from dataclasses import dataclass
+from typing import Literal
+
+from smalltalk_grammar.model import Position, Range
+
+LineEnding = Literal["lf", "crlf", "cr", "mixed", "none"]
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+
+
+@dataclass
+class Decoded:
+    text: str
+    encoding: str
+    # A problem worth a diagnostic at the top of the file (Latin-1 fallback, binary data).
+    warning: str | None = None
+    binary: bool = False
+
+
+def decode(data: bytes) -> Decoded:
+    """Bytes -> text: UTF-8 (with or without BOM), UTF-16 with a BOM, else Latin-1 with a warning.
+
+    Data with NUL bytes (and no UTF-16 BOM) is binary: empty text and a warning.
+    """
+    if data.startswith(b"\xef\xbb\xbf"):
+        try:
+            return Decoded(data[3:].decode("utf-8"), "utf-8-sig")
+        except UnicodeDecodeError:
+            text = data[3:].decode("latin-1")
+            return Decoded(text, "latin-1", "UTF-8 BOM but invalid UTF-8 bytes; read as Latin-1")
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return Decoded(data.decode("utf-16"), "utf-16")
+        except UnicodeDecodeError:
+            return Decoded("", "binary", "binary file (invalid UTF-16); not parsed", binary=True)
+    if b"\x00" in data:
+        return Decoded("", "binary", "binary file (contains NUL bytes); not parsed", binary=True)
+    try:
+        return Decoded(data.decode("utf-8"), "utf-8")
+    except UnicodeDecodeError as err:
+        return Decoded(
+            data.decode("latin-1"),
+            "latin-1",
+            f"not valid UTF-8 (byte 0x{data[err.start]:02x} at offset {err.start}); "
+            "read as Latin-1",
+        )
+
+
+def line_ending(text: str) -> LineEnding:
+    crlf = text.count("\r\n")
+    cr = text.count("\r") - crlf
+    lf = text.count("\n") - crlf
+    kinds = [name for name, count in (("crlf", crlf), ("cr", cr), ("lf", lf)) if count]
+    if not kinds:
+        return "none"
+    if len(kinds) > 1:
+        return "mixed"
+    return kinds[0]  # type: ignore[return-value]
+
+
+class LineIndex:
+    """Offsets <-> positions for one text. Built once per text in O(n), then O(log n) lookups."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        starts = [0]
+        if "\r" in text:
+            starts.extend(m.end() for m in _LINE_BREAK.finditer(text))
+        else:
+            # Fast path for the common LF-only text: str.find runs in C.
+            find = text.find
+            pos = find("\n")
+            while pos >= 0:
+                starts.append(pos + 1)
+                pos = find("\n", pos + 1)
+        self.starts = starts
+
+    def position(self, offset: int) -> Position:
+        offset = max(0, min(offset, len(self.text)))
+        line = bisect_right(self.starts, offset) - 1
+        return Position(line=line, character=offset - self.starts[line])
+
+    def range(self, start: int, end: int) -> Range:
+        return Range(start=self.position(start), end=self.position(end))
+
+    def offset(self, pos: Position) -> int:
+        """The offset of a position; characters past the end of a line clamp to its end."""
+        if pos.line < 0:
+            return 0
+        if pos.line >= len(self.starts):
+            return len(self.text)
+        start = self.starts[pos.line]
+        end = self.starts[pos.line + 1] if pos.line + 1 < len(self.starts) else len(self.text)
+        # Do not step into the line break itself.
+        content_end = end
+        while content_end > start and self.text[content_end - 1] in "\r\n":
+            content_end -= 1
+        return start + max(0, min(pos.character, content_end - start))
+
+
+_last_index: LineIndex | None = None
+
+
+def _index_for(text: str) -> LineIndex:
+    # One-entry cache: callers often ask several positions of the same text in a row.
+    global _last_index
+    if _last_index is None or _last_index.text is not text:
+        _last_index = LineIndex(text)
+    return _last_index
+
+
+def position_at(text: str, offset: int) -> Position:
+    """The line/character position of a character offset in `text`."""
+    return _index_for(text).position(offset)
+
+
+def offset_at(text: str, pos: Position) -> int:
+    """The character offset of a line/character position in `text` (clamped to the text)."""
+    return _index_for(text).offset(pos)
+
+
+class ByteMap:
+    """UTF-8 byte offsets <-> character offsets of one text."""
+
+    def __init__(self, text: str) -> None:
+        self.ascii = text.isascii()
+        self.char_pos: list[int] = []  # character offsets of non-ASCII characters
+        self.byte_pos: list[int] = []  # their byte offsets
+        self.extra: list[int] = [0]  # extra bytes of the first k non-ASCII characters
+        if self.ascii:
+            return
+        total = 0
+        for m in _NON_ASCII.finditer(text):
+            i = m.start()
+            code = ord(text[i])
+            self.char_pos.append(i)
+            self.byte_pos.append(i + total)
+            total += 1 if code < 0x800 else 2 if code < 0x10000 else 3
+            self.extra.append(total)
+
+    def to_char(self, byte_offset: int) -> int:
+        if self.ascii:
+            return byte_offset
+        k = bisect_left(self.byte_pos, byte_offset)
+        return byte_offset - self.extra[k]
+
+    def to_byte(self, char_offset: int) -> int:
+        if self.ascii:
+            return char_offset
+        k = bisect_left(self.char_pos, char_offset)
+        return char_offset + self.extra[k]
