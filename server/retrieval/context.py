@@ -1,0 +1,326 @@
+"""The context builder: the parts of the project that matter for the code at a cursor.
+
+One plain function serves completions, code actions and hover. Items come labelled with where
+they came from, best first, without duplicates, within a token budget:
+  class        the current class definition (superclass chain, variables, comment)
+  siblings     signatures and first lines of the other methods in the same class and protocol
+  implementors methods implementing the selector being typed and those sent near the cursor
+  similar      nearest units by embedding of the code around the cursor (fused with lexical)
+  lexical      methods whose selectors share words with the ones at the cursor
+  recent       recently edited methods
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from server.project_model import ProjectModel
+from server.retrieval.cursor import Cursor, analyse, sent_selectors
+from server.retrieval.index import RetrievalIndex
+from server.retrieval.store import UnitRecord
+from server.retrieval.units import method_header, method_key
+from smalltalk_grammar.model import ClassDef, MethodDef
+
+ContextSource = Literal["class", "siblings", "implementors", "similar", "lexical", "recent"]
+TokenCounter = Callable[[str], int]
+
+SOURCE_ORDER: tuple[ContextSource, ...] = (
+    "class", "siblings", "implementors", "similar", "lexical", "recent",
+)
+# Similar and lexical items come from one fused ranking and share one part of the budget.
+_GROUP = {"class": "class", "siblings": "siblings", "implementors": "implementors",
+          "similar": "retrieved", "lexical": "retrieved", "recent": "recent"}
+_GROUP_ORDER = ("class", "siblings", "implementors", "retrieved", "recent")
+# Share of the budget each group may take before the leftovers are handed out in order.
+_SHARES = {"class": 0.25, "siblings": 0.15, "implementors": 0.3, "retrieved": 0.3,
+           "recent": 0.15}
+MAX_METHOD_CHARS = 900
+MAX_CLASS_CHARS = 1500
+MAX_SIBLINGS = 16
+IMPLEMENTORS_PER_SELECTOR = 3
+SEARCH_K = 12
+RRF_K = 60
+# Characters of code before the cursor embedded as a query (about 60 tokens).
+QUERY_CHARS = 240
+
+
+class ContextItem(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    source: ContextSource
+    # `SRStore >> rightsFor:`, `class SRStore`: what the item is, for people and prompts.
+    title: str
+    text: str
+    path: str | None = None
+    tokens: int
+
+
+class Context(BaseModel):
+    items: list[ContextItem]
+    budget_tokens: int
+    tokens: int
+    # What the cursor analysis found, for logs and for prompt headers.
+    class_name: str | None = None
+    selector: str | None = None
+
+    def render(self) -> str:
+        """The items as Smalltalk comments and code, ready to put in front of a prompt."""
+        return "\n\n".join(f'"{item.source}: {item.title}"\n{item.text}' for item in self.items)
+
+    def by_source(self, source: ContextSource) -> list[ContextItem]:
+        return [item for item in self.items if item.source == source]
+
+
+def approximate_tokens(text: str) -> int:
+    return math.ceil(len(text) / 4)
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 4].rstrip() + "\n..."
+
+
+def class_summary(project: ProjectModel, cls: ClassDef) -> str:
+    chain = project.superclass_chain(cls.name)
+    lines = [" < ".join([cls.name, *chain]) if chain else f"{cls.name} < {cls.superclass}"]
+    if cls.kind != "class":
+        lines[0] = f"{cls.kind} {lines[0]}"
+    if cls.traits:
+        lines.append(f"uses: {cls.traits}")
+    if cls.instance_variables:
+        lines.append("instance variables: " + " ".join(cls.instance_variables))
+    inherited = []
+    for name in chain:
+        parent = project.class_named(name)
+        if parent is not None:
+            inherited += parent.instance_variables
+    if inherited:
+        lines.append("inherited instance variables: " + " ".join(inherited))
+    if cls.class_variables:
+        lines.append("class variables: " + " ".join(cls.class_variables))
+    if cls.class_instance_variables:
+        lines.append("class instance variables: " + " ".join(cls.class_instance_variables))
+    if cls.category:
+        lines.append(f"category: {cls.category}")
+    if cls.comment:
+        lines.append('"' + cls.comment.strip().replace('"', "'") + '"')
+    return _clip("\n".join(lines), MAX_CLASS_CHARS)
+
+
+def _first_lines(source: str, count: int = 2) -> str:
+    lines = [line.rstrip() for line in source.strip().splitlines() if line.strip()]
+    return "\n".join(lines[:count])
+
+
+def _method_id(method: MethodDef) -> tuple[str, str, str, str]:
+    return ("method", method.class_name, method.side, method.selector)
+
+
+def _method_text(method: MethodDef) -> str:
+    return _clip(f"{method_header(method)}\n{method.source.strip()}", MAX_METHOD_CHARS)
+
+
+def _find_method(project: ProjectModel, record: UnitRecord,
+                 index: RetrievalIndex) -> tuple[str, MethodDef] | None:
+    found = None
+    for path, method in project.methods_of(record.class_name, record.side):
+        if method.selector == record.selector:
+            if index.relative(path) == record.path:
+                return path, method
+            found = found or (path, method)
+    return found
+
+
+class _Collector:
+    """Candidates per group, in rank order, with method identities for de-duplication."""
+
+    def __init__(self, count: TokenCounter) -> None:
+        self.count = count
+        self.candidates: dict[str, list[tuple[tuple[str, ...], ContextItem]]] = {
+            g: [] for g in _GROUP_ORDER
+        }
+
+    def add(self, source: ContextSource, identity: tuple[str, ...], title: str, text: str,
+            path: str | None) -> None:
+        item = ContextItem(source=source, title=title, text=text, path=path,
+                           tokens=self.count(f'"{source}: {title}"\n{text}'))
+        self.candidates[_GROUP[source]].append((identity, item))
+
+    def select(self, budget: int, exclude: set[tuple[str, ...]]) -> list[ContextItem]:
+        """Fill each group up to its share, then hand out what is left in group order.
+        The first occurrence of a method or class wins; later ones are duplicates."""
+        chosen: dict[tuple[str, ...], tuple[int, int, ContextItem]] = {}
+        seen: set[tuple[str, ...]] = set(exclude)
+        used = 0
+        for shares_pass in (True, False):
+            for group_no, group in enumerate(_GROUP_ORDER):
+                spent = sum(i.tokens for _, _, i in chosen.values() if _GROUP[i.source] == group)
+                cap = int(budget * _SHARES[group]) if shares_pass else budget
+                for rank, (identity, item) in enumerate(self.candidates[group]):
+                    if identity in chosen or (identity in seen and shares_pass):
+                        continue
+                    if not shares_pass and identity in exclude:
+                        continue
+                    seen.add(identity)
+                    if used + item.tokens > budget or spent + item.tokens > cap:
+                        continue
+                    chosen[identity] = (group_no, rank, item)
+                    used += item.tokens
+                    spent += item.tokens
+        return [item for _, _, item in sorted(chosen.values(), key=lambda c: (c[0], c[1]))]
+
+
+def build_context(
+    project: ProjectModel,
+    path: str,
+    text: str,
+    offset: int,
+    budget_tokens: int,
+    index: RetrievalIndex | None = None,
+    recent: Sequence[MethodDef] = (),
+    count_tokens: TokenCounter | None = None,
+) -> Context:
+    """Context for the cursor at `offset` in `text` (the live buffer of `path`).
+
+    Without an index (retrieval disabled, or the embedding model failed to load) the class,
+    siblings, implementors and recent items still come from the project model."""
+    count = count_tokens or approximate_tokens
+    cursor = analyse(text, offset, path)
+    collector = _Collector(count)
+    exclude: set[tuple[str, ...]] = set()
+    if cursor.class_name and cursor.selector:
+        exclude.add(("method", cursor.class_name, cursor.side, cursor.selector))
+
+    current = _current_method(project, cursor)
+    _add_class(collector, project, cursor)
+    _add_siblings(collector, project, cursor, current)
+    selectors = _add_implementors(collector, project, cursor, current)
+    if index is not None:
+        _add_retrieved(collector, project, path, cursor, index, selectors)
+    for method in recent[:8]:
+        collector.add("recent", _method_id(method), method_header(method),
+                      _method_text(method), None)
+
+    items = collector.select(budget_tokens, exclude)
+    return Context(items=items, budget_tokens=budget_tokens,
+                   tokens=sum(i.tokens for i in items),
+                   class_name=cursor.class_name, selector=cursor.selector)
+
+
+def _current_method(project: ProjectModel, cursor: Cursor) -> MethodDef | None:
+    if not cursor.class_name or not cursor.selector:
+        return None
+    for _, method in project.methods_of(cursor.class_name, cursor.side):
+        if method.selector == cursor.selector:
+            return method
+    return None
+
+
+def _add_class(collector: _Collector, project: ProjectModel, cursor: Cursor) -> None:
+    if not cursor.class_name:
+        return
+    for path, cls in project.class_definitions(cursor.class_name):
+        if cls.kind != "extension":
+            collector.add("class", ("class", cls.name), f"class {cls.name}",
+                          class_summary(project, cls), path)
+            return
+
+
+def _add_siblings(collector: _Collector, project: ProjectModel, cursor: Cursor,
+                  current: MethodDef | None) -> None:
+    if not cursor.class_name:
+        return
+    category = cursor.category or (current.category if current else None)
+    methods = project.methods_of(cursor.class_name, cursor.side)
+    same = [(p, m) for p, m in methods if category and m.category == category]
+    siblings = same or methods  # an unknown protocol shows the whole class side
+    for path, method in siblings[:MAX_SIBLINGS]:
+        collector.add("siblings", _method_id(method), method_header(method),
+                      _first_lines(method.source), path)
+
+
+def _add_implementors(collector: _Collector, project: ProjectModel, cursor: Cursor,
+                      current: MethodDef | None) -> list[str]:
+    """Implementors of the selector being typed, then of the selectors sent nearest the
+    cursor; answers all the selectors considered (for lexical search)."""
+    known = _known_selectors(project)
+    selectors: list[str] = []
+    typed = cursor.typed
+    if typed and typed not in ("self", "super") and len(typed) >= 2:
+        if typed in known:
+            selectors.append(typed)
+        else:
+            selectors += sorted(s for s in known if s.startswith(typed))[:3]
+    selectors += [s for s in sent_selectors(cursor, known) if s not in selectors]
+    if current is not None:
+        selectors += [s for s in current.sends if s not in selectors and s in known]
+    chain = [cursor.class_name, *project.superclass_chain(cursor.class_name)] \
+        if cursor.class_name else []
+    for selector in selectors:
+        implementors = project.implementors(selector)
+        implementors.sort(key=lambda pm: (
+            chain.index(pm[1].class_name) if pm[1].class_name in chain else len(chain),
+            pm[1].class_name, pm[1].side,
+        ))
+        for path, method in implementors[:IMPLEMENTORS_PER_SELECTOR]:
+            collector.add("implementors", _method_id(method), method_header(method),
+                          _method_text(method), path)
+    return selectors
+
+
+def _known_selectors(project: ProjectModel) -> set[str]:
+    """Every implemented selector, cached per project generation (a large project has
+    tens of thousands)."""
+    generation = getattr(project, "generation", None)
+    cached = getattr(project, "_retrieval_selectors", None)
+    if generation is not None and cached is not None and cached[0] == generation:
+        return cached[1]
+    known = set(project.selectors())
+    if generation is not None:
+        project._retrieval_selectors = (generation, known)  # type: ignore[attr-defined]
+    return known
+
+
+def _add_retrieved(collector: _Collector, project: ProjectModel, path: str, cursor: Cursor,
+                   index: RetrievalIndex, selectors: list[str]) -> None:
+    """Hybrid search: reciprocal-rank fusion of the embedding and the lexical rankings."""
+    similar: list[tuple[UnitRecord, float]] = []
+    # The stored vector of the method being edited is a query that needs no embedding: the
+    # method changes a little per keystroke, its meaning hardly. A new method embeds the
+    # code before the cursor (about 20 ms on one core for a short window).
+    stored = None
+    if cursor.class_name and cursor.selector:
+        key = method_key(index.relative(path), cursor.class_name, cursor.side, cursor.selector)
+        stored = index.stored_vector(key)
+    if stored is not None:
+        similar = index.search_vector(stored, SEARCH_K)
+    elif cursor.window.strip():
+        similar = index.search_similar(cursor.window[-QUERY_CHARS:], SEARCH_K)
+    words = [*selectors, *([cursor.selector] if cursor.selector else [])]
+    lexical = index.search_lexical(words, SEARCH_K) if words else []
+    fused: dict[str, float] = {}
+    records: dict[str, UnitRecord] = {}
+    from_embedding: set[str] = set()
+    for ranking, is_embedding in ((similar, True), (lexical, False)):
+        for rank, (record, _) in enumerate(ranking):
+            fused[record.key] = fused.get(record.key, 0.0) + 1.0 / (RRF_K + rank + 1)
+            records[record.key] = record
+            if is_embedding:
+                from_embedding.add(record.key)
+    for key in sorted(fused, key=lambda k: -fused[k]):
+        record = records[key]
+        source: ContextSource = "similar" if key in from_embedding else "lexical"
+        if record.kind == "class":
+            cls = project.class_named(record.class_name)
+            if cls is not None:
+                collector.add(source, ("class", cls.name), f"class {cls.name}",
+                              class_summary(project, cls), None)
+            continue
+        found = _find_method(project, record, index)
+        if found is not None:
+            path, method = found
+            collector.add(source, _method_id(method), method_header(method),
+                          _method_text(method), path)
