@@ -9,5 +9,4 @@ fi
 # Portable llama.cpp build without the multimodal library (see DESIGN.md); compiles once,
 # then pip's wheel cache makes later installs fast.
 export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF}"
-.venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e '.[dev,train]'

@@ -21,7 +21,7 @@ COMMANDS: dict[str, str] = {
 
 
 def _available() -> dict[str, object]:
-    found = {}
+    found: dict[str, object] = {}
     for name, module_name in COMMANDS.items():
         try:
             found[name] = importlib.import_module(f"server.commands.{module_name}")

@@ -1,0 +1,227 @@
+"""A scripted editor session against the real server: what a user sees, printed.
+
+The demo starts `smalltalk-lsp serve` over stdio like an editor does, opens a Tonel file of
+the project, and asks for symbols, hover, definition, references, an inline completion
+in a new method and (when a reasoner is configured) an explanation code action.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lsprotocol import types
+from pygls.lsp.client import LanguageClient
+
+# A method the user starts writing at the end of the demo file; the cursor sits after `^ `.
+NEW_METHOD = (
+    "\n{ #category : #accessing }\n"
+    "SRStore >> rightsCount [\n"
+    '\t"Answer how many rights the receiver holds"\n\n'
+    "\t^ "
+)
+
+
+class DemoClient(LanguageClient):
+    def __init__(self) -> None:
+        super().__init__("smalltalk-lsp-demo", "1")
+        self.status: dict[str, Any] = {}
+        self.messages: list[str] = []
+        self.progress_done: list[str] = []
+
+
+def _make_client() -> DemoClient:
+    client = DemoClient()
+
+    @client.feature("smalltalk/status")
+    def on_status(params: Any) -> None:
+        client.status = _as_dict(params)
+
+    @client.feature(types.WINDOW_SHOW_MESSAGE)
+    def on_message(params: types.ShowMessageParams) -> None:
+        client.messages.append(params.message)
+
+    @client.feature(types.WINDOW_LOG_MESSAGE)
+    def on_log(params: types.LogMessageParams) -> None:
+        pass
+
+    @client.feature(types.WINDOW_WORK_DONE_PROGRESS_CREATE)
+    def on_progress_create(params: types.WorkDoneProgressCreateParams) -> None:
+        return None
+
+    @client.feature(types.PROGRESS)
+    def on_progress(params: types.ProgressParams) -> None:
+        value = _as_dict(params.value)
+        if value.get("kind") == "end":
+            client.progress_done.append(str(params.token))
+
+    return client
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        return value
+    return {k: getattr(value, k) for k in dir(value) if not k.startswith("_")}
+
+
+async def _wait_for(
+    check: Callable[[], Any], timeout: float, interval: float = 0.2
+) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = await check() if asyncio.iscoroutinefunction(check) else check()
+        if result:
+            return result
+        await asyncio.sleep(interval)
+    return None
+
+
+def _show(title: str, body: str) -> None:
+    print(f"\n=== {title} ===")
+    print(body.rstrip() or "(nothing)")
+
+
+def _pos(text: str, needle: str, delta: int = 0) -> types.Position:
+    offset = text.index(needle) + delta
+    line = text.count("\n", 0, offset)
+    return types.Position(line=line, character=offset - (text.rfind("\n", 0, offset) + 1))
+
+
+async def run_demo(project: Path, timeout: float) -> int:
+    project = project.resolve()
+    demo_file = project / "tonel" / "StreamingRights-Core" / "SRStore.class.st"
+    if not demo_file.is_file():
+        candidates = sorted(project.rglob("*.class.st"))
+        if not candidates:
+            print(f"no Tonel class file under {project}", file=sys.stderr)
+            return 2
+        demo_file = candidates[0]
+    text = demo_file.read_text(encoding="utf-8")
+    uri = demo_file.as_uri()
+    client = _make_client()
+    await client.start_io(sys.executable, "-m", "server", "serve")
+    started = time.monotonic()
+    await client.initialize_async(
+        types.InitializeParams(
+            capabilities=types.ClientCapabilities(
+                window=types.WindowClientCapabilities(work_done_progress=True)
+            ),
+            root_uri=project.as_uri(),
+            workspace_folders=[types.WorkspaceFolder(uri=project.as_uri(), name=project.name)],
+        )
+    )
+    client.initialized(types.InitializedParams())
+    client.text_document_did_open(
+        types.DidOpenTextDocumentParams(
+            text_document=types.TextDocumentItem(
+                uri=uri, language_id="smalltalk", version=1, text=text
+            )
+        )
+    )
+    doc = types.TextDocumentIdentifier(uri=uri)
+    print(f"smalltalk-lsp demo on {project}\nopened {demo_file.relative_to(project)}")
+
+    async def hover_on_class() -> str:
+        pos = _pos(text, "#name : #SRStore", len("#name : #"))
+        hover = await client.text_document_hover_async(
+            types.HoverParams(text_document=doc, position=pos)
+        )
+        return hover.contents.value if hover and hasattr(hover.contents, "value") else ""
+
+    hover_text = await _wait_for(hover_on_class, timeout=60)
+    _show(f"hover on SRStore (project ready after {time.monotonic() - started:.1f} s)",
+          hover_text or "")
+
+    symbols = await client.text_document_document_symbol_async(
+        types.DocumentSymbolParams(text_document=doc)
+    )
+    lines = []
+    for symbol in symbols or []:
+        lines.append(_symbol_line(symbol, 0))
+    _show("document symbols", "\n".join(lines))
+
+    send_pos = _pos(text, "self rights add:", len("self rights "))
+    definition = await client.text_document_definition_async(
+        types.DefinitionParams(text_document=doc, position=send_pos)
+    )
+    _show("definition of add: (implementors)", _locations(definition, project))
+
+    references = await client.text_document_references_async(
+        types.ReferenceParams(
+            text_document=doc,
+            position=_pos(text, "SRStore >> rights [", len("SRStore >> ")),
+            context=types.ReferenceContext(include_declaration=False),
+        )
+    )
+    _show("senders of #rights", _locations(references, project))
+
+    await _demo_completion(client, doc, text, timeout)
+
+    await client.shutdown_async(None)
+    client.exit(None)
+    await client.stop()
+    for message in client.messages:
+        print(f"[server message] {message}")
+    return 0
+
+
+async def _demo_completion(
+    client: DemoClient, doc: types.TextDocumentIdentifier, text: str, timeout: float
+) -> None:
+    edited = text + NEW_METHOD
+    client.text_document_did_change(
+        types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=doc.uri, version=2),
+            content_changes=[types.TextDocumentContentChangeWholeDocument(text=edited)],
+        )
+    )
+    cursor = types.Position(line=edited.count("\n"), character=len(edited.rsplit("\n", 1)[-1]))
+    print("\n=== inline completion in a new method ===")
+    print(NEW_METHOD.strip("\n") + "█")
+    await _wait_for(
+        lambda: client.status.get("models", {}).get("coder") in ("ready", "failed"), timeout
+    )
+    started = time.monotonic()
+    result = await client.text_document_inline_completion_async(
+        types.InlineCompletionParams(
+            text_document=doc,
+            position=cursor,
+            context=types.InlineCompletionContext(
+                trigger_kind=types.InlineCompletionTriggerKind.Invoked
+            ),
+        )
+    )
+    elapsed = (time.monotonic() - started) * 1000
+    items = result.items if isinstance(result, types.InlineCompletionList) else (result or [])
+    if not items:
+        print(f"(no suggestion; coder status: {client.status.get('models', {}).get('coder')})")
+        return
+    first = items[0].insert_text
+    suggestion = first if isinstance(first, str) else first.value
+    print(f"suggestion ({elapsed:.0f} ms): {suggestion!r}")
+
+
+def _symbol_line(symbol: Any, depth: int) -> str:
+    lines = ["  " * depth + f"{symbol.name}" + (f"  ({symbol.detail})" if symbol.detail else "")]
+    for child in getattr(symbol, "children", None) or []:
+        lines.append(_symbol_line(child, depth + 1))
+    return "\n".join(lines)
+
+
+def _locations(result: Any, root: Path) -> str:
+    if result is None:
+        return ""
+    found = result if isinstance(result, list) else [result]
+    lines = []
+    for loc in found:
+        uri = str(getattr(loc, "uri", None) or getattr(loc, "target_uri", ""))
+        rng = getattr(loc, "range", None) or getattr(loc, "target_selection_range", None)
+        path = Path(uri.removeprefix("file://"))
+        shown = path.relative_to(root) if path.is_relative_to(root) else path
+        line = rng.start.line + 1 if rng else 0
+        lines.append(f"{shown}:{line}")
+    return "\n".join(lines)
