@@ -17,6 +17,7 @@ vim.env.STUB_LOG = stub_log
 vim.opt.runtimepath:prepend(plugin_dir)
 vim.opt.swapfile = false
 
+local uv = vim.uv or vim.loop
 local passed, failed = 0, 0
 local function check(name, cond, detail)
   if cond then
@@ -56,15 +57,15 @@ end
 
 --- Calls `next` once `pred()` holds, or records a failure after `ms` and stops.
 local function wait_for(name, pred, ms, next)
-  local deadline = vim.uv.now() + ms
-  local timer = vim.uv.new_timer()
+  local deadline = uv.now() + ms
+  local timer = uv.new_timer()
   timer:start(0, 50, vim.schedule_wrap(function()
     local okp, value = pcall(pred)
     if okp and value then
       timer:stop()
       timer:close()
       next(value)
-    elseif vim.uv.now() > deadline then
+    elseif uv.now() > deadline then
       timer:stop()
       timer:close()
       check(name .. ' (timed out)', false, okp and value or value)
@@ -139,6 +140,7 @@ step('initializationOptions and settings reach the server', function(next)
   wait_for('didChangeConfiguration sent', function()
     return #stub_messages('workspace/didChangeConfiguration') > 0
   end, 5000, function()
+    check('one server for the project', #stub_messages('initialize') == 1, #stub_messages('initialize'))
     local init = stub_messages('initialize')[1]
     check('initializationOptions in the server layout', vim.deep_equal(init.params.initializationOptions,
       { models = { code_generation = 'stub-coder' }, cpu_settings = { threads = 2 } }), init.params.initializationOptions)
@@ -212,7 +214,7 @@ step(':SmalltalkAdapters lists and activates', function(next)
     check('item text', shown and shown.text:match('tests%s+gemma3%s+scale 1') ~= nil, shown and shown.text)
     local calls = stub_messages('workspace/executeCommand')
     check('activate called with the name', vim.deep_equal(calls[#calls].params, { command = 'smalltalk.adapters.activate', arguments = { 'tests' } }), calls[#calls])
-    check('statusline shows the adapter', st.statusline():match('%[tests%]$') ~= nil, st.statusline())
+    check('statusline keeps the models and shows the adapter', st.statusline() == 'st: coder ready, reasoner loading [tests]', st.statusline())
     next()
   end)
 end)

@@ -202,7 +202,14 @@ end
 
 local function on_status(_, result, ctx)
   if type(result) == 'table' then
-    M.status[ctx.client_id] = result
+    -- Fields a notification leaves out keep their last value.
+    local status = M.status[ctx.client_id] or {}
+    for _, key in ipairs({ 'models', 'indexing', 'adapters' }) do
+      if result[key] ~= nil then
+        status[key] = result[key] ~= vim.NIL and result[key] or nil
+      end
+    end
+    M.status[ctx.client_id] = status
     vim.api.nvim_exec_autocmds('User', { pattern = 'SmalltalkStatus', modeline = false })
   end
 end
@@ -442,6 +449,10 @@ function M.client_config(path)
       ['smalltalk/status'] = on_status,
     },
     on_attach = on_attach,
+    -- Neovim 0.8+ sends the settings after initialize by itself; 0.7 does not.
+    on_init = (not has('0.8') and o.settings) and function(client)
+      client.notify('workspace/didChangeConfiguration', { settings = o.settings })
+    end or nil,
   }
 end
 
@@ -474,6 +485,8 @@ local function register_lsp_config()
   vim.lsp.enable(M.name)
 end
 
+local legacy_clients = {}
+
 local function start_legacy(bufnr)
   local path = vim.api.nvim_buf_get_name(bufnr)
   local config = M.client_config(path)
@@ -481,14 +494,14 @@ local function start_legacy(bufnr)
     vim.lsp.start(config, { bufnr = bufnr })
     return
   end
-  -- Neovim 0.7: reuse a client of the same root, else start one.
-  for _, client in pairs(vim.lsp.get_active_clients()) do
-    if client.name == M.name and client.config.root_dir == config.root_dir then
-      vim.lsp.buf_attach_client(bufnr, client.id)
-      return
-    end
+  -- Neovim 0.7: one client per root, remembered here (get_active_clients() does not list a
+  -- client before its initialize answer, and the FileType event fires for `st`, then `smalltalk`).
+  local id = legacy_clients[config.root_dir]
+  local client = id and vim.lsp.get_client_by_id(id)
+  if not client or client.is_stopped() then
+    id = vim.lsp.start_client(config)
+    legacy_clients[config.root_dir] = id
   end
-  local id = vim.lsp.start_client(config)
   if id then
     vim.lsp.buf_attach_client(bufnr, id)
   end
