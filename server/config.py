@@ -22,7 +22,8 @@ class _Section(BaseModel):
 
 
 class ModelsConfig(_Section):
-    # A GGUF path or the name of an embedded default ("gemma3-270m", "smollm2-135m").
+    # A GGUF path or the name of an embedded default ("gemma3-270m", "smollm2-135m");
+    # "off" (or "") turns the role off. Both roles naming one file share its weights.
     code_generation: str = "gemma3-270m"
     reasoning: str = "smollm2-135m"
     # A sentence-transformers model path or the embedded default name.
@@ -44,6 +45,8 @@ class CompletionConfig(_Section):
     max_tokens_line: int = Field(default=48, gt=0)
     max_tokens_block: int = Field(default=128, gt=0)
     temperature: float = Field(default=0.0, ge=0.0)
+    # Suggestions kept for typing through and for repeated prompts.
+    cache_size: int = Field(default=64, gt=0)
 
 
 class RetrievalConfig(_Section):
@@ -65,6 +68,16 @@ class Settings(_Section):
     adapters: AdaptersConfig = Field(default_factory=AdaptersConfig)
     mlock: bool = False
     mmap: bool = True
+
+    def model_for(self, role: str) -> str | None:
+        """The configured model of a role ("coder" or "reasoner"); None when it is off."""
+        name = self.models.code_generation if role == "coder" else self.models.reasoning
+        name = name.strip()
+        return None if name.lower() in ("", "off", "none") else name
+
+    def n_ctx_for(self, role: str) -> int:
+        per_role = self.models.coder_n_ctx if role == "coder" else self.models.reasoner_n_ctx
+        return per_role or self.cpu_settings.context_length
 
 
 class LoadedSettings(BaseModel):

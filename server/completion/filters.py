@@ -1,0 +1,182 @@
+"""Post-processing: one ordered list of small filters from raw model output to a suggestion.
+
+Each filter takes the text so far and the cursor context and returns the (usually shorter)
+text, or None to drop the suggestion. They run in the order of FILTERS; golden files under
+tests/golden/ pin their behaviour.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+
+from server.completion.lexical import Scanner, balanced_ends
+from server.completion.syntax import method_errors
+from server.completion.types import CursorContext
+
+Filter = Callable[[str, CursorContext], str | None]
+
+# Texts of special tokens a model may spell out instead of stopping.
+_SPECIAL = re.compile(
+    r"<\|(?:endoftext|file_separator|fim_[a-z]+|im_end|im_start|end)\|>"
+    r"|<(?:eos|end_of_turn|start_of_turn|fim_[a-z]+|/s)>|<｜[^｜]*｜>"
+)
+_BANG = re.compile(r"(?<!!)!(?!!)")
+
+
+def cut_special_tokens(text: str, ctx: CursorContext) -> str | None:
+    match = _SPECIAL.search(text)
+    return text[: match.start()] if match else text
+
+
+def cut_at_bang(text: str, ctx: CursorContext) -> str | None:
+    """In chunk files a single `!` ends the chunk: a suggestion never runs past one."""
+    if not ctx.in_chunk_file:
+        return text
+    match = _BANG.search(text)
+    return text[: match.start()] if match else text
+
+
+def cut_at_line_end(text: str, ctx: CursorContext) -> str | None:
+    if ctx.mode != "line":
+        return text
+    # A suggestion at the end of a blank line may start with the line break itself.
+    return text.split("\n", 1)[0].rstrip("\r")
+
+
+def cut_at_method_end(text: str, ctx: CursorContext) -> str | None:
+    """Stop before a closer of something the method body did not open (the method's own `]`,
+    a class body): the suggestion ends with the method."""
+    scanner = Scanner(ctx.scan)
+    for event in scanner.feed(text):
+        if event.kind == "bad-close":
+            return text[: event.offset]
+    return text
+
+
+def cut_at_statement_end(text: str, ctx: CursorContext) -> str | None:
+    """While typing in a line, stop after the statement's period (at the cursor's nesting)."""
+    if ctx.mode != "line":
+        return text
+    scanner = Scanner(ctx.scan)
+    depth = len(ctx.scan.stack)
+    for index, ch in enumerate(text):
+        events = scanner.feed(ch)
+        if any(e.kind == "period" for e in events) and len(scanner.state.stack) == depth:
+            following = text[index + 1 : index + 2]
+            if not following.isdigit():  # `3.14` is a number, not a statement end
+                return text[: index + 1]
+    return text
+
+
+def cut_repeated_suffix(text: str, ctx: CursorContext) -> str | None:
+    """Never repeat what already follows the cursor."""
+    rest_of_line = ctx.line_suffix.strip()
+    if rest_of_line:
+        # The earliest point from which the suggestion only retypes the rest of the line.
+        for index in range(len(text)):
+            tail = text[index:].strip()
+            if tail and rest_of_line.startswith(tail) and _at_boundary(text, index):
+                return text[:index].rstrip()
+    following = [line.strip() for line in ctx.suffix.split("\n")[1:] if line.strip()]
+    if following and "\n" in text:
+        lines = text.split("\n")
+        kept: list[str] = []
+        for line in lines:
+            if kept and line.strip() and line.strip() == following[0]:
+                break
+            kept.append(line)
+        return "\n".join(kept)
+    return text
+
+
+def _at_boundary(text: str, index: int) -> bool:
+    if index == 0:
+        return True
+    before, at = text[index - 1], text[index]
+    return not (before.isalnum() and at.isalnum())
+
+
+def keep_balanced(text: str, ctx: CursorContext) -> str | None:
+    """Trim to the longest prefix that opens no bracket, string or comment it does not close."""
+    ends = balanced_ends(text, ctx.scan)
+    return text[: ends[-1]]
+
+
+def trim_whitespace(text: str, ctx: CursorContext) -> str | None:
+    text = text.rstrip()
+    if ctx.mode == "line" and not ctx.line_prefix.strip():
+        return text
+    if ctx.mode == "line" and ctx.line_prefix.endswith((" ", "\t")):
+        # The user already typed the space.
+        return text.lstrip(" \t")
+    return text
+
+
+def longest_parsing_prefix(text: str, ctx: CursorContext) -> str | None:
+    """Trim to the longest prefix with which the method parses; drop if none does.
+
+    A method that is broken elsewhere (not on the cursor's line) cannot judge a suggestion;
+    it is then kept as the other filters left it.
+    """
+    method = ctx.method
+    if method is None or not text:
+        return text
+    baseline = method.before + method.after
+    line_start = method.before.rfind("\n") + 1
+    after_line = method.after.find("\n")
+    line_end = len(method.before) + (after_line if after_line >= 0 else len(method.after))
+    if any(end < line_start or start > line_end for start, end in method_errors(baseline)):
+        return text
+    for end in reversed(_cut_points(text)):
+        candidate = text[:end].rstrip()
+        if candidate.strip() and not method_errors(method.before + candidate + method.after):
+            return candidate
+    return None
+
+
+def _cut_points(text: str, limit: int = 48) -> list[int]:
+    """Ends of tokens in `text` (ascending), at most `limit` of them, always including the end."""
+    points = [
+        i + 1
+        for i, ch in enumerate(text)
+        if not ch.isspace() and (i + 1 == len(text) or not _same_token(ch, text[i + 1]))
+    ]
+    if not points or points[-1] != len(text):
+        points.append(len(text))
+    return points[-limit:]
+
+
+def _same_token(a: str, b: str) -> bool:
+    word = a.isalnum() or a in "_:"
+    return word and (b.isalnum() or b in "_:")
+
+
+def drop_empty(text: str, ctx: CursorContext) -> str | None:
+    return text if text.strip() else None
+
+
+FILTERS: tuple[Filter, ...] = (
+    cut_special_tokens,
+    cut_at_bang,
+    cut_at_line_end,
+    cut_at_method_end,
+    cut_at_statement_end,
+    cut_repeated_suffix,
+    keep_balanced,
+    trim_whitespace,
+    longest_parsing_prefix,
+    drop_empty,
+)
+
+
+def apply_filters(
+    text: str, ctx: CursorContext, filters: Sequence[Filter] = FILTERS
+) -> str | None:
+    """Run the filters in order; None as soon as one drops the suggestion."""
+    current: str | None = text
+    for step in filters:
+        if current is None:
+            return None
+        current = step(current, ctx)
+    return current

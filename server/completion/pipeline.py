@@ -1,0 +1,187 @@
+"""The completion pipeline: context -> prompt -> generate -> filters -> suggestion.
+
+Each stage is a plain function (context.build_context, prompt.build_prompt, the engine's
+generate, filters.apply_filters); this module only strings them together, once for callers
+that may block (`smalltalk-lsp complete`, tests) and once for the LSP event loop, where
+generation runs on the role's inference worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from server.completion.cache import CacheKey, SuggestionCache
+from server.completion.context import ContextProvider, build_context
+from server.completion.filters import apply_filters
+from server.completion.lexical import Scanner
+from server.completion.prompt import build_prompt
+from server.completion.types import CompletionRequest, CursorContext, Prompt, Suggestion
+from server.config import Settings
+from server.engine.types import CancelToken, GenerateParams, Generation, StopCheck, TextEngine
+from server.engine.worker import InferenceWorker
+
+
+@dataclass(frozen=True)
+class CompletionOptions:
+    budget_ms: int = 1000
+    max_tokens_line: int = 48
+    max_tokens_block: int = 128
+    temperature: float = 0.0
+    prefix_chars: int = 3000
+    suffix_chars: int = 600
+    context_chars: int = 1500
+    # The active LoRA adapter set; part of every cache key.
+    adapter_key: str = ""
+
+    @classmethod
+    def from_settings(cls, settings: Settings, adapter_key: str = "") -> CompletionOptions:
+        c = settings.completion
+        return cls(
+            budget_ms=c.budget_ms,
+            max_tokens_line=c.max_tokens_line,
+            max_tokens_block=c.max_tokens_block,
+            temperature=c.temperature,
+            adapter_key=adapter_key,
+        )
+
+
+@dataclass(frozen=True)
+class Prepared:
+    ctx: CursorContext
+    prompt: Prompt
+    params: GenerateParams
+    key: CacheKey
+    started: float
+
+
+def prepare(
+    request: CompletionRequest,
+    engine: TextEngine,
+    providers: Sequence[ContextProvider],
+    options: CompletionOptions,
+    cache: SuggestionCache,
+) -> Prepared | Suggestion:
+    """Context and prompt stages; a Suggestion straight away when a cache answers."""
+    started = time.monotonic()
+    key = CacheKey(request.uri, engine.model_id, options.adapter_key)
+    rest = cache.typed_through(key, request.text, request.offset)
+    if rest is not None:
+        cache.remember(key, request.text, request.offset, rest)
+        return Suggestion(rest, "line", source="typed-through", timings=_since(started))
+    ctx = build_context(request, providers, options.prefix_chars, options.suffix_chars)
+    prompt = build_prompt(
+        ctx, engine.fim, options.max_tokens_line, options.max_tokens_block, options.context_chars
+    )
+    params = GenerateParams(
+        max_tokens=prompt.max_tokens,
+        temperature=options.temperature,
+        stop=prompt.stop,
+        budget_s=options.budget_ms / 1000,
+        adapter_key=options.adapter_key,
+    )
+    prepared = Prepared(ctx, prompt, params, key, started)
+    if options.temperature == 0:
+        raw = cache.prompt_result(key.model_id, key.adapter_key, prompt.text, prompt.max_tokens)
+        if raw is not None:
+            return _finish(prepared, Generation(raw, "stop"), cache, source="cache")
+    return prepared
+
+
+def stop_check_for(ctx: CursorContext) -> StopCheck:
+    """Stop generating as soon as the filters would cut anyway: at the method's end and at a
+    chunk's `!` (line ends are a plain stop string)."""
+    scanner = Scanner(ctx.scan)
+
+    def check(text: str) -> int | None:
+        # The scanner counts offsets over everything fed so far, which is `text` itself.
+        for event in scanner.feed(text[scanner.offset :]):
+            if event.kind == "bad-close" or (event.kind == "bang" and ctx.in_chunk_file):
+                return event.offset
+        return None
+
+    return check
+
+
+def _finish(
+    prepared: Prepared, generation: Generation, cache: SuggestionCache, source: str = "model"
+) -> Suggestion:
+    ctx, prompt = prepared.ctx, prepared.prompt
+    text = apply_filters(generation.text, ctx) or ""
+    if source == "model" and generation.stop_reason in ("eos", "stop", "length"):
+        key = prepared.key
+        cache.store_prompt_result(
+            key.model_id, key.adapter_key, prompt.text, prompt.max_tokens, generation.text
+        )
+    if text:
+        cache.remember(prepared.key, ctx.request.text, ctx.request.offset, text)
+    timings = _since(prepared.started)
+    timings.update(prompt_ms=generation.prompt_ms, generate_ms=generation.generate_ms)
+    return Suggestion(
+        text,
+        prompt.mode,
+        raw=generation.text,
+        source="cache" if source == "cache" else "model",
+        prompt=prompt,
+        timings=timings,
+        generation=generation,
+    )
+
+
+def _since(started: float) -> dict[str, float]:
+    return {"total_ms": (time.monotonic() - started) * 1000}
+
+
+def complete(
+    request: CompletionRequest,
+    engine: TextEngine,
+    providers: Sequence[ContextProvider] = (),
+    options: CompletionOptions | None = None,
+    cache: SuggestionCache | None = None,
+    cancel: CancelToken | None = None,
+) -> Suggestion:
+    """The whole pipeline in the calling thread (blocks while the model generates)."""
+    options = options or CompletionOptions()
+    cache = cache or SuggestionCache()
+    prepared = prepare(request, engine, providers, options, cache)
+    if isinstance(prepared, Suggestion):
+        return prepared
+    cancel = cancel or CancelToken(prepared.params.budget_s)
+    generation = engine.generate(
+        prepared.prompt.text, prepared.params, cancel, stop_check_for(prepared.ctx)
+    )
+    return _finish(prepared, generation, cache)
+
+
+async def complete_async(
+    request: CompletionRequest,
+    engine: TextEngine,
+    worker: InferenceWorker,
+    providers: Sequence[ContextProvider] = (),
+    options: CompletionOptions | None = None,
+    cache: SuggestionCache | None = None,
+) -> Suggestion | None:
+    """The pipeline for the event loop: generation on the worker, keyed by document so a newer
+    request supersedes this one. None when superseded or cancelled."""
+    options = options or CompletionOptions()
+    cache = cache or SuggestionCache()
+    prepared = prepare(request, engine, providers, options, cache)
+    if isinstance(prepared, Suggestion):
+        return prepared
+    stop_check = stop_check_for(prepared.ctx)
+
+    def run(cancel: CancelToken) -> Generation:
+        return engine.generate(prepared.prompt.text, prepared.params, cancel, stop_check)
+
+    job = worker.submit(run, key=request.uri, budget_s=prepared.params.budget_s)
+    try:
+        generation = await asyncio.wrap_future(job.future)
+    except asyncio.CancelledError:
+        # $/cancelRequest: stop the model too, not just this coroutine.
+        job.cancel.cancel()
+        raise
+    if generation is None or generation.stop_reason == "cancelled":
+        return None
+    return _finish(prepared, generation, cache)

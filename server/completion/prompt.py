@@ -1,0 +1,50 @@
+"""Prompt stage: lay out project context, file context and the text around the cursor.
+
+The front of the prompt (project context, then the file up to the cursor) stays the same
+between keystrokes, so llama.cpp reuses its KV cache for all of it. Models with FIM tokens get
+a fill-in-the-middle prompt built from their own token texts (create_completion(suffix=) does
+not do FIM in llama-cpp-python 0.3.36); others get the prefix only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from server.completion.types import ContextSnippet, CursorContext, Prompt
+from server.engine.types import FimTokens
+
+
+def render_snippets(snippets: Sequence[ContextSnippet], budget_chars: int) -> str:
+    """Project context as Smalltalk text, in provider order, within a character budget."""
+    parts: list[str] = []
+    used = 0
+    for snippet in snippets:
+        text = snippet.text.strip()
+        if not text or used + len(text) > budget_chars:
+            continue
+        parts.append(text)
+        used += len(text) + 2
+    return "\n\n".join(parts) + "\n\n" if parts else ""
+
+
+def build_prompt(
+    ctx: CursorContext,
+    fim: FimTokens | None,
+    max_tokens_line: int = 48,
+    max_tokens_block: int = 128,
+    context_chars: int = 1500,
+) -> Prompt:
+    project = render_snippets(ctx.snippets, context_chars)
+    front = project + ctx.prefix
+    if fim is not None:
+        text = f"{fim.prefix}{front}{fim.suffix}{ctx.suffix}{fim.middle}"
+    else:
+        text = front
+    line = ctx.mode == "line"
+    return Prompt(
+        text=text,
+        max_tokens=max_tokens_line if line else max_tokens_block,
+        mode=ctx.mode,
+        stop=("\n",) if line else (),
+        stable_chars=len(front) + (len(fim.prefix) if fim else 0),
+    )

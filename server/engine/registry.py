@@ -1,0 +1,260 @@
+"""Models by role: which file each role uses, loading them (weights shared per file), one
+context and one inference worker per role, and the state the editor is told about.
+
+Roles naming the same file (and the same mmap/mlock choice) share one `llama_model`; each
+role has its own context, so the coder's KV cache survives an explanation.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from server.config import Settings
+from server.engine.embedded import ModelNotFound, resolve_model_path
+from server.engine.llama_model import LoadedModel, ModelLoadError, check_model_file, load_model
+from server.engine.memory import MB, plan_memory, role_needs
+from server.engine.session import LlamaSession
+from server.engine.types import (
+    ROLES,
+    CancelToken,
+    FimTokens,
+    GenerateParams,
+    Generation,
+    Role,
+    StopCheck,
+)
+from server.engine.worker import InferenceWorker
+
+log = logging.getLogger(__name__)
+
+State = Literal["off", "loading", "ready", "failed"]
+Listener = Callable[[Role, State, str | None], None]
+
+
+@dataclass(frozen=True)
+class RoleSpec:
+    role: Role
+    name: str
+    path: Path
+    n_ctx: int
+    n_batch: int
+    n_threads: int
+    mmap: bool
+    mlock: bool
+
+    @property
+    def weights_key(self) -> tuple[str, bool, bool]:
+        return (str(self.path.resolve()), self.mmap, self.mlock)
+
+
+def role_spec(settings: Settings, role: Role, workspace: Path | None = None) -> RoleSpec | None:
+    """The spec of a role, or None when it is off. ModelNotFound if an embedded one is missing."""
+    name = settings.model_for(role)
+    if name is None:
+        return None
+    cpu = settings.cpu_settings
+    return RoleSpec(
+        role=role,
+        name=name,
+        path=resolve_model_path(name, workspace),
+        n_ctx=settings.n_ctx_for(role),
+        n_batch=cpu.batch_size,
+        n_threads=cpu.threads,
+        mmap=settings.mmap,
+        mlock=settings.mlock,
+    )
+
+
+class LlamaEngine:
+    """The in-process TextEngine: a context of its own over a possibly shared model."""
+
+    def __init__(self, spec: RoleSpec, model: LoadedModel) -> None:
+        self.spec = spec
+        self.model = model
+        # The coder reuses partial prefixes on every keystroke, which needs the full-size
+        # sliding-window cache; other roles keep the smaller one (less memory on Gemma 3).
+        self.session = LlamaSession(
+            model,
+            n_ctx=min(spec.n_ctx, max(model.n_ctx_train, 1)),
+            n_batch=spec.n_batch,
+            n_threads=spec.n_threads,
+            swa_full=spec.role == "coder",
+        )
+
+    @property
+    def model_id(self) -> str:
+        return self.model.model_id
+
+    @property
+    def fim(self) -> FimTokens | None:
+        return self.model.fim
+
+    def generate(
+        self,
+        prompt: str,
+        params: GenerateParams,
+        cancel: CancelToken,
+        stop_check: StopCheck | None = None,
+    ) -> Generation:
+        return self.session.generate(prompt, params, cancel, stop_check)
+
+    def close(self) -> None:
+        self.session.close()
+
+
+class ModelRegistry:
+    def __init__(self, settings: Settings, workspace: Path | None = None) -> None:
+        self.settings = settings
+        self.workspace = workspace
+        self.listeners: list[Listener] = []
+        self._lock = threading.RLock()
+        self._models: dict[tuple[str, bool, bool], tuple[LoadedModel, set[Role]]] = {}
+        self._engines: dict[Role, LlamaEngine] = {}
+        self._workers: dict[Role, InferenceWorker] = {}
+        self._specs: dict[Role, RoleSpec | None] = {}
+        self.states: dict[Role, State] = {role: "off" for role in ROLES}
+        self.errors: dict[Role, str] = {}
+        self._loader: threading.Thread | None = None
+        self._closed = False
+
+    # --- state -------------------------------------------------------------------------
+
+    def _set_state(self, role: Role, state: State, error: str | None = None) -> None:
+        with self._lock:
+            self.states[role] = state
+            if error:
+                self.errors[role] = error
+            else:
+                self.errors.pop(role, None)
+        for listener in list(self.listeners):
+            try:
+                listener(role, state, error)
+            except Exception:
+                log.exception("model state listener failed")
+
+    def engine(self, role: Role) -> LlamaEngine | None:
+        with self._lock:
+            return self._engines.get(role)
+
+    def worker(self, role: Role) -> InferenceWorker | None:
+        with self._lock:
+            return self._workers.get(role)
+
+    # --- loading -----------------------------------------------------------------------
+
+    def load(self, role: Role) -> LlamaEngine | None:
+        """Load a role now (blocking); None when it is off or failed (see `errors`)."""
+        with self._lock:
+            if self._closed:
+                return None
+            if role in self._engines:
+                return self._engines[role]
+        try:
+            spec = role_spec(self.settings, role, self.workspace)
+        except ModelNotFound as err:
+            self._set_state(role, "failed", str(err))
+            return None
+        if spec is None:
+            self._set_state(role, "off")
+            return None
+        self._set_state(role, "loading")
+        try:
+            engine = self._load_spec(spec)
+        except (ModelLoadError, RuntimeError, OSError) as err:
+            log.error("%s model failed: %s", role, err)
+            self._set_state(role, "failed", str(err))
+            return None
+        with self._lock:
+            self._engines[role] = engine
+            self._workers[role] = InferenceWorker(role)
+            self._specs[role] = spec
+        self._set_state(role, "ready")
+        return engine
+
+    def _load_spec(self, spec: RoleSpec) -> LlamaEngine:
+        info = check_model_file(spec.path)
+        with self._lock:
+            shared = self._models.get(spec.weights_key)
+        sharer = next(iter(shared[1])) if shared else None
+        needs = role_needs(spec.role, info, spec.n_ctx, spec.n_batch, sharer)
+        plan = plan_memory([needs])
+        if not plan.fits:
+            raise ModelLoadError(
+                f"{spec.path}: the {spec.role} role needs about {needs.total_bytes / MB:.0f} MiB "
+                f"but only {plan.available_bytes / MB:.0f} MiB are free (lower n_ctx or use a "
+                f"smaller model; `smalltalk-lsp doctor` shows the plan)"
+            )
+        if shared is None:
+            model = load_model(spec.path, spec.mmap, spec.mlock)
+            with self._lock:
+                shared = self._models.setdefault(spec.weights_key, (model, set()))
+        model, users = shared
+        engine = LlamaEngine(spec, model)
+        users.add(spec.role)
+        return engine
+
+    def start_loading(self, roles: tuple[Role, ...] = ROLES) -> threading.Thread:
+        """Load the roles on a background thread; listeners hear each state change."""
+
+        def run() -> None:
+            for role in roles:
+                self.load(role)
+
+        thread = threading.Thread(target=run, name="model-loader", daemon=True)
+        self._loader = thread
+        thread.start()
+        return thread
+
+    def wait_loaded(self, timeout: float | None = None) -> None:
+        if self._loader is not None:
+            self._loader.join(timeout)
+
+    # --- changes and shutdown ------------------------------------------------------------
+
+    def unload(self, role: Role) -> None:
+        with self._lock:
+            engine = self._engines.pop(role, None)
+            worker = self._workers.pop(role, None)
+            spec = self._specs.pop(role, None)
+        if worker is not None:
+            worker.close()
+        if engine is not None:
+            engine.close()
+        if spec is not None:
+            with self._lock:
+                entry = self._models.get(spec.weights_key)
+                if entry is not None:
+                    entry[1].discard(role)
+                    if not entry[1]:
+                        del self._models[spec.weights_key]
+                        entry[0].close()
+        self._set_state(role, "off")
+
+    def apply_settings(self, settings: Settings) -> list[Role]:
+        """Take new settings; roles whose model setup changed are unloaded and returned (the
+        caller reloads them)."""
+        changed: list[Role] = []
+        old = self.settings
+        self.settings = settings
+        for role in ROLES:
+            if _model_setup(old, role) != _model_setup(settings, role):
+                self.unload(role)
+                changed.append(role)
+        return changed
+
+    def close(self) -> None:
+        """Free every context and model (on shutdown)."""
+        with self._lock:
+            self._closed = True
+        for role in ROLES:
+            self.unload(role)
+
+
+def _model_setup(settings: Settings, role: Role) -> tuple[object, ...]:
+    cpu = settings.cpu_settings
+    return (settings.model_for(role), settings.n_ctx_for(role), cpu, settings.mmap, settings.mlock)

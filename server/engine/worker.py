@@ -1,0 +1,114 @@
+"""A dedicated inference thread per context: jobs run one at a time, off the event loop.
+
+A job submitted with a key (the document URI) supersedes the job with the same key that is
+waiting or running: that one's CancelToken is cancelled, which stops it within a token or in
+the middle of prompt processing. pygls cannot stop a thread, so the worker does.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from server.engine.types import CancelToken
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Job:
+    fn: Callable[[CancelToken], Any]
+    cancel: CancelToken
+    key: str | None = None
+    future: Future[Any] = field(default_factory=Future)
+
+
+class InferenceWorker:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._queue: queue.Queue[Job | None] = queue.Queue()
+        self._lock = threading.Lock()
+        self._by_key: dict[str, Job] = {}
+        self._running: Job | None = None
+        self._idle = threading.Event()
+        self._idle.set()
+        # Monotonic time the last job finished, for "cancel -> free" measurements.
+        self.last_finished = 0.0
+        self._thread = threading.Thread(target=self._run, name=f"inference-{name}", daemon=True)
+        self._thread.start()
+
+    def submit(
+        self,
+        fn: Callable[[CancelToken], Any],
+        key: str | None = None,
+        budget_s: float | None = None,
+    ) -> Job:
+        """Queue `fn(cancel)`; a job with the same key is cancelled first. The budget counts
+        from now: the user waits from the request, not from when the worker got to it."""
+        job = Job(fn, CancelToken(budget_s), key)
+        with self._lock:
+            if key is not None:
+                previous = self._by_key.get(key)
+                if previous is not None:
+                    previous.cancel.cancel()
+                self._by_key[key] = job
+            self._idle.clear()
+        self._queue.put(job)
+        return job
+
+    def cancel(self, key: str) -> bool:
+        with self._lock:
+            job = self._by_key.get(key)
+        if job is None:
+            return False
+        job.cancel.cancel()
+        return True
+
+    @property
+    def busy(self) -> bool:
+        return not self._idle.is_set()
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        return self._idle.wait(timeout)
+
+    def _run(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            with self._lock:
+                self._running = job
+            try:
+                if job.cancel.cancelled:
+                    # Superseded before it started: the awaiting side gets None.
+                    job.future.set_result(None)
+                elif job.future.set_running_or_notify_cancel():
+                    try:
+                        job.future.set_result(job.fn(job.cancel))
+                    except BaseException as err:  # reported to whoever awaits the job
+                        log.exception("inference job failed on %s", self.name)
+                        job.future.set_exception(err)
+            finally:
+                with self._lock:
+                    self._running = None
+                    if job.key is not None and self._by_key.get(job.key) is job:
+                        del self._by_key[job.key]
+                    self.last_finished = time.monotonic()
+                    if self._queue.empty():
+                        self._idle.set()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Cancel everything and stop the thread."""
+        with self._lock:
+            for job in self._by_key.values():
+                job.cancel.cancel()
+            if self._running is not None:
+                self._running.cancel.cancel()
+        self._queue.put(None)
+        self._thread.join(timeout)

@@ -1,0 +1,208 @@
+"""Direct tests of the pure completion stages: context, filters one by one, prompt, cache."""
+
+from __future__ import annotations
+
+from server.completion import filters as f
+from server.completion.cache import CacheKey, SuggestionCache
+from server.completion.context import build_context, guess_format, stable_window_start
+from server.completion.lexical import balanced_ends, is_balanced, scan
+from server.completion.prompt import build_prompt
+from server.completion.types import CompletionRequest, ContextSnippet, CursorContext
+from server.engine.types import FimTokens
+
+TONEL = """Class {
+	#name : #SRLicence,
+	#superclass : #Object,
+	#category : #'StreamingRights-Core'
+}
+
+{ #category : #accessing }
+SRLicence >> fee [
+
+	^ fee ifNil: [ 0 ]
+]
+
+{ #category : #accessing }
+SRLicence >> startDate [
+
+	CURSOR
+]
+
+{ #category : #accessing }
+SRLicence >> endDate [
+
+	^ endDate
+]
+"""
+
+
+def ctx_at(text: str, marker: str = "CURSOR", fmt: str | None = None) -> CursorContext:
+    offset = text.index(marker)
+    clean = text.replace(marker, "")
+    return build_context(CompletionRequest("file:///x.st", clean, offset, source_format=fmt))
+
+
+# --- lexical ----------------------------------------------------------------------------
+
+
+def test_scanner_ignores_brackets_in_strings_comments_and_characters() -> None:
+    state, events = scan("x := '[' , \"(\" , $] printString. [ :y | y ]")
+    assert state.stack == []
+    assert [e.kind for e in events if e.kind in ("open", "close", "bad-close")] == ["open", "close"]
+
+
+def test_scanner_doubled_quote_stays_in_string() -> None:
+    state, _ = scan("'it''s")
+    assert state.quote == "'"
+    assert is_balanced("'it''s' size")
+
+
+def test_balanced_ends_stop_at_a_foreign_closer() -> None:
+    assert balanced_ends("a ] b") == [0, 1, 2]
+
+
+# --- context ----------------------------------------------------------------------------
+
+
+def test_format_guess() -> None:
+    assert guess_format(TONEL) == "tonel"
+    assert guess_format("!Foo methodsFor: 'x'!\nbar\n\t^ 1! !\n") == "chunk"
+    assert guess_format("Object subclass: Foo [\n  bar [ ^ 1 ]\n]\n") == "bracket"
+    assert guess_format("bar\n\t^ 1", "Pkg.package/Foo.class/instance/bar.st") == "filetree"
+
+
+def test_block_mode_at_start_of_empty_tonel_body() -> None:
+    ctx = ctx_at(TONEL)
+    assert ctx.mode == "block"
+    assert ctx.method is not None
+    assert ctx.method.class_name == "SRLicence"
+    assert ctx.method.selector == "startDate"
+    assert ctx.method.before.startswith("startDate")
+    assert ctx.method.after.strip() == ""
+    assert ctx.scan.stack == []
+
+
+def test_line_mode_mid_line_with_open_block() -> None:
+    text = TONEL.replace("\tCURSOR", "\t^ fee ifNil: [ CURSOR ]")
+    ctx = ctx_at(text)
+    assert ctx.mode == "line"
+    assert ctx.line_suffix == " ]"
+    assert [b for b, _ in ctx.scan.stack] == ["["]
+
+
+def test_cursor_between_methods_has_no_method() -> None:
+    header = "{ #category : #accessing }\nSRLicence >> endDate"
+    text = TONEL.replace(header, "CURSOR\nSRLicence >> endDate")
+    text = text.replace("\tCURSOR\n", "\t^ startDate\n", 1)
+    ctx = ctx_at(text)
+    assert ctx.method is None
+    assert ctx.mode == "line"
+
+
+def test_chunk_method_span_unescapes_bangs() -> None:
+    text = "!Foo methodsFor: 'x'!\nshout\n\t^ 'hey!!' , CURSOR\n! !\n"
+    ctx = ctx_at(text, fmt="chunk")
+    assert ctx.method is not None
+    assert ctx.method.before == "shout\n\t^ 'hey!' , "
+    assert ctx.method.class_name == "Foo"
+
+
+def test_window_start_moves_in_steps() -> None:
+    starts = {stable_window_start(offset, 1000) for offset in range(5000, 5200)}
+    assert len(starts) == 1
+    assert stable_window_start(10, 1000) == 0
+
+
+# --- filters, one at a time -------------------------------------------------------------
+
+
+def test_cut_at_method_end() -> None:
+    ctx = ctx_at(TONEL)
+    assert f.cut_at_method_end("^ startDate\n]\nmore", ctx) == "^ startDate\n"
+
+
+def test_cut_at_bang_only_in_chunk_files() -> None:
+    chunk = ctx_at("!Foo methodsFor: 'x'!\nbar\n\tCURSOR\n! !\n", fmt="chunk")
+    assert f.cut_at_bang("^ 1! !", chunk) == "^ 1"
+    assert f.cut_at_bang("^ 'a!!b'", chunk) == "^ 'a!!b'"
+    assert f.cut_at_bang("^ 1! !", ctx_at(TONEL)) == "^ 1! !"
+
+
+def test_cut_repeated_suffix_on_the_line() -> None:
+    ctx = ctx_at(TONEL.replace("\tCURSOR", "\t^ fee ifNil: [ CURSOR ]"))
+    assert f.cut_repeated_suffix("0 ]", ctx) == "0"
+    assert f.cut_repeated_suffix("0", ctx) == "0"
+
+
+def test_keep_balanced_trims_open_bracket() -> None:
+    ctx = ctx_at(TONEL.replace("\tCURSOR", "\t^ x CURSOR"))
+    assert f.keep_balanced("ifTrue: [ 1 ] ifFalse: [ 2", ctx) == "ifTrue: [ 1 ] ifFalse: "
+
+
+def test_keep_balanced_lets_a_suggestion_close_the_string_it_is_in() -> None:
+    ctx = ctx_at(TONEL.replace("\tCURSOR", "\t^ 'abcCURSOR"))
+    assert ctx.scan.quote == "'"
+    assert f.keep_balanced("def'", ctx) == "def'"
+
+
+def test_statement_end_only_in_line_mode() -> None:
+    line = ctx_at(TONEL.replace("\tCURSOR", "\tx := CURSOR"))
+    assert f.cut_at_statement_end("3. y := 4", line) == "3."
+    assert f.cut_at_statement_end("3.25", line) == "3.25"
+    block = ctx_at(TONEL)
+    assert f.cut_at_statement_end("x := 3.\n\t^ x", block) == "x := 3.\n\t^ x"
+
+
+def test_parse_check_keeps_suggestion_when_method_is_broken_elsewhere() -> None:
+    broken = TONEL.replace("\tCURSOR", "\t| a |\n\ta := := 3.\n\t^ a CURSOR")
+    ctx = ctx_at(broken)
+    assert f.longest_parsing_prefix("+ + +", ctx) == "+ + +"
+
+
+# --- prompt -----------------------------------------------------------------------------
+
+
+def test_prefix_only_prompt_puts_context_first() -> None:
+    ctx = ctx_at(TONEL)
+    ctx = CursorContext(**{**ctx.__dict__, "snippets": (ContextSnippet('"project"'),)})
+    prompt = build_prompt(ctx, None)
+    assert prompt.text.startswith('"project"\n\n')
+    assert prompt.text.endswith(ctx.prefix)
+    assert prompt.mode == "block" and prompt.stop == ()
+
+
+def test_fim_prompt_uses_the_models_tokens() -> None:
+    ctx = ctx_at(TONEL.replace("\tCURSOR", "\t^ fee CURSOR"))
+    fim = FimTokens("<PRE>", "<SUF>", "<MID>")
+    prompt = build_prompt(ctx, fim)
+    assert prompt.text == f"<PRE>{ctx.prefix}<SUF>{ctx.suffix}<MID>"
+    assert prompt.stop == ("\n",)
+
+
+def test_prompt_front_is_stable_while_typing() -> None:
+    base = TONEL.replace("\tCURSOR", "\t^ feCURSOR")
+    typed = TONEL.replace("\tCURSOR", "\t^ feeCURSOR")
+    first, second = build_prompt(ctx_at(base), None), build_prompt(ctx_at(typed), None)
+    assert second.text.startswith(first.text)
+
+
+# --- cache ------------------------------------------------------------------------------
+
+
+def test_typing_through_a_suggestion() -> None:
+    cache = SuggestionCache()
+    key = CacheKey("u", "model.gguf")
+    text = "abc tail"
+    cache.remember(key, text, 3, "defgh")
+    typed = "abcde tail"
+    assert cache.typed_through(key, typed, 5) == "fgh"
+    assert cache.typed_through(key, "abcx tail", 4) is None
+    assert cache.typed_through(CacheKey("u", "model.gguf", "adapter"), typed, 5) is None
+    assert cache.typed_through(key, "abcde tail!", 5) is None  # the text after changed
+
+
+def test_prompt_results_are_keyed_by_adapter() -> None:
+    cache = SuggestionCache(size=2)
+    cache.store_prompt_result("m", "", "p", 8, "raw")
+    assert cache.prompt_result("m", "", "p", 8) == "raw"
+    assert cache.prompt_result("m", "lora", "p", 8) is None
