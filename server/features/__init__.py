@@ -1,0 +1,1 @@
+"""LSP features, one module each; every module has `setup(ls)` (see server.lsp.FEATURES)."""

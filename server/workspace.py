@@ -1,0 +1,339 @@
+"""Scanning the workspace into the project model, keeping it current, and the on-disk cache.
+
+The scan runs in a background thread and adds files to the model in batches, so requests are
+answered from whatever is indexed so far. Parse results are cached in
+`<root>/.smalltalk-lsp/cache.sqlite`, one row per file: the file's stamp (mtime, size), the hash
+of its content, and the parse as JSON. A file whose stamp is unchanged is loaded without being
+read; a touched file whose content hash is unchanged is loaded without being parsed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from server.project_model import ProjectModel
+from smalltalk_grammar.build import FactsCache
+from smalltalk_grammar.model import SourceFile
+from smalltalk_grammar.parsing import iter_project, parse_file
+
+log = logging.getLogger(__name__)
+
+CACHE_DIR = ".smalltalk-lsp"
+CACHE_FILE = "cache.sqlite"
+# Bump when the stored layout changes; the grammar's own sources are hashed in as well.
+CACHE_FORMAT = "1"
+BATCH = 200
+
+
+@dataclass
+class ScanStats:
+    files: int = 0
+    cached: int = 0
+    parsed: int = 0
+    removed: int = 0
+    seconds: float = 0.0
+    changed: list[str] = field(default_factory=list)
+
+
+def grammar_fingerprint() -> str:
+    """Changes whenever the grammar package's code changes, invalidating cached parses."""
+    import smalltalk_grammar
+
+    digest = hashlib.blake2b(CACHE_FORMAT.encode(), digest_size=12)
+    package = Path(smalltalk_grammar.__file__).parent
+    for source in sorted(package.glob("*.py")):
+        digest.update(source.name.encode())
+        digest.update(source.read_bytes())
+    return digest.hexdigest()
+
+
+def _companions(path: Path) -> list[Path]:
+    # A FileTree class's parse includes its README.md (the comment).
+    return [path.parent / "README.md"] if path.name == "properties.json" else []
+
+
+def file_stamp(path: Path) -> tuple[int, int] | None:
+    """(mtime_ns, size) of a file and its companions, or None if it is gone."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    mtime, size = stat.st_mtime_ns, stat.st_size
+    for extra in _companions(path):
+        try:
+            more = extra.stat()
+        except OSError:
+            continue
+        mtime = max(mtime, more.st_mtime_ns)
+        size += more.st_size
+    return mtime, size
+
+
+def content_hash(path: Path) -> str | None:
+    digest = hashlib.blake2b(digest_size=16)
+    try:
+        digest.update(path.read_bytes())
+        for extra in _companions(path):
+            if extra.is_file():
+                digest.update(b"\0")
+                digest.update(extra.read_bytes())
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+class ParseCache:
+    """Parse results by file, in one sqlite database. Safe to use from several threads."""
+
+    def __init__(self, root: Path, fingerprint: str) -> None:
+        folder = root / CACHE_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        ignore = folder / ".gitignore"
+        if not ignore.exists():
+            ignore.write_text("*\n", encoding="utf-8")
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(folder / CACHE_FILE, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, mtime INTEGER,"
+            " size INTEGER, hash TEXT, data TEXT)"
+        )
+        row = self._db.execute("SELECT value FROM meta WHERE key='fingerprint'").fetchone()
+        if row is None or row[0] != fingerprint:
+            self._db.execute("DELETE FROM files")
+            self._db.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('fingerprint', ?)", (fingerprint,)
+            )
+        self._db.commit()
+
+    def entries(self) -> dict[str, tuple[int, int, str]]:
+        """path -> (mtime, size, hash) of every cached file."""
+        with self._lock:
+            rows = self._db.execute("SELECT path, mtime, size, hash FROM files").fetchall()
+        return {path: (mtime, size, digest) for path, mtime, size, digest in rows}
+
+    def load(self, paths: list[str]) -> dict[str, str]:
+        """path -> stored JSON for the given paths."""
+        found: dict[str, str] = {}
+        with self._lock:
+            for start in range(0, len(paths), 500):
+                chunk = paths[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = self._db.execute(
+                    f"SELECT path, data FROM files WHERE path IN ({marks})", chunk
+                ).fetchall()
+                found.update(rows)
+        return found
+
+    def store(self, rows: Iterable[tuple[str, int, int, str, str]]) -> None:
+        with self._lock:
+            self._db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?)", rows)
+            self._db.commit()
+
+    def touch(self, rows: Iterable[tuple[int, int, str]]) -> None:
+        """Update the stamps of files whose content did not change: (mtime, size, path)."""
+        with self._lock:
+            self._db.executemany("UPDATE files SET mtime=?, size=? WHERE path=?", rows)
+            self._db.commit()
+
+    def forget(self, paths: Iterable[str]) -> None:
+        with self._lock:
+            self._db.executemany("DELETE FROM files WHERE path=?", [(p,) for p in paths])
+            self._db.commit()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _dump(source: SourceFile) -> str:
+    return source.model_dump_json(by_alias=True, exclude_defaults=True)
+
+
+def _load(data: str) -> SourceFile | None:
+    try:
+        return SourceFile.model_validate_json(data)
+    except ValueError:
+        return None
+
+
+class WorkspaceIndex:
+    """Keeps a ProjectModel current with the files under the workspace roots."""
+
+    # File watchers the server registers with the client.
+    WATCH_GLOBS = ("**/*.st", "**/properties.json", "**/README.md")
+
+    def __init__(
+        self,
+        project: ProjectModel,
+        roots: list[Path],
+        *,
+        is_open: Callable[[str], bool] = lambda path: False,
+        use_cache: bool = True,
+    ) -> None:
+        self.project = project
+        self.roots = [Path(r).absolute() for r in roots]
+        self.is_open = is_open
+        self.use_cache = use_cache
+        self._cancel = threading.Event()
+        self._caches: dict[Path, ParseCache] = {}
+        self._facts = FactsCache()
+        self._fingerprint: str | None = None
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def _cache_for(self, root: Path) -> ParseCache | None:
+        if not self.use_cache or not root.is_dir():
+            return None
+        if root not in self._caches:
+            if self._fingerprint is None:
+                self._fingerprint = grammar_fingerprint()
+            try:
+                self._caches[root] = ParseCache(root, self._fingerprint)
+            except (OSError, sqlite3.Error) as err:
+                log.warning("no parse cache under %s: %s", root, err)
+                return None
+        return self._caches.get(root)
+
+    def root_of(self, path: str) -> Path | None:
+        for root in self.roots:
+            if path == str(root) or path.startswith(str(root).rstrip("/") + "/"):
+                return root
+        return None
+
+    def scan(self, report: Callable[[int, int], None] | None = None) -> ScanStats:
+        """Index every file under the roots (cache first); returns what it did."""
+        began = time.perf_counter()
+        stats = ScanStats()
+        seen: set[str] = set()
+        for root in self.roots:
+            if self._cancel.is_set():
+                break
+            self._scan_root(root, stats, seen, report)
+        if not self._cancel.is_set():
+            for path in self.project.paths():
+                if path not in seen and self.root_of(path) and not self.is_open(path):
+                    self.project.remove(path)
+                    stats.removed += 1
+                    stats.changed.append(path)
+        stats.seconds = time.perf_counter() - began
+        return stats
+
+    def _scan_root(
+        self,
+        root: Path,
+        stats: ScanStats,
+        seen: set[str],
+        report: Callable[[int, int], None] | None,
+    ) -> None:
+        paths = [str(p) for p in iter_project(root)]
+        total = len(paths)
+        cache = self._cache_for(root)
+        known = cache.entries() if cache is not None else {}
+        stamps = {p: file_stamp(Path(p)) for p in paths}
+        hits = [p for p in paths if (s := stamps[p]) and p in known and known[p][:2] == s]
+        loaded = cache.load(hits) if cache is not None and hits else {}
+        batch: list[SourceFile] = []
+        new_rows: list[tuple[str, int, int, str, str]] = []
+        touched: list[tuple[int, int, str]] = []
+        last_report = 0.0
+        for done, path in enumerate(paths, 1):
+            if self._cancel.is_set():
+                return
+            seen.add(path)
+            stamp = stamps[path]
+            if stamp is None:
+                continue
+            source = _load(loaded[path]) if path in loaded else None
+            if source is None:
+                digest = content_hash(Path(path))
+                entry = known.get(path)
+                if entry is not None and digest == entry[2]:
+                    stored = cache.load([path]).get(path) if cache is not None else None
+                    source = _load(stored) if stored else None
+                    if source is not None:
+                        touched.append((stamp[0], stamp[1], path))
+                if source is None:
+                    source = parse_file(Path(path), self._facts)
+                    stats.parsed += 1
+                    if digest is not None:
+                        new_rows.append((path, stamp[0], stamp[1], digest, _dump(source)))
+                else:
+                    stats.cached += 1
+            else:
+                stats.cached += 1
+            stats.files += 1
+            if not self.is_open(path):
+                batch.append(source)
+            if len(batch) >= BATCH:
+                self.project.put_many(batch)
+                batch = []
+            now = time.perf_counter()
+            if report is not None and (now - last_report > 0.2 or done == total):
+                report(done, total)
+                last_report = now
+            if cache is not None and len(new_rows) >= BATCH:
+                cache.store(new_rows)
+                new_rows = []
+        self.project.put_many(batch)
+        if report is not None and total == 0:
+            report(0, 0)
+        if cache is not None:
+            cache.store(new_rows)
+            cache.touch(touched)
+            gone = [p for p in known if p not in seen]
+            if gone:
+                cache.forget(gone)
+
+    def refresh_path(self, path: str) -> list[str]:
+        """Re-read one path from disk after an outside change (created, changed, deleted, or a
+        closed buffer); a directory counts for every file under it. Returns the paths whose
+        parse in the model changed."""
+        target = Path(path)
+        if target.name == "README.md":
+            target = target.parent / "properties.json"
+            path = str(target)
+        if target.is_dir():
+            changed: list[str] = []
+            for child in iter_project(target):
+                changed += self.refresh_path(str(child))
+            return changed
+        if not target.is_file():
+            prefix = path.rstrip("/") + "/"
+            gone = [p for p in self.project.paths() if p == path or p.startswith(prefix)]
+            gone = [p for p in gone if not self.is_open(p)]
+            for p in gone:
+                self.project.remove(p)
+            return gone
+        if self.is_open(path):
+            return []
+        if not (target.suffix == ".st" or target.name == "properties.json"):
+            return []
+        source = parse_file(target, self._facts)
+        previous = self.project.file(path)
+        if previous is not None and previous == source:
+            return []
+        self.project.put(source)
+        return [path]
+
+    def close(self) -> None:
+        for cache in self._caches.values():
+            cache.close()
+        self._caches.clear()
+
+
+def describe(stats: ScanStats) -> str:
+    return json.dumps(
+        {k: v for k, v in stats.__dict__.items() if k != "changed"}, separators=(",", ":")
+    )
