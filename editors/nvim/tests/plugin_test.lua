@@ -107,6 +107,9 @@ step('find_cmd', function(next)
   check('find_cmd: .venv found upward from the file', found[1] == exe and found[2] == 'serve', found)
   vim.fn.writefile({ '' }, tmp .. '/proj/.smalltalk-lsp')
   check('find_root: nearest marker upward', st.find_root(tmp .. '/proj/src/pkg/Foo.st') == tmp .. '/proj')
+  st.options.root_dir = tmp .. '/proj/src/'
+  check('find_root: a fixed root_dir wins', st.find_root(tmp .. '/proj/src/pkg/Foo.st') == tmp .. '/proj/src')
+  st.options.root_dir = nil
   check('find_root: the file folder without markers', st.find_root('/nonexistent-dir/x/Foo.st', { '.nothing-here' }) == '/nonexistent-dir/x')
   next()
 end)

@@ -25,6 +25,8 @@ M.defaults = {
   filetypes = { 'smalltalk', 'st' },
   -- Upward search for the project root; the file's folder when none is found.
   root_markers = { '.smalltalk-lsp', '.git', '.project' },
+  -- A fixed project root (a path), or function(path) -> root; takes precedence over markers.
+  root_dir = nil,
   -- Sent as initializationOptions, in the server's layout:
   -- { models = { code_generation = ..., reasoning = ..., embeddings = ... },
   --   cpu_settings = { threads = ..., batch_size = ..., context_length = ... },
@@ -119,6 +121,15 @@ end
 --- The project root for a file: the nearest folder upward holding one of `markers`, else the
 --- file's folder.
 function M.find_root(path, markers)
+  local fixed = M.options.root_dir
+  if type(fixed) == 'string' and fixed ~= '' then
+    return (vim.fn.fnamemodify(fixed, ':p'):gsub('[/\\]$', ''))
+  elseif type(fixed) == 'function' then
+    local root = fixed(path)
+    if root then
+      return root
+    end
+  end
   local dir = start_dir(path)
   local root = upward(dir, function(d)
     for _, marker in ipairs(markers or M.options.root_markers) do
