@@ -108,9 +108,6 @@ _KIND[65535] = _CODES["ERROR"]
     METHOD_DEF,
     LIT_ARRAY,
 ) = range(30)
-_LEAVES = {STRING, NUMBER, CHARACTER, SYMBOL, COMMENT, BLOCK_ARG, METADATA}
-_SEND_PARENTS_UNARY = {UN_MSG, CUN_MSG}
-_SEND_PARENTS_BINARY = {BIN_MSG, CBIN_MSG}
 
 
 def kind(node: Node) -> int:
@@ -163,6 +160,10 @@ def collect(root: Node, data: bytes, bmap: ByteMap, base: int) -> MethodFacts:
 
     `data` is the byte string the tree was parsed from; offsets come out as characters of the
     decoded text minus `base`.
+
+    Speed matters here (every method of a project passes through): one TreeCursor walk, a
+    table lookup per node, and work only at the few node kinds that carry facts. Message
+    selectors are read at the message node, so identifier leaves need no parent context.
     """
     facts = MethodFacts()
     sends: list[str] = []
@@ -170,69 +171,92 @@ def collect(root: Node, data: bytes, bmap: ByteMap, base: int) -> MethodFacts:
     refs: list[str] = []
     declared: list[str] = []
     check_missing = root.has_error
-    to_char = bmap.to_char
-
-    def span(node: Node) -> tuple[int, int]:
-        return to_char(node.start_byte) - base, to_char(node.end_byte) - base
-
-    def text(node: Node) -> str:
-        return data[node.start_byte : node.end_byte].decode("utf-8", "replace")
-
+    error_end = -1  # end byte of the last ERROR reported: nested ERRORs repeat it
+    kinds = _KIND
     cursor = root.walk()
-    parents: list[int] = []
     while True:
         node = cursor.node
         assert node is not None
-        k = _KIND[node.kind_id]
-        parent = parents[-1] if parents else OTHER
-        descend = k not in _LEAVES
-        if k == IDENT:
-            name = text(node)
-            if parent == TEMPS:
+        k = kinds[node.kind_id]
+        descend = True
+        if k:
+            if k == IDENT:
+                refs.append(data[node.start_byte : node.end_byte].decode("utf-8", "replace"))
+            elif k == KW_MSG or k == CKW_MSG:
+                sends.append(
+                    "".join(
+                        data[c.start_byte : c.end_byte].decode("utf-8", "replace")
+                        for c in node.children
+                        if kinds[c.kind_id] == KEYWORD
+                    )
+                )
+            elif k == UN_MSG or k == CUN_MSG or k == BIN_MSG or k == CBIN_MSG:
+                want = UNARY_ID if k == UN_MSG or k == CUN_MSG else BINOP
+                for c in node.children:
+                    if kinds[c.kind_id] == want:
+                        sends.append(data[c.start_byte : c.end_byte].decode("utf-8", "replace"))
+                        break
+            elif k == SYMBOL:
+                value = symbol_value(
+                    data[node.start_byte : node.end_byte].decode("utf-8", "replace")
+                )
+                if value:
+                    symbols.append(value)
+                descend = False
+            elif k == TEMPS:
+                for c in node.children:
+                    if kinds[c.kind_id] == IDENT:
+                        name = data[c.start_byte : c.end_byte].decode("utf-8", "replace")
+                        facts.temporaries.append(name)
+                        declared.append(name)
+                descend = False
+            elif k == BLOCK_ARG:
+                raw = data[node.start_byte : node.end_byte].decode("utf-8", "replace")
+                name = raw.lstrip(":").strip()
                 facts.temporaries.append(name)
                 declared.append(name)
-            elif parent != HEADER:
-                refs.append(name)
-        elif k == UNARY_ID:
-            if parent in _SEND_PARENTS_UNARY:
-                sends.append(text(node))
-        elif k == BINOP:
-            if parent in _SEND_PARENTS_BINARY:
-                sends.append(text(node))
-        elif k == KW_MSG or k == CKW_MSG:
-            sends.append("".join(text(c) for c in node.children if _KIND[c.kind_id] == KEYWORD))
-        elif k == SYMBOL:
-            value = symbol_value(text(node))
-            if value:
-                symbols.append(value)
-        elif k == BLOCK_ARG:
-            name = text(node).lstrip(":").strip()
-            facts.temporaries.append(name)
-            declared.append(name)
-        elif k == COMMENT:
-            if facts.comment is None:
-                facts.comment = comment_text(text(node))
-        elif k in (UN_SEL, BIN_SEL, KW_SEL) and parent in (METHOD, HEADER):
-            _pattern(node, facts, span, text, data)
-            declared.extend(facts.arguments)
-            descend = False
-        elif k == PRAGMA:
-            _pragma(node, facts, text)
-        elif k == ERROR and parent != ERROR:  # nested errors repeat the outer one
-            start, end = span(node)
-            snippet = text(node).strip().splitlines()
-            shown = snippet[0][:30] if snippet else ""
-            facts.errors.append((start, end, f"syntax error near '{shown}'"))
-        elif check_missing and node.is_missing:
-            start, end = span(node)
-            facts.errors.append((start, end, f"missing '{node.type}'"))
+            elif k == COMMENT:
+                if facts.comment is None:
+                    raw = data[node.start_byte : node.end_byte].decode("utf-8", "replace")
+                    facts.comment = comment_text(raw)
+            elif k == UN_SEL or k == BIN_SEL or k == KW_SEL:
+                if facts.selector is None:
+                    _pattern(node, facts, data, bmap, base)
+                    declared.extend(facts.arguments)
+                descend = False
+            elif k == HEADER:
+                # `Foo class >> pattern`: the class name is no reference; read the pattern.
+                for c in node.children:
+                    if kinds[c.kind_id] in (UN_SEL, BIN_SEL, KW_SEL):
+                        _pattern(c, facts, data, bmap, base)
+                        declared.extend(facts.arguments)
+                descend = False
+            elif k == PRAGMA:
+                _pragma(node, facts, data, symbols)
+                descend = False
+            elif k == METADATA:
+                descend = False
+            elif k == ERROR:
+                if node.start_byte >= error_end:
+                    error_end = node.end_byte
+                    raw = data[node.start_byte : node.end_byte].decode("utf-8", "replace")
+                    lines = raw.strip().splitlines()
+                    shown = lines[0][:30] if lines else ""
+                    facts.errors.append(
+                        (
+                            bmap.to_char(node.start_byte) - base,
+                            bmap.to_char(node.end_byte) - base,
+                            f"syntax error near '{shown}'",
+                        )
+                    )
+        if check_missing and node.is_missing:
+            at = bmap.to_char(node.start_byte) - base
+            facts.errors.append((at, at, f"missing '{node.type}'"))
         if descend and cursor.goto_first_child():
-            parents.append(k)
             continue
         while not cursor.goto_next_sibling():
-            if not parents or not cursor.goto_parent():
+            if not cursor.goto_parent():
                 break
-            parents.pop()
         else:
             continue
         break
@@ -247,47 +271,63 @@ def collect(root: Node, data: bytes, bmap: ByteMap, base: int) -> MethodFacts:
     return facts
 
 
-def _pattern(node: Node, facts: MethodFacts, span, text, data: bytes) -> None:  # type: ignore[no-untyped-def]
+def _pattern(node: Node, facts: MethodFacts, data: bytes, bmap: ByteMap, base: int) -> None:
     parts: list[Node] = []
+    keywords: list[str] = []
+    arguments: list[str] = []
     for child in node.children:
         k = _KIND[child.kind_id]
         if k == KEYWORD:
-            facts.keywords.append(text(child))
+            keywords.append(data[child.start_byte : child.end_byte].decode("utf-8", "replace"))
             parts.append(child)
         elif k == IDENT:
-            facts.arguments.append(text(child))
+            arguments.append(data[child.start_byte : child.end_byte].decode("utf-8", "replace"))
             parts.append(child)
         elif k in (UNARY_ID, BINOP):
             parts.append(child)
     if not parts:
         return
-    if facts.keywords:
-        facts.selector = "".join(facts.keywords)
+    first = parts[0]
+    facts.keywords = keywords
+    facts.arguments = arguments
+    if keywords:
+        facts.selector = "".join(keywords)
     else:
-        facts.selector = text(parts[0])
-        facts.keywords = []
-    start = span(parts[0])[0]
-    facts.pattern_span = (start, span(parts[-1])[1])
+        facts.selector = data[first.start_byte : first.end_byte].decode("utf-8", "replace")
+    start = bmap.to_char(first.start_byte) - base
+    facts.pattern_span = (start, bmap.to_char(parts[-1].end_byte) - base)
     # The selector range must stay on the pattern's first line: a keyword pattern split over
     # lines is cut after its last part on the first line.
-    last = parts[0]
-    first_byte = parts[0].start_byte
+    last = first
     for part in parts[1:]:
-        between = data[first_byte : part.start_byte]
+        between = data[first.start_byte : part.start_byte]
         if b"\n" in between or b"\r" in between:
             break
         last = part
-    facts.selector_span = (start, span(last)[1])
+    facts.selector_span = (start, bmap.to_char(last.end_byte) - base)
 
 
-def _pragma(node: Node, facts: MethodFacts, text) -> None:  # type: ignore[no-untyped-def]
+def _pragma(node: Node, facts: MethodFacts, data: bytes, symbols: list[str]) -> None:
+    """`<category: 'x'>` gives the category (GNU); symbols in pragmas are still symbols."""
     for child in node.children:
         if child.type != "pragma_keyword_selector":
             continue
         parts = child.children
-        if (
-            len(parts) == 2
-            and text(parts[0]) == "category:"
-            and _KIND[parts[1].kind_id] in (STRING, SYMBOL)
-        ):
-            facts.pragma_category = symbol_value(text(parts[1]))
+        for i, part in enumerate(parts):
+            k = _KIND[part.kind_id]
+            if k == SYMBOL:
+                value = symbol_value(
+                    data[part.start_byte : part.end_byte].decode("utf-8", "replace")
+                )
+                if value:
+                    symbols.append(value)
+            if (
+                k == KEYWORD
+                and data[part.start_byte : part.end_byte] == b"category:"
+                and i + 1 < len(parts)
+                and _KIND[parts[i + 1].kind_id] in (STRING, SYMBOL)
+            ):
+                nxt = parts[i + 1]
+                facts.pragma_category = symbol_value(
+                    data[nxt.start_byte : nxt.end_byte].decode("utf-8", "replace")
+                )

@@ -88,12 +88,19 @@ class LineIndex:
         self.starts = starts
 
     def position(self, offset: int) -> Position:
+        return Position.model_validate(self.position_dict(offset))
+
+    def position_dict(self, offset: int) -> dict[str, int]:
+        """The position as a plain dict: cheaper to validate as part of a bigger model."""
         offset = max(0, min(offset, len(self.text)))
         line = bisect_right(self.starts, offset) - 1
-        return Position(line=line, character=offset - self.starts[line])
+        return {"line": line, "character": offset - self.starts[line]}
 
     def range(self, start: int, end: int) -> Range:
-        return Range(start=self.position(start), end=self.position(end))
+        return Range.model_validate(self.range_dict(start, end))
+
+    def range_dict(self, start: int, end: int) -> dict[str, dict[str, int]]:
+        return {"start": self.position_dict(start), "end": self.position_dict(end)}
 
     def offset(self, pos: Position) -> int:
         """The offset of a position; characters past the end of a line clamp to its end."""
@@ -132,7 +139,11 @@ def offset_at(text: str, pos: Position) -> int:
 
 
 class ByteMap:
-    """UTF-8 byte offsets <-> character offsets of one text."""
+    """UTF-8 byte offsets <-> character offsets of one text.
+
+    `to_char` / `to_byte` are the identity for ASCII text (the common case, and the hot path
+    of every tree walk), else a bisect over the positions of the non-ASCII characters.
+    """
 
     def __init__(self, text: str) -> None:
         self.ascii = text.isascii()
@@ -149,15 +160,21 @@ class ByteMap:
             self.byte_pos.append(i + total)
             total += 1 if code < 0x800 else 2 if code < 0x10000 else 3
             self.extra.append(total)
+        self.to_char = self._to_char  # type: ignore[method-assign]
+        self.to_byte = self._to_byte  # type: ignore[method-assign]
 
-    def to_char(self, byte_offset: int) -> int:
-        if self.ascii:
-            return byte_offset
+    @staticmethod
+    def to_char(byte_offset: int) -> int:
+        return byte_offset
+
+    @staticmethod
+    def to_byte(char_offset: int) -> int:
+        return char_offset
+
+    def _to_char(self, byte_offset: int) -> int:
         k = bisect_left(self.byte_pos, byte_offset)
         return byte_offset - self.extra[k]
 
-    def to_byte(self, char_offset: int) -> int:
-        if self.ascii:
-            return char_offset
+    def _to_byte(self, char_offset: int) -> int:
         k = bisect_left(self.char_pos, char_offset)
         return char_offset + self.extra[k]

@@ -126,18 +126,22 @@ class TonelReader:
             name_start += 1
         kind = _KINDS.get(self._node_text(kind_node), "class")
         self.result.classes.append(
-            ClassDef(
-                name=name_entry[1],
-                superclass=text_value("superclass"),
-                kind=kind,
-                category=category,
-                comment=comment_text(self._node_text(comment)) if comment is not None else None,
-                instance_variables=list_value("instVars"),
-                class_variables=list_value("classVars"),
-                class_instance_variables=list_value("classInstVars"),
-                traits=text_value("traits"),
-                range=self.index.range(self._char(node.start_byte), self._char(node.end_byte)),
-                name_range=self.index.range(name_start, self._char(name_node.end_byte)),
+            ClassDef.model_validate(
+                {
+                    "name": name_entry[1],
+                    "superclass": text_value("superclass"),
+                    "kind": kind,
+                    "category": category,
+                    "comment": comment_text(self._node_text(comment)) if comment else None,
+                    "instance_variables": list_value("instVars"),
+                    "class_variables": list_value("classVars"),
+                    "class_instance_variables": list_value("classInstVars"),
+                    "traits": text_value("traits"),
+                    "range": self.index.range_dict(
+                        self._char(node.start_byte), self._char(node.end_byte)
+                    ),
+                    "name_range": self.index.range_dict(name_start, self._char(name_node.end_byte)),
+                }
             )
         )
 
@@ -155,31 +159,38 @@ class TonelReader:
         return None
 
     def _method_node(self, node: Node) -> None:
-        parts = {c.type: c for c in node.children}
-        header = parts.get("method_header")
-        if header is None or header.child_count < 3:
+        header = metadata = opener = closer = None
+        for child in node.children:
+            kind = child.type
+            if kind == "method_header":
+                header = child
+            elif kind == "method_metadata":
+                metadata = child
+            elif kind == "[":
+                opener = child
+            elif kind == "]":
+                closer = child
+        header_parts = header.children if header is not None else []
+        if header is None or len(header_parts) < 3:
             self._error(node, "method without a header")
             return
-        selector_node = header.children[-1]
-        owner = self._node_text(header.children[0])
-        side: Side = "class" if header.children[1].type == "class_keyword" else "instance"
+        selector_node = header_parts[-1]
+        owner = self._node_text(header_parts[0])
+        side: Side = "class" if header_parts[1].type == "class_keyword" else "instance"
         category = None
-        metadata = parts.get("method_metadata")
         if metadata is not None:
             found = _CATEGORY.search(self._node_text(metadata))
             if found:
                 category = symbol_value(found.group(1))
-        opener = parts.get("[")
-        closer = parts.get("]")
-        start = self._char(header.start_byte)
-        end = self._char(node.end_byte)
-        body_start = self._char(opener.end_byte) if opener is not None else end
-        body_end = self._char(closer.start_byte) if closer is not None else end
-        pattern = self.text[
-            self._char(selector_node.start_byte) : self._char(selector_node.end_byte)
-        ]
-        source = pattern + self.text[body_start:body_end].rstrip()
-        key = self.text[start:end]
+        to_char = self.bmap.to_char
+        start = to_char(header.start_byte)
+        end = to_char(node.end_byte)
+        body_start = to_char(opener.end_byte) if opener is not None else end
+        body_end = to_char(closer.start_byte) if closer is not None else end
+        text = self.text
+        pattern = text[to_char(selector_node.start_byte) : to_char(selector_node.end_byte)]
+        source = pattern + text[body_start:body_end].rstrip()
+        key = text[start:end]
         found_facts = self.cache.lookup(key)
         if found_facts is None:
             found_facts = ts.collect(node, self.data, self.bmap, start)

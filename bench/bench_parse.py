@@ -1,0 +1,148 @@
+"""Parsing throughput of smalltalk_grammar on a large generated tree of Smalltalk sources.
+
+    .venv/bin/python bench/bench_parse.py [--files 5000] [--tonel-mb 20]
+
+1. Replicates the sample project (tests/fixtures/sample, every format) into a temporary
+   directory, renaming the classes in each copy, until it holds at least --files files; walks
+   it with iter_project and parses every file: files/s, methods/s, MB/s.
+2. Replicates only the Tonel sources to --tonel-mb megabytes and parses them in one process and
+   in two worker processes (the target: 20 MB of Tonel in under 10 s on 2 cores).
+3. Re-parses one large Tonel document after a one-character edit with DocumentParser, side by
+   side with a full parse of the same text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from smalltalk_grammar import DocumentParser, SourceFile, iter_project, parse, parse_file
+
+SAMPLE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "sample"
+
+
+def _sources(only: str | None = None) -> list[tuple[Path, bytes]]:
+    """The sample's files worth parsing (and FileTree READMEs), bad inputs left out."""
+    root = SAMPLE / only if only else SAMPLE
+    paths = list(iter_project(root))
+    paths += [p.parent / "README.md" for p in paths if (p.parent / "README.md").is_file()]
+    return [
+        (path.relative_to(SAMPLE), path.read_bytes())
+        for path in sorted(paths)
+        if "bad" not in path.relative_to(SAMPLE).parts
+    ]
+
+
+def _copy_name(text: str, copy: int) -> str:
+    # Every class of the sample starts with SR (or TSR): give each copy its own classes.
+    return text.replace("SR", f"SR{copy}x")
+
+
+def replicate(target: Path, sources: list[tuple[Path, bytes]], *, files: int = 0, size: int = 0):
+    """Write copies of `sources` under `target` until both `files` and `size` are reached."""
+    written = total = copy = 0
+    while written < files or total < size:
+        for rel, data in sources:
+            path = target / f"copy{copy}" / _copy_name(str(rel), copy)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                content = _copy_name(data.decode("utf-8"), copy).encode("utf-8")
+            except UnicodeDecodeError:
+                content = data  # the Latin-1 sample stays as it is
+            path.write_bytes(content)
+            if path.name != "README.md":
+                written += 1
+                total += len(content)
+        copy += 1
+    return written, total
+
+
+def _parse_counts(paths: list[str]) -> tuple[int, int]:
+    methods = 0
+    for p in paths:
+        methods += len(parse_file(Path(p)).methods)
+    return len(paths), methods
+
+
+def _parse_all(paths: list[Path]) -> list[SourceFile]:
+    return [parse_file(p) for p in paths]
+
+
+def _in_workers(paths: list[Path], workers: int) -> tuple[float, int]:
+    """Parse in `workers` processes; results come back to this process (as an indexer needs)."""
+    chunks = [paths[i::workers] for i in range(workers)]
+    start = time.perf_counter()
+    with ProcessPoolExecutor(workers) as pool:
+        results = [r for part in pool.map(_parse_all, chunks) for r in part]
+    return time.perf_counter() - start, sum(len(r.methods) for r in results)
+
+
+def main() -> None:
+    args = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    args.add_argument("--files", type=int, default=5000)
+    args.add_argument("--tonel-mb", type=float, default=20.0)
+    opts = args.parse_args()
+    print(f"cpus: {os.cpu_count()}")
+    with tempfile.TemporaryDirectory(prefix="bench-parse-") as tmp:
+        mixed = Path(tmp, "mixed")
+        replicate(mixed, _sources(), files=opts.files)
+        paths = list(iter_project(mixed))
+        size = sum(p.stat().st_size for p in paths)
+        start = time.perf_counter()
+        results = _parse_all(paths)
+        elapsed = time.perf_counter() - start
+        methods = sum(len(r.methods) for r in results)
+        formats = sorted({r.format for r in results})
+        print(
+            f"all formats ({', '.join(formats)}): {len(paths)} files, {size / 1e6:.1f} MB, "
+            f"{methods} methods in {elapsed:.2f} s: {len(paths) / elapsed:.0f} files/s, "
+            f"{methods / elapsed:.0f} methods/s, {size / 1e6 / elapsed:.2f} MB/s"
+        )
+
+        tonel = Path(tmp, "tonel")
+        count, size = replicate(tonel, _sources("tonel"), size=int(opts.tonel_mb * 1e6))
+        tonel_paths = list(iter_project(tonel))
+        start = time.perf_counter()
+        results = _parse_all(tonel_paths)
+        one = time.perf_counter() - start
+        methods = sum(len(r.methods) for r in results)
+        two, methods_two = _in_workers(tonel_paths, 2)
+        assert methods_two == methods
+        print(
+            f"Tonel {size / 1e6:.1f} MB ({count} files, {methods} methods): "
+            f"1 process {one:.2f} s ({size / 1e6 / one:.2f} MB/s), "
+            f"2 processes {two:.2f} s ({size / 1e6 / two:.2f} MB/s); "
+            f"speed-up {one / two:.2f}x; target 10 s: {two / 10:.2f} of it"
+        )
+
+    # One big Tonel document (all the sample's Tonel methods, many times over) edited once.
+    body = "\n".join(
+        _copy_name(data.decode("utf-8").split("\n}\n", 1)[-1], i)
+        for i in range(60)
+        for _, data in _sources("tonel")
+        if b"Class {" in data
+    )
+    text = 'Class {\n\t#name : #Big,\n\t#superclass : #Object,\n\t#category : #Bench\n}\n' + body
+    start = time.perf_counter()
+    full = parse(text)
+    full_time = time.perf_counter() - start
+    doc = DocumentParser("big.class.st")
+    doc.parse(text)
+    where = text.index("^ name") + 2
+    start = time.perf_counter()
+    edited = doc.edit(where, where + 4, "name2")
+    edit_time = time.perf_counter() - start
+    assert len(edited.methods) == len(full.methods)
+    print(
+        f"Tonel document {len(text) / 1e6:.2f} MB, {len(full.methods)} methods: full parse "
+        f"{full_time * 1000:.0f} ms, re-parse after an edit {edit_time * 1000:.0f} ms "
+        f"({full_time / edit_time:.1f}x faster)"
+    )
+
+
+if __name__ == "__main__":
+    main()
