@@ -112,6 +112,12 @@ test('a Tonel class definition', () => {
   assert.deepEqual(scopesAt(src, "'Bank'").slice(0, 2), ['source.smalltalk', 'meta.class.tonel.smalltalk']);
 });
 
+test('one-line Tonel package and extension definitions with quoted names', () => {
+  const src = "Package { #name : #'Bank-Core' }\nObject subclass: #X";
+  assert.equal(scopeOf(src, "#'Bank-Core'"), 'entity.name.type.class.smalltalk');
+  assert.deepEqual(scopesAt(src, 'Object'), ['source.smalltalk', 'entity.other.inherited-class.smalltalk']);
+});
+
 test('Tonel methods: Foo >> bar [ and class side, keyword selector with arguments', () => {
   const src = [
     "{ #category : 'accessing' }",
@@ -184,4 +190,35 @@ test('GNU Smalltalk brackets: class, methods, class side, extend', () => {
   assert.equal(scopeOf(src, 'double'), 'entity.name.function.smalltalk');
   // Brackets balance: the `]` closing the class leaves the top level clean.
   assert.deepEqual(scopesAt(src, 'Integer'), ['source.smalltalk', 'meta.class.body.smalltalk', 'entity.name.type.class.smalltalk']);
+});
+
+test('every sample file (all formats) ends back at the top level', () => {
+  const sample = path.join(__dirname, '..', '..', '..', '..', 'tests', 'fixtures', 'sample');
+  const files: string[] = [];
+  const walk = (dir: string) => {
+    for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+      const full = path.join(dir, entry.name);
+      if (entry.isDirectory() && entry.name !== 'bad') {
+        walk(full);
+      } else if (entry.isFile() && entry.name.endsWith('.st')) {
+        files.push(full);
+      }
+    }
+  };
+  if (!fs.existsSync(sample)) {
+    return; // the extension built outside the repository
+  }
+  walk(sample);
+  assert.ok(files.length >= 10, `found ${files.length} sample files`);
+  const unbalanced: string[] = [];
+  for (const file of files) {
+    let state = vsctm.INITIAL;
+    for (const line of fs.readFileSync(file, 'latin1').split(/\r\n|\r|\n/)) {
+      state = grammar.tokenizeLine(line, state).ruleStack;
+    }
+    if (state.depth !== vsctm.INITIAL.depth) {
+      unbalanced.push(`${path.relative(sample, file)} (depth ${state.depth})`);
+    }
+  }
+  assert.deepEqual(unbalanced, []);
 });
