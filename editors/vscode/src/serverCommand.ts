@@ -67,12 +67,23 @@ export function findOnPath(name: string, input: Pick<ResolveInput, 'env' | 'plat
   return undefined;
 }
 
+/** The repository root when the extension runs from `<checkout>/editors/vscode`, else undefined. */
+export function checkoutRoot(extensionPath: string, platform: NodeJS.Platform): string | undefined {
+  const p = platform === 'win32' ? path.win32 : path.posix;
+  const ext = p.resolve(extensionPath);
+  if (p.basename(ext) === 'vscode' && p.basename(p.dirname(ext)) === 'editors') {
+    return p.dirname(p.dirname(ext));
+  }
+  return undefined;
+}
+
 /**
  * Resolution order:
  * 1. `smalltalk.server.command` (non-empty array), used as given after variable expansion;
  * 2. `smalltalk.server.python` -> `python -m server serve`;
  * 3. `.venv/bin/smalltalk-lsp` in a workspace folder;
- * 4. `.venv/bin/smalltalk-lsp` of the checkout the extension runs from (`<extension>/../../.venv`);
+ * 4. `.venv/bin/smalltalk-lsp` of the checkout the extension runs from (`<checkout>/editors/vscode`
+ *    -> `<checkout>/.venv`), not for an installed extension;
  * 5. `smalltalk-lsp` on PATH (also the fallback when nothing is found; spawning then fails with
  *    a clear message).
  */
@@ -95,10 +106,9 @@ export function resolveServerCommand(input: ResolveInput): ServerCommand {
       return { command: candidate, args: [...SERVE_ARGS], source: 'workspace-venv' };
     }
   }
-  const p = input.platform === 'win32' ? path.win32 : path.posix;
-  const checkout = p.resolve(input.extensionPath, '..', '..');
-  const fromCheckout = venvExecutable(checkout, input.platform);
-  if (input.isExecutable(fromCheckout)) {
+  const checkout = checkoutRoot(input.extensionPath, input.platform);
+  const fromCheckout = checkout !== undefined ? venvExecutable(checkout, input.platform) : undefined;
+  if (fromCheckout !== undefined && input.isExecutable(fromCheckout)) {
     return { command: fromCheckout, args: [...SERVE_ARGS], source: 'checkout-venv' };
   }
   const onPath = findOnPath(SERVER_EXECUTABLE, input);

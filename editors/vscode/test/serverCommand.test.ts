@@ -53,6 +53,16 @@ test('then the .venv of the checkout the extension runs from (../../.venv)', () 
   assert.deepEqual(cmd, { command: '/home/u/smalltalk-lsp/.venv/bin/smalltalk-lsp', args: ['serve'], source: 'checkout-venv' });
 });
 
+test('an installed extension (not in editors/vscode) does not look at ../../.venv', () => {
+  const cmd = resolveServerCommand(
+    input({
+      extensionPath: '/home/u/.vscode/extensions/smalltalk-lsp.smalltalk-lsp-0.1.0',
+      executables: ['/home/u/.vscode/.venv/bin/smalltalk-lsp'],
+    }),
+  );
+  assert.deepEqual(cmd, { command: 'smalltalk-lsp', args: ['serve'], source: 'path' });
+});
+
 test('then smalltalk-lsp on PATH, found in PATH order', () => {
   const cmd = resolveServerCommand(input({ executables: ['/usr/bin/smalltalk-lsp'] }));
   assert.deepEqual(cmd, { command: '/usr/bin/smalltalk-lsp', args: ['serve'], source: 'path' });
