@@ -112,6 +112,9 @@ class ModelRegistry:
         self.settings = settings
         self.workspace = workspace
         self.listeners: list[Listener] = []
+        # Called with a role before its engine and model are freed (other contexts over the
+        # same weights, such as the code actions' own coder context, close themselves here).
+        self.before_unload: list[Callable[[Role], None]] = []
         self._lock = threading.RLock()
         self._models: dict[tuple[str, bool, bool], tuple[LoadedModel, set[Role]]] = {}
         self._engines: dict[Role, LlamaEngine] = {}
@@ -217,6 +220,11 @@ class ModelRegistry:
     # --- changes and shutdown ------------------------------------------------------------
 
     def unload(self, role: Role) -> None:
+        for hook in list(self.before_unload):
+            try:
+                hook(role)
+            except Exception:
+                log.exception("before-unload hook failed")
         with self._lock:
             engine = self._engines.pop(role, None)
             worker = self._workers.pop(role, None)
