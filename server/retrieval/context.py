@@ -120,7 +120,8 @@ def _method_id(method: MethodDef) -> tuple[str, str, str, str]:
 
 
 def _method_text(method: MethodDef) -> str:
-    return _clip(f"{method_header(method)}\n{method.source.strip()}", MAX_METHOD_CHARS)
+    """The source alone: the item's title already names class, side and category."""
+    return _clip(method.source.strip(), MAX_METHOD_CHARS)
 
 
 def _find_method(project: ProjectModel, record: UnitRecord,
@@ -235,8 +236,10 @@ def _add_siblings(collector: _Collector, project: ProjectModel, cursor: Cursor,
         return
     category = cursor.category or (current.category if current else None)
     methods = project.methods_of(cursor.class_name, cursor.side)
-    same = [(p, m) for p, m in methods if category and m.category == category]
-    siblings = same or methods  # an unknown protocol shows the whole class side
+    others = [(p, m) for p, m in methods if m.selector != cursor.selector]
+    same = [(p, m) for p, m in others if category and m.category == category]
+    # A protocol of its own (or an unknown one) shows the rest of the class side instead.
+    siblings = same or others
     for path, method in siblings[:MAX_SIBLINGS]:
         collector.add("siblings", _method_id(method), method_header(method),
                       _first_lines(method.source), path)

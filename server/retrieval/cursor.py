@@ -37,6 +37,7 @@ _KEYWORD = re.compile(r"(?<![\w:])([A-Za-z_]\w*):(?!=)")
 _UNARY = re.compile(r"(?<![\w:#$])([a-z_]\w*)\b(?!\s*:)")
 _TYPED = re.compile(r"([A-Za-z_]\w*:?)$")
 _COMMENT_OR_STRING = re.compile(r"\"[^\"]*\"?|'[^']*'?")
+_METHOD_END = re.compile(r"\n[ \t]*\]|\n\{|\n\S[^\n]*>>|(?<!!)!(?!!)")
 _PSEUDO = {"self", "super", "thisContext", "true", "false", "nil"}
 
 
@@ -142,6 +143,9 @@ def analyse(text: str, offset: int, path: str | None = None) -> Cursor:
     body_start = text.find("\n", start, offset)
     body_start = start if body_start < 0 or cursor.selector is None else body_start
     end = min(len(text), offset + LOOK_AHEAD)
+    # The code after the cursor counts up to the end of the method, not into the next one.
+    boundary = _METHOD_END.search(text, offset, end)
+    end = boundary.start() if boundary else end
     region = _blank_comments(text[body_start:end])
     cursor_in_region = offset - body_start
     typed_start = cursor_in_region - len(cursor.typed)
@@ -180,5 +184,6 @@ def sent_selectors(cursor: Cursor, known: set[str] | None = None, limit: int = 1
         if known is None or word in known:
             d = distance(position)
             candidates[word] = min(candidates.get(word, d), d)
-    ranked = sorted(candidates, key=lambda s: (candidates[s], s))
+    # At the same distance the longer (joined) selector is the more specific one.
+    ranked = sorted(candidates, key=lambda s: (candidates[s], -len(s), s))
     return ranked[:limit]

@@ -61,9 +61,14 @@ class SentenceTransformerEmbedder:
         # Never reach for the hub, whatever the model folder's config says.
         os.environ["HF_HUB_OFFLINE"] = "1"
         os.environ["TRANSFORMERS_OFFLINE"] = "1"
+        # Weight-loading progress bars would only clutter the server's stderr.
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         try:
             import torch
             from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as transformers_logging
+
+            transformers_logging.disable_progress_bar()
 
             if threads:
                 torch.set_num_threads(threads)

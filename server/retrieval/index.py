@@ -96,6 +96,9 @@ class RetrievalIndex:
         db_path = ":memory:"
         if self.directory is not None:
             try:
+                # Never recreate a deleted workspace folder just to hold the index.
+                if self.root is not None and not Path(self.root).is_dir():
+                    raise FileNotFoundError(f"workspace folder {self.root} does not exist")
                 self.directory.mkdir(parents=True, exist_ok=True)
                 db_path = str(self.directory / DB_FILE)
             except OSError as err:

@@ -96,6 +96,8 @@ def units_of_file(source: SourceFile, root: str | None = None) -> list[Unit]:
     path = relative_path(source.path, root)
     units: dict[str, Unit] = {}
     for cls in source.classes:
+        if cls.kind == "extension":
+            continue  # names a class defined elsewhere and carries nothing of its own
         text = class_text(cls)
         key = class_key(path, cls.name)
         units[key] = Unit(
