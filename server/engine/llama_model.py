@@ -24,6 +24,15 @@ _initialised = False
 _log_callback: Any = None  # kept referenced: llama.cpp calls it for the life of the process
 
 
+# What llama.cpp logs as errors when the abort callback stopped a decode.
+_ABORT_SIGNS = (
+    "compute status: 1",
+    "failed with error 1",
+    "ret = 2",
+    "removing memory module entries",
+)
+
+
 class ModelLoadError(RuntimeError):
     """A model could not be loaded; the message names the file and the problem."""
 
@@ -45,6 +54,8 @@ def llama() -> Any:
                 py_level = last[0] if level == 5 else levels.get(level, logging.DEBUG)
                 last[0] = py_level
                 message = text.decode("utf-8", errors="replace").rstrip()
+                if any(sign in message for sign in _ABORT_SIGNS):
+                    py_level = logging.DEBUG  # a cancelled request, not a failure
                 if message:
                     llama_log.log(py_level, "%s", message)
 

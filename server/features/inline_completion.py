@@ -162,7 +162,7 @@ class ModelFeature:
             return []
         text = suggestion.text
         label = text.strip().split("\n", 1)[0]
-        cursor = params.position
+        here = types.Range(start=params.position, end=params.position)
         return [
             types.CompletionItem(
                 label=label if len(label) <= 60 else label[:57] + "...",
@@ -171,7 +171,7 @@ class ModelFeature:
                 sort_text="~model",
                 filter_text=label,
                 insert_text_format=types.InsertTextFormat.PlainText,
-                text_edit=types.TextEdit(range=types.Range(start=cursor, end=cursor), new_text=text),
+                text_edit=types.TextEdit(range=here, new_text=text),
                 data={"source": "model"},
             )
         ]
