@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from adapters.runtime import ModelAdapters
 from server.engine.gguf_info import GGUFError, GGUFInfo, read_gguf
 from server.engine.types import FimTokens
 
@@ -46,7 +47,8 @@ def llama() -> Any:
         if not _initialised:
             # Importing llama_cpp installs a callback that prints to stderr; ours replaces it.
             # ggml levels: 1 debug, 2 info, 3 warn, 4 error, 5 continues the previous line.
-            levels = {3: logging.WARNING, 4: logging.ERROR}
+            # Its warnings are mostly notes about the model file; they stay out of the way.
+            levels = {3: logging.INFO, 4: logging.ERROR}
             last = [logging.DEBUG]
 
             @llama_cpp.llama_log_callback
@@ -83,6 +85,8 @@ class LoadedModel:
         self.add_bos = bool(lib.llama_vocab_get_add_bos(self.vocab))
         self.fim = self._fim_tokens()
         self._closed = False
+        # LoRA adapters loaded into these weights, shared by every context on them.
+        self.adapters = ModelAdapters(model, path)
 
     @property
     def model_id(self) -> str:
@@ -135,6 +139,9 @@ class LoadedModel:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            # Before the model: llama.cpp frees its adapters with it (a later free would be
+            # a double free).
+            self.adapters.close()
             llama().llama_model_free(self.ptr)
 
 

@@ -65,6 +65,8 @@ class MemoryPlan(BaseModel):
 def role_needs(
     role: str, info: GGUFInfo, n_ctx: int, n_batch: int, shares_with: str | None = None
 ) -> RoleNeeds:
+    # The engine never makes a context longer than the model was trained for.
+    n_ctx = min(n_ctx, info.context_length or n_ctx)
     n_embd = int(info.arch_value("embedding_length", 0) or 0)
     n_vocab = info.array_lengths.get("tokenizer.ggml.tokens", 0)
     # Activations of one ubatch (a rough, generous factor measured on Gemma 3 and Llama

@@ -15,6 +15,7 @@ import threading
 import time
 from typing import Any
 
+from adapters.runtime import ContextAdapters
 from server.engine.llama_model import LoadedModel, llama
 from server.engine.types import CancelToken, GenerateParams, Generation, StopCheck, StopReason
 
@@ -62,6 +63,8 @@ class LlamaSession:
         self.kv_key = ""
         self._cancel: CancelToken | None = None
         self._lock = threading.Lock()
+        # Applies each request's LoRA set and keeps per-set KV snapshots (adapters.runtime).
+        self.adapters = ContextAdapters(self, model.adapters, self._lock)
 
         def _should_abort(_data: Any) -> bool:
             cancel = self._cancel
@@ -134,9 +137,8 @@ class LlamaSession:
             # Keep the end of the prompt (the text at the cursor); keep BOS if there is one.
             head = tokens[:1] if self.model.add_bos else []
             tokens = head + tokens[len(tokens) - room + len(head) :]
-        if params.adapter_key != self.kv_key:
-            self.reset()
-            self.kv_key = params.adapter_key
+        # Sets the adapters and resets (or restores) the KV cache when the set changed.
+        self.adapters.prepare(params.adapters, params.adapter_key)
         common = 0
         for cached, new in zip(self.tokens, tokens, strict=False):
             if cached != new:
@@ -222,6 +224,7 @@ class LlamaSession:
     def close(self) -> None:
         with self._lock:
             if self.ctx is not None:
+                self.adapters.close()
                 lib = llama()
                 lib.llama_batch_free(self.batch)
                 lib.llama_free(self.ctx)

@@ -43,6 +43,10 @@ class GenerateParams:
     # Identifies the active LoRA adapter set (with scales). Part of every KV-cache key:
     # a prefix computed under another adapter set is never reused.
     adapter_key: str = ""
+    # The LoRA adapters to apply, as (name, scale) pairs. Names are resolved to the adapters
+    # loaded into the model on the worker, right before the prompt is evaluated (a name not
+    # loaded is skipped); the resolved set is part of the context's KV key.
+    adapters: tuple[tuple[str, float], ...] = ()
     # Parse special-token texts (FIM markers, chat markers) in the prompt as tokens.
     parse_special: bool = True
 
