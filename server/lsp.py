@@ -31,6 +31,7 @@ from server.features import (
     diagnostics,
     folding,
     hover,
+    indexing,
     inline_completion,
     navigation,
     semantic_tokens,
@@ -296,6 +297,7 @@ FEATURES: list[Callable[[SmalltalkLanguageServer], None]] = [
     folding.setup,
     semantic_tokens.setup,
     inline_completion.setup,
+    indexing.setup,  # after inline_completion: adds its context provider
 ]
 
 

@@ -1,0 +1,68 @@
+"""The retrieval context builder as a completion context provider (server.completion.context).
+
+The completion prompt keeps its front stable between keystrokes so llama.cpp reuses its KV
+cache: while the cursor stays in one method the provider answers the same snippets, and only
+builds anew when the cursor moves to another method or the index has just become ready.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+
+from server.completion.types import CompletionRequest, ContextSnippet, MethodSpan
+from server.project_model import ProjectModel
+from server.retrieval.context import build_context
+from server.retrieval.index import RetrievalIndex
+from smalltalk_grammar.model import MethodDef
+
+# The completion feature's own class provider already gives the class definition and the
+# other selectors of the class; retrieval adds what it cannot know.
+DEFAULT_SKIP = frozenset({"class", "siblings"})
+
+
+class RetrievalContextProvider:
+    def __init__(
+        self,
+        project: Callable[[], ProjectModel | None],
+        index: Callable[[], RetrievalIndex | None],
+        budget_tokens: Callable[[], int],
+        recent: Callable[[], Sequence[MethodDef]] = lambda: (),
+        skip: frozenset[str] = DEFAULT_SKIP,
+    ) -> None:
+        self._project = project
+        self._index = index
+        self._budget = budget_tokens
+        self._recent = recent
+        self.skip = skip
+        self._cache: dict[str, tuple[tuple[object, ...], tuple[ContextSnippet, ...]]] = {}
+        self._lock = threading.Lock()
+
+    def snippets(
+        self, request: CompletionRequest, method: MethodSpan | None
+    ) -> Sequence[ContextSnippet]:
+        project = self._project()
+        if project is None:
+            return ()
+        index = self._index()
+        ready = index is not None and len(index) > 0
+        where = (method.class_name, method.side, method.selector) if method else None
+        key = (where, ready, self._budget())
+        with self._lock:
+            cached = self._cache.get(request.uri)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        context = build_context(
+            project, request.path or request.uri, request.text, request.offset,
+            self._budget(), index, list(self._recent()),
+        )
+        snippets = tuple(
+            ContextSnippet(text=f'"{item.source}: {item.title}"\n{item.text}',
+                           origin=item.source, path=item.path)
+            for item in context.items if item.source not in self.skip
+        )
+        with self._lock:
+            self._cache[request.uri] = (key, snippets)
+            while len(self._cache) > 32:
+                self._cache.pop(next(iter(self._cache)))
+        return snippets
