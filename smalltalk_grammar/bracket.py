@@ -21,6 +21,7 @@ from smalltalk_grammar.build import FactsCache, make_method, short_name
 from smalltalk_grammar.model import ClassDef, Diagnostic, MethodDef, Side
 from smalltalk_grammar.text import LineIndex
 
+_HEADER_LIMIT = 2000
 _PRAGMA = re.compile(r"<\s*[A-Za-z_]\w*(?::|\s*>)")
 
 
@@ -62,7 +63,8 @@ class BracketReader:
                 pos = self._pragma(pos, end, ctx)
             else:
                 stop = lexer.scan(text, pos, end, "[.", self.problems)
-                toks = lexer.tokens(text, pos, stop)
+                # Headers and statements worth reading are short; never tokenize a huge one.
+                toks = lexer.tokens(text, pos, min(stop, pos + _HEADER_LIMIT))
                 if stop < end and text[stop] == "[":
                     if any(t.kind == "assign" for t in toks):
                         stop = lexer.scan(text, pos, end, ".", self.problems)

@@ -92,6 +92,13 @@ class Section:
     category: str | None
 
 
+# Chunks that may define something name one of these; other chunks are do-its, skipped
+# without tokenizing (a huge do-it must not cost a token list).
+_DEFINITION_WORDS = re.compile(
+    r"ubclass:|methodsFor|named:|defineClass:|classDefinition:|instanceVariableNames:"
+    r"|defineSharedVariable:|comment:|commentStamp:|publicMethods|privateMethods|\bmethods\b"
+)
+_DEFINITION_LIMIT = 100_000
 _SECTION_UNARY = {"publicMethods", "privateMethods", "methods", "methodsFor"}
 
 
@@ -103,6 +110,8 @@ class ChunkReader:
         self.classes: dict[str, ClassDef] = {}
         self.methods: list[MethodDef] = []
         self.diagnostics: list[Diagnostic] = []
+        # Classes only declared so far (Cuis `classDefinition:`), awaiting their definition.
+        self.declared: set[str] = set()
 
     def read(self) -> None:
         chunks = split_chunks(self.text)
@@ -124,7 +133,11 @@ class ChunkReader:
                     i += 1
                 self._method(chunk, section)
                 continue
-            msg = lexer.message(lexer.tokens(chunk.value))
+            if not _DEFINITION_WORDS.search(chunk.value, 0, _DEFINITION_LIMIT):
+                continue  # a do-it (`Foo initialize`): nothing to read
+            msg = lexer.message(
+                lexer.tokens(chunk.value, 0, min(len(chunk.value), _DEFINITION_LIMIT))
+            )
             if msg is None:
                 continue
             opened = self._section(msg)
@@ -258,11 +271,17 @@ class ChunkReader:
         if not arg or not name:
             return None
         cls = self._class(name, chunk, arg[0])
-        if cls.kind == "extension":
-            # First real definition: it owns the range (a Cuis `classDefinition:` forward
-            # declaration is replaced by the full definition that follows it).
+        if cls.kind == "extension" or cls.name in self.declared:
+            # The first real definition owns the range: a Cuis `classDefinition:` forward
+            # declaration gives way to the full definition that follows it.
             start = chunk.orig(len(chunk.value) - len(chunk.value.lstrip()))
             cls.range = self.index.range(start, chunk.end + 1 if chunk.terminated else chunk.end)
+            tok = arg[0]
+            name_start = chunk.orig(tok.start + (1 if tok.text.startswith("#") else 0))
+            cls.name_range = self.index.range(name_start, chunk.orig(tok.end))
+            self.declared.discard(cls.name)
+        if keyword == "classDefinition:":
+            self.declared.add(cls.name)
         return cls
 
     def _subclass(self, chunk: Chunk, msg: lexer.Message, superclass: str, first: str) -> None:

@@ -40,6 +40,11 @@ _BRACKET = re.compile(
     )""",
     re.M | re.X,
 )
+# A file that is neither Tonel, chunk nor bracket syntax is read as one method; past this size
+# it cannot be one, and parsing it would only produce a flood of syntax errors.
+METHOD_LIMIT = 1_000_000
+# Diagnostics kept per file: a damaged file must not flood the editor (or the JSON output).
+DIAGNOSTIC_LIMIT = 200
 SKIP_DIRS = {".git", ".hg", ".svn", ".smalltalk-lsp", "node_modules", ".venv", "__pycache__"}
 _START = Range(start=Position(line=0, character=0), end=Position(line=0, character=0))
 
@@ -71,6 +76,17 @@ def parse_text(
     text: str, path: str | None, state: ParseState, *, encoding: str = "utf-8"
 ) -> SourceFile:
     """Parse decoded text. Uses and updates `state` (the caller may have edited state.tree)."""
+    result = _parse_text(text, path, state, encoding)
+    extra = len(result.diagnostics) - DIAGNOSTIC_LIMIT
+    if extra > 0:
+        del result.diagnostics[DIAGNOSTIC_LIMIT:]
+        result.diagnostics.append(
+            Diagnostic(range=_START, message=f"{extra} more problems not shown", severity="warning")
+        )
+    return result
+
+
+def _parse_text(text: str, path: str | None, state: ParseState, encoding: str) -> SourceFile:
     index = LineIndex(text)
     result = SourceFile(
         path=path, format="method", encoding=encoding, line_ending=line_ending(text)
@@ -94,6 +110,16 @@ def parse_text(
     if fmt != state.format:
         state.tree = None
     state.format = fmt
+    if fmt == "method" and len(text) > METHOD_LIMIT:
+        result.diagnostics.append(
+            Diagnostic(
+                range=_START,
+                message=f"not a recognised Smalltalk file format, and too large ({len(text)} "
+                "characters) to be a single method: not parsed",
+            )
+        )
+        state.tree = state.data = None
+        return result
     if fmt in ("tonel", "method"):
         data = text.encode("utf-8")
         tree = ts.parse_bytes(data, state.tree)
