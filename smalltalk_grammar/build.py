@@ -71,19 +71,24 @@ class FactsCache:
 
     def __post_init__(self) -> None:
         self._entries: dict[str, MethodFacts] = {}
+        # Methods walked (not found in the cache): what an incremental re-parse did anew.
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
     def get(self, source: str) -> MethodFacts:
         found = self._entries.get(source)
         if found is None:
-            if len(self._entries) >= self.limit:
-                self._entries.clear()
-            found = self._entries[source] = method_facts(source)
+            found = method_facts(source)
+            self.store(source, found)
         return found
 
     def lookup(self, key: str) -> MethodFacts | None:
         return self._entries.get(key)
 
     def store(self, key: str, value: MethodFacts) -> None:
+        self.misses += 1
         if len(self._entries) >= self.limit:
             self._entries.clear()
         self._entries[key] = value
