@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 from lsprotocol import types
 from pygls.lsp.client import LanguageClient
@@ -24,6 +25,8 @@ NEW_METHOD = (
     '\t"Answer how many rights the receiver holds"\n\n'
     "\t^ "
 )
+# What follows the cursor: the editor closed the bracket already.
+AFTER_CURSOR = "\n]\n"
 
 
 class DemoClient(LanguageClient):
@@ -63,8 +66,11 @@ def _make_client() -> DemoClient:
 
 
 def _as_dict(value: Any) -> dict[str, Any]:
+    """Plain dicts from what pygls hands over for custom notifications (named tuples)."""
+    if hasattr(value, "_asdict"):
+        value = value._asdict()
     if isinstance(value, dict):
-        return value
+        return {k: _as_dict(v) if hasattr(v, "_asdict") else v for k, v in value.items()}
     return {k: getattr(value, k) for k in dir(value) if not k.startswith("_")}
 
 
@@ -111,6 +117,8 @@ async def run_demo(project: Path, timeout: float) -> int:
                 window=types.WindowClientCapabilities(work_done_progress=True)
             ),
             root_uri=project.as_uri(),
+            # The first suggestion processes the whole prompt cold; later keystrokes reuse it.
+            initialization_options={"completion": {"budget_ms": 5000}},
             workspace_folders=[types.WorkspaceFolder(uri=project.as_uri(), name=project.name)],
         )
     )
@@ -144,11 +152,12 @@ async def run_demo(project: Path, timeout: float) -> int:
         lines.append(_symbol_line(symbol, 0))
     _show("document symbols", "\n".join(lines))
 
-    send_pos = _pos(text, "self rights add:", len("self rights "))
+    send_pos = _pos(text, "self rights add:", len("self "))
     definition = await client.text_document_definition_async(
         types.DefinitionParams(text_document=doc, position=send_pos)
     )
-    _show("definition of add: (implementors)", _locations(definition, project))
+    _show("definition of rights in `self rights add:` (implementors, ranked)",
+          _locations(definition, project))
 
     references = await client.text_document_references_async(
         types.ReferenceParams(
@@ -172,16 +181,17 @@ async def run_demo(project: Path, timeout: float) -> int:
 async def _demo_completion(
     client: DemoClient, doc: types.TextDocumentIdentifier, text: str, timeout: float
 ) -> None:
-    edited = text + NEW_METHOD
+    edited = text + NEW_METHOD + AFTER_CURSOR
     client.text_document_did_change(
         types.DidChangeTextDocumentParams(
             text_document=types.VersionedTextDocumentIdentifier(uri=doc.uri, version=2),
             content_changes=[types.TextDocumentContentChangeWholeDocument(text=edited)],
         )
     )
-    cursor = types.Position(line=edited.count("\n"), character=len(edited.rsplit("\n", 1)[-1]))
+    before = text + NEW_METHOD
+    cursor = types.Position(line=before.count("\n"), character=len(before.rsplit("\n", 1)[-1]))
     print("\n=== inline completion in a new method ===")
-    print(NEW_METHOD.strip("\n") + "█")
+    print(NEW_METHOD.strip("\n") + "█" + AFTER_CURSOR.rstrip())
     await _wait_for(
         lambda: client.status.get("models", {}).get("coder") in ("ready", "failed"), timeout
     )
@@ -215,13 +225,14 @@ def _symbol_line(symbol: Any, depth: int) -> str:
 def _locations(result: Any, root: Path) -> str:
     if result is None:
         return ""
-    found = result if isinstance(result, list) else [result]
+    found = list(result) if isinstance(result, list | tuple) else [result]
     lines = []
     for loc in found:
-        uri = str(getattr(loc, "uri", None) or getattr(loc, "target_uri", ""))
-        rng = getattr(loc, "range", None) or getattr(loc, "target_selection_range", None)
-        path = Path(uri.removeprefix("file://"))
+        if isinstance(loc, types.LocationLink):
+            uri, rng = loc.target_uri, loc.target_selection_range
+        else:
+            uri, rng = loc.uri, loc.range
+        path = Path(unquote(urlparse(uri).path))
         shown = path.relative_to(root) if path.is_relative_to(root) else path
-        line = rng.start.line + 1 if rng else 0
-        lines.append(f"{shown}:{line}")
+        lines.append(f"{shown}:{rng.start.line + 1}")
     return "\n".join(lines)
