@@ -42,7 +42,10 @@ MAX_METHOD_CHARS = 900
 MAX_CLASS_CHARS = 1500
 MAX_SIBLINGS = 16
 IMPLEMENTORS_PER_SELECTOR = 3
-SEARCH_K = 12
+SEARCH_K = 10
+LEXICAL_SELECTORS = 5
+# Retrieved items resolved against the project model; more would never fit the budget.
+MAX_RETRIEVED = 10
 RRF_K = 60
 # Characters of code before the cursor embedded as a query (about 60 tokens).
 QUERY_CHARS = 240
@@ -126,13 +129,18 @@ def _method_text(method: MethodDef) -> str:
 
 def _find_method(project: ProjectModel, record: UnitRecord,
                  index: RetrievalIndex) -> tuple[str, MethodDef] | None:
-    found = None
-    for path, method in project.methods_of(record.class_name, record.side):
+    """The method of an index record in the current project model (None if it is gone)."""
+    path = index.absolute(record.path)
+    source = project.file(path)
+    for method in source.methods if source is not None else ():
+        if (method.selector, method.class_name, method.side) == (
+            record.selector, record.class_name, record.side,
+        ):
+            return path, method
+    for other, method in project.methods_of(record.class_name, record.side):
         if method.selector == record.selector:
-            if index.relative(path) == record.path:
-                return path, method
-            found = found or (path, method)
-    return found
+            return other, method
+    return None
 
 
 class _Collector:
@@ -302,7 +310,9 @@ def _add_retrieved(collector: _Collector, project: ProjectModel, path: str, curs
         similar = index.search_vector(stored, SEARCH_K)
     elif cursor.window.strip():
         similar = index.search_similar(cursor.window[-QUERY_CHARS:], SEARCH_K)
-    words = [*selectors, *([cursor.selector] if cursor.selector else [])]
+    # The selector being typed, the nearest sends and the method's own selector: a focused
+    # lexical query (every send of a long method would match half the project).
+    words = [*selectors[:LEXICAL_SELECTORS], *([cursor.selector] if cursor.selector else [])]
     lexical = index.search_lexical(words, SEARCH_K) if words else []
     fused: dict[str, float] = {}
     records: dict[str, UnitRecord] = {}
@@ -313,7 +323,11 @@ def _add_retrieved(collector: _Collector, project: ProjectModel, path: str, curs
             records[record.key] = record
             if is_embedding:
                 from_embedding.add(record.key)
-    for key in sorted(fused, key=lambda k: -fused[k]):
+    added = 0
+    for key in sorted(fused, key=lambda k: (-fused[k], k)):
+        if added >= MAX_RETRIEVED:
+            break
+        added += 1
         record = records[key]
         source: ContextSource = "similar" if key in from_embedding else "lexical"
         if record.kind == "class":

@@ -97,7 +97,7 @@ def analyse(text: str, offset: int, path: str | None = None) -> Cursor:
         cursor.side = "class" if header.group("side") else "instance"
         cursor.selector = pattern_selector(header.group("pat"))
         cursor.method_start = base + header.start("pat")
-        category = _TONEL_CATEGORY.search(before[: header.start()])
+        category = _TONEL_CATEGORY.search(before[max(0, header.start() - 300): header.start()])
         if category:
             cursor.category = category.group("cat").strip() or None
         starts.append(cursor.method_start)
@@ -135,7 +135,9 @@ def analyse(text: str, offset: int, path: str | None = None) -> Cursor:
     if cursor.class_name and ":" in cursor.class_name:
         cursor.class_name = cursor.class_name.rsplit(":", 1)[-1]
 
-    typed = _TYPED.search(before)
+    # Only the end of the text can hold the word at the cursor (a `$` search over all of it
+    # would try every position).
+    typed = _TYPED.search(before[-120:])
     cursor.typed = typed.group(1) if typed else ""
 
     start = max(cursor.method_start, base)

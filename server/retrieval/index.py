@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections import OrderedDict, defaultdict
@@ -198,6 +199,12 @@ class RetrievalIndex:
 
     def relative(self, path: str | None) -> str:
         return relative_path(path, self.root)
+
+    def absolute(self, path: str) -> str:
+        """The project-model path of a stored (relative) path."""
+        if self.root is None or os.path.isabs(path):
+            return path
+        return os.path.join(self.root, path)
 
     def query_vector(self, text: str) -> np.ndarray | None:
         """The embedding of a query, cached: completions ask about the same text repeatedly."""

@@ -3,9 +3,13 @@ inverted index, scored by inverse document frequency, so rare shared words count
 
 from __future__ import annotations
 
+import heapq
 import math
 import re
 from collections import defaultdict
+
+# Words in more selectors than this (or 2% of them) are too common to start a match.
+COMMON_POSTINGS = 500
 
 _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 
@@ -45,16 +49,24 @@ class LexicalIndex:
 
     def search(self, selectors: list[str], k: int) -> list[tuple[str, float]]:
         """Units whose selector shares words with `selectors`, best first: (key, score).
-        An exact selector match outranks any partial one."""
+        An exact selector match outranks any partial one. A word found in very many selectors
+        (`at`, `with`) only adds to candidates that a rarer word found: alone it says little
+        and would cost a scan of thousands of units per query."""
         wanted_words = {w for s in selectors for w in selector_words(s)}
         exact = set(selectors)
         total = max(1, len(self._words_of))
+        common = max(COMMON_POSTINGS, total // 50)
         scores: dict[str, float] = defaultdict(float)
-        for word in wanted_words:
-            keys = self._postings.get(word)
-            if not keys:
-                continue
+        postings = sorted(
+            (keys for w in wanted_words if (keys := self._postings.get(w))), key=len
+        )
+        for keys in postings:
             weight = math.log(1.0 + total / len(keys))
+            if len(keys) > common:
+                for key in list(scores):
+                    if key in keys:
+                        scores[key] += weight
+                continue
             for key in keys:
                 scores[key] += weight
         for key in scores:
@@ -63,5 +75,4 @@ class LexicalIndex:
             scores[key] /= math.sqrt(len(words)) if words else 1.0
             if self._selector_of[key] in exact:
                 scores[key] += 1000.0
-        ranked = sorted(scores.items(), key=lambda item: (-item[1], item[0]))
-        return ranked[:k]
+        return heapq.nsmallest(k, scores.items(), key=lambda item: (-item[1], item[0]))

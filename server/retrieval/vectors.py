@@ -22,6 +22,10 @@ IndexKind = Literal["flat", "ivf"]
 IVF_THRESHOLD = 100_000
 IVF_NPROBE = 16
 
+# One query at a time gains nothing from OpenMP threads, and idle OpenMP threads spin-wait,
+# fighting torch and llama.cpp for the cores: FAISS runs on the calling thread only.
+faiss.omp_set_num_threads(1)
+
 
 class VectorIndexError(RuntimeError):
     """An index file that cannot be read or does not match the metadata."""
