@@ -27,8 +27,19 @@ from pydantic import BaseModel, Field
 # Names of the checks, in the order they run; AdapterError.check is one of them.
 CHECKS = ("file", "gguf", "type", "lora", "tensors", "architecture", "names", "shapes")
 
-_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?",
-            10: "<Q", 11: "<q", 12: "<d"}
+_SCALARS = {
+    0: "<B",
+    1: "<b",
+    2: "<H",
+    3: "<h",
+    4: "<I",
+    5: "<i",
+    6: "<f",
+    7: "<?",
+    10: "<Q",
+    11: "<q",
+    12: "<d",
+}
 _STRING, _ARRAY = 8, 9
 TOKEN_EMBD = "token_embd.weight"
 # Longer arrays (token lists, merges) are skipped, not kept.
