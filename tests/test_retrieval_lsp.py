@@ -4,6 +4,7 @@ The language models are switched off here: indexing must not depend on them."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from pathlib import Path
@@ -71,3 +72,35 @@ async def test_server_indexes_in_background_and_on_change(client: LanguageClient
     assert (embedded, removed) == (1, 0) and reused == units - 1
     await wait_for(lambda: json.loads(manifest_path.read_text())["generation"]
                    > manifest["generation"], "the saved index")
+
+
+@pytest_lsp.fixture(config=SERVER)
+async def broken_model_client(lsp_client: LanguageClient, tmp_path: Path):
+    root = copy_sample("tonel", tmp_path)
+    lsp_client.root = root  # type: ignore[attr-defined]
+    options = {"models": {**OPTIONS["models"], "embeddings": str(tmp_path / "no-such-model")}}
+    await start_session(lsp_client, root, options)
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def test_embedding_model_that_fails_to_load_is_reported_once(
+    broken_model_client: LanguageClient,
+) -> None:
+    client = broken_model_client
+
+    def warnings() -> list[str]:
+        return [m.message for m in client.log_messages
+                if "retrieval:" in m.message and "no-such-model" in m.message]
+
+    await wait_for(lambda: warnings(), "the retrieval warning", timeout=60)
+    # The server goes on: navigation still answers, and no index was written.
+    root: Path = client.root  # type: ignore[attr-defined]
+    path = root / "StreamingRights-Core" / "SRStore.class.st"
+    result = await client.workspace_symbol_async(types.WorkspaceSymbolParams(query="SRStore"))
+    assert result
+    client.workspace_did_change_watched_files(types.DidChangeWatchedFilesParams(changes=[
+        types.FileEvent(uri=uri_of(path), type=types.FileChangeType.Changed)]))
+    await asyncio.sleep(3)
+    assert len(warnings()) == 1
+    assert not (root / ".smalltalk-lsp" / "index").exists()
