@@ -151,8 +151,7 @@ def symbol_value(raw: str) -> str:
     return raw
 
 
-def _unique(items: list[str]) -> list[str]:
-    return list(dict.fromkeys(items))
+_PSEUDO = frozenset({"self", "super", "thisContext", "true", "false", "nil"})
 
 
 def collect(root: Node, data: bytes, bmap: ByteMap, base: int) -> MethodFacts:
@@ -261,13 +260,16 @@ def collect(root: Node, data: bytes, bmap: ByteMap, base: int) -> MethodFacts:
             continue
         break
 
-    facts.sends = _unique(sends)
-    facts.symbols = _unique(symbols)
-    hidden = set(declared) | {"self", "super", "thisContext", "true", "false", "nil"}
-    names = _unique([name for name in refs if name not in hidden])
-    facts.class_references = [n for n in names if n[:1].isupper()]
-    facts.variable_references = [n for n in names if not n[:1].isupper()]
-    facts.temporaries = _unique(facts.temporaries)
+    facts.sends = list(dict.fromkeys(sends))
+    facts.symbols = list(dict.fromkeys(symbols))
+    hidden = _PSEUDO.union(declared)
+    classes = facts.class_references
+    variables = facts.variable_references
+    for name in dict.fromkeys(refs):
+        if name not in hidden:
+            (classes if name[0].isupper() else variables).append(name)
+    if len(facts.temporaries) > 1:
+        facts.temporaries = list(dict.fromkeys(facts.temporaries))
     return facts
 
 

@@ -34,7 +34,8 @@ def method_location(path: str | None) -> tuple[str, Side] | None:
     """(class name, side) when `path` is a FileTree method file, else None."""
     if not path:
         return None
-    parts = PurePath(path).parts
+    # Plain string splitting: this runs for every file parsed.
+    parts = path.replace("\\", "/").rsplit("/", 3)
     if len(parts) < 3 or not parts[-1].endswith(".st") or parts[-2] not in ("instance", "class"):
         return None
     class_dir = parts[-3]
