@@ -60,12 +60,28 @@ class AdaptersConfig(_Section):
     scales: dict[str, float] = Field(default_factory=dict)
 
 
+class ActionsConfig(_Section):
+    """Code actions (explain, design, implement, tests, comment) and hover summaries."""
+
+    # Tokens of an explanation, design or plan (the reasoner).
+    max_tokens: int = Field(default=384, gt=0)
+    # Tokens of each piece of code the coder writes (a method, a test).
+    code_max_tokens: int = Field(default=160, gt=0)
+    temperature: float = Field(default=0.6, ge=0.0)
+    # Tries for code that must parse before the action gives up.
+    attempts: int = Field(default=3, gt=0)
+    # Model-written summaries in hover, generated in the background.
+    hover_summaries: bool = True
+    summary_max_tokens: int = Field(default=96, gt=0)
+
+
 class Settings(_Section):
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     cpu_settings: CpuSettings = Field(default_factory=CpuSettings)
     completion: CompletionConfig = Field(default_factory=CompletionConfig)
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
     adapters: AdaptersConfig = Field(default_factory=AdaptersConfig)
+    actions: ActionsConfig = Field(default_factory=ActionsConfig)
     mlock: bool = False
     mmap: bool = True
 
