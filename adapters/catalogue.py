@@ -50,7 +50,7 @@ class AdapterEntry(BaseModel):
     # From the adapter's metadata (general.architecture); None if the file cannot be read.
     base_architecture: str | None = None
     base_model: str | None = None
-    purpose: Purpose = "completion"
+    purpose: Purpose | None = None
     pattern: list[str] = Field(default_factory=list)
     scale: float = 1.0
     description: str = ""
@@ -68,9 +68,15 @@ class AdapterEntry(BaseModel):
     def usable(self) -> bool:
         return self.error is None
 
-    @property
-    def role(self) -> str:
-        return "reasoner" if self.purpose == "explanation" else "coder"
+    def role(self, architectures: dict[str, str] | None = None) -> str:
+        """The model role this adapter is for: its manifest's purpose, else the role whose
+        model has its architecture (the coder first), else the coder."""
+        if self.purpose is not None:
+            return "reasoner" if self.purpose == "explanation" else "coder"
+        for role in ("coder", "reasoner"):
+            if architectures and architectures.get(role) == self.base_architecture:
+                return role
+        return "coder"
 
     def applies_to(self, file_path: str | None, package: str | None, root: Path | None) -> bool:
         return pattern_matches(self.pattern, file_path, package, root)
@@ -157,9 +163,12 @@ def read_entry(path: Path, folder: Path) -> AdapterEntry:
     return entry
 
 
-def scan_folders(folders: Sequence[Path]) -> tuple[dict[str, AdapterEntry], list[str]]:
+def scan_folders(
+    folders: Sequence[Path], known: dict[str, AdapterEntry] | None = None
+) -> tuple[dict[str, AdapterEntry], list[str]]:
     """Every adapter in the folders (not recursive), first folder winning a name; also a list
-    of warnings about shadowed names."""
+    of warnings about shadowed names. Entries in `known` whose adapter and manifest files are
+    unchanged are reused, so polling costs a directory listing and a few stats."""
     entries: dict[str, AdapterEntry] = {}
     warnings: list[str] = []
     for folder in folders:
@@ -170,7 +179,7 @@ def scan_folders(folders: Sequence[Path]) -> tuple[dict[str, AdapterEntry], list
         for path in files:
             if not path.is_file():
                 continue
-            entry = read_entry(path, folder)
+            entry = _reuse(known, path) or read_entry(path, folder)
             if entry.name in entries:
                 warnings.append(
                     f"adapter '{entry.name}' in {path} is shadowed by {entries[entry.name].path}"
@@ -178,6 +187,18 @@ def scan_folders(folders: Sequence[Path]) -> tuple[dict[str, AdapterEntry], list
                 continue
             entries[entry.name] = entry
     return entries, warnings
+
+
+def _reuse(known: dict[str, AdapterEntry] | None, path: Path) -> AdapterEntry | None:
+    entry = (known or {}).get(str(path))
+    if entry is None or entry.version != _version(path):
+        return None
+    manifest = manifest_path_for(path)
+    if (str(manifest) if manifest else None) != entry.manifest_path:
+        return None
+    if manifest is not None and _version(manifest) != entry.manifest_version:
+        return None
+    return entry
 
 
 class Catalogue:
@@ -193,7 +214,9 @@ class Catalogue:
         return self.refresh()
 
     def refresh(self) -> CatalogueChanges:
-        entries, warnings = scan_folders(self.folders)
+        with self._lock:
+            known = {entry.path: entry for entry in self._entries.values()}
+        entries, warnings = scan_folders(self.folders, known)
         for warning in warnings:
             log.warning("%s", warning)
         with self._lock:
@@ -230,11 +253,18 @@ class Catalogue:
         return path.suffix in WATCHED_SUFFIXES and any(path.parent == f for f in self.folders)
 
     def matching(
-        self, file_path: str | None, package: str | None, role: str, root: Path | None
+        self,
+        file_path: str | None,
+        package: str | None,
+        role: str,
+        root: Path | None,
+        architectures: dict[str, str] | None = None,
     ) -> list[AdapterEntry]:
         """Usable adapters for `role` whose manifest pattern matches the file or package."""
         return [
             entry
             for entry in self.entries()
-            if entry.usable and entry.role == role and entry.applies_to(file_path, package, root)
+            if entry.usable
+            and entry.role(architectures) == role
+            and entry.applies_to(file_path, package, root)
         ]

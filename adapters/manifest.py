@@ -42,7 +42,8 @@ class AdapterManifest(BaseModel):
     base_model: str | None = None
     # If given, must equal the adapter file's general.architecture.
     base_architecture: str | None = None
-    purpose: Purpose = "completion"
+    # None: decided by the architecture (the role whose model it fits, the coder first).
+    purpose: Purpose | None = None
     pattern: list[str] = Field(default_factory=list)
     scale: float = 1.0
     description: str = ""

@@ -205,6 +205,7 @@ def test_manifest_json_and_toml(tmp_path: Path) -> None:
     manifest = read_manifest(manifest_path_for(adapter))  # type: ignore[arg-type]
     assert manifest.name == "acme-style" and manifest.pattern == ["Acme-*"]
     assert manifest.role == "reasoner" and manifest.scale == 0.5
+    assert AdapterManifest().purpose is None
     written = write_manifest(adapter, AdapterManifest(name="acme2", pattern=["src/**"]))
     assert written == tmp_path / "acme.json"
     # JSON wins over TOML
@@ -281,11 +282,11 @@ def test_catalogue_discovers_bare_files_manifests_and_errors(
     assert sorted(changes.added) == ["acme", "bare", "cut", "smol"]
     bare = catalogue.get("bare")
     assert bare is not None and bare.usable and Path(bare.path).parent == ws
-    assert bare.base_architecture == "gemma3" and bare.rank == 2 and bare.role == "coder"
+    assert bare.base_architecture == "gemma3" and bare.rank == 2 and bare.role() == "coder"
     acme = catalogue.get("acme")
     assert acme is not None and acme.scale == 0.7 and acme.pattern == ["Acme-*"]
     smol = catalogue.get("smol")
-    assert smol is not None and smol.base_architecture == "llama" and smol.role == "reasoner"
+    assert smol is not None and smol.base_architecture == "llama" and smol.role() == "reasoner"
     cut = catalogue.get("cut")
     assert cut is not None and not cut.usable and cut.error_check == "gguf"
     assert "truncated" in (cut.error or "")
