@@ -96,7 +96,8 @@ def _method(cls: str, selector: str, ivars: list[str], vocabulary: list[str],
         if kind < 0.35:
             body.append(f"\taValue := {_send(rng.choice(vocabulary), 'self', rng)}.")
         elif kind < 0.6:
-            body.append(f"\t{rng.choice(ivars)} := {_send(rng.choice(vocabulary), rng.choice(ivars), rng)}.")
+            target, receiver = rng.choice(ivars), rng.choice(ivars)
+            body.append(f"\t{target} := {_send(rng.choice(vocabulary), receiver, rng)}.")
         elif kind < 0.8:
             body.append(f"\tresult := {rng.choice(ivars)} select: [ :each | "
                         f"{_send(rng.choice(vocabulary), 'each', rng)} ].")
@@ -169,13 +170,15 @@ def mib(n: float) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--methods", type=int, default=50_000)
-    parser.add_argument("--subset", type=int, default=1000,
+    parser.add_argument("--subset", type=int, default=512,
                         help="units embedded with the real model to measure its rate")
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--dir", type=Path, default=None, help="where to generate (temporary)")
     args = parser.parse_args()
     rng = random.Random(1)
     process = psutil.Process()
+    # The machine is shared: the load says how far the figures are from a quiet one.
+    print("load average at start: %.1f %.1f %.1f (2 cores)" % os.getloadavg())
 
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         root = Path(tmp) / "project"
@@ -331,6 +334,7 @@ def main() -> None:
               f" ms, recall@10 {statistics.mean(recall):.2f}, trained in {ivf_build:.1f}s "
               f"(ratio flat/IVF p50: {percentile(flat_t, .5) / percentile(ivf_t, .5):.1f})")
         index.close()
+    print("load average at end: %.1f %.1f %.1f" % os.getloadavg())
 
 
 def _time_embed(embedder: HashingEmbedder, texts: list[str]) -> float:

@@ -209,3 +209,18 @@ def test_context_for_text_that_does_not_parse() -> None:
     assert [i.title for i in ctx.items].count("SavingsAccount >> withdraw: [operations]") == 1
     empty = build_context(ProjectModel(), "/nowhere.st", "", 0, 100)
     assert empty.items == []
+
+
+def test_lexical_search_with_common_words_is_bounded_and_deterministic() -> None:
+    def build(order: list[int]) -> LexicalIndex:
+        lexical = LexicalIndex()
+        for i in order:
+            lexical.add(f"k{i:04d}", f"atValue{i}:")  # "at" and "value" in 3000 selectors
+        lexical.add("rare", "atRareThing:")
+        return lexical
+
+    forward = build(list(range(3000)))
+    backward = build(list(reversed(range(3000))))
+    assert forward.search(["atRareThing:"], 3)[0][0] == "rare"
+    common = forward.search(["atValue:"], 5)
+    assert len(common) == 5 and common == backward.search(["atValue:"], 5)

@@ -8,8 +8,8 @@ import math
 import re
 from collections import defaultdict
 
-# Words in more selectors than this (or 2% of them) are too common to start a match.
-COMMON_POSTINGS = 500
+# Units scored per query at most (see LexicalIndex.search).
+MAX_CANDIDATES = 1000
 
 _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 
@@ -49,26 +49,30 @@ class LexicalIndex:
 
     def search(self, selectors: list[str], k: int) -> list[tuple[str, float]]:
         """Units whose selector shares words with `selectors`, best first: (key, score).
-        An exact selector match outranks any partial one. A word found in very many selectors
-        (`at`, `with`) only adds to candidates that a rarer word found: alone it says little
-        and would cost a scan of thousands of units per query."""
+        An exact selector match outranks any partial one. Rare words pick the candidates,
+        at most MAX_CANDIDATES of them; common words (`at`, `with`) only add to those, so a
+        query never scores thousands of units."""
         wanted_words = {w for s in selectors for w in selector_words(s)}
         exact = set(selectors)
         total = max(1, len(self._words_of))
-        common = max(COMMON_POSTINGS, total // 50)
         scores: dict[str, float] = defaultdict(float)
         postings = sorted(
-            (keys for w in wanted_words if (keys := self._postings.get(w))), key=len
+            ((w, keys) for w in wanted_words if (keys := self._postings.get(w))),
+            key=lambda pair: (len(pair[1]), pair[0]),
         )
-        for keys in postings:
+        for _, keys in postings:
             weight = math.log(1.0 + total / len(keys))
-            if len(keys) > common:
-                for key in list(scores):
+            if len(scores) + len(keys) <= MAX_CANDIDATES:
+                for key in keys:
+                    scores[key] += weight
+            elif not scores:
+                # Only common words: a deterministic share of their units seeds the scores.
+                for key in heapq.nsmallest(MAX_CANDIDATES, keys):
+                    scores[key] += weight
+            else:
+                for key in scores:
                     if key in keys:
                         scores[key] += weight
-                continue
-            for key in keys:
-                scores[key] += weight
         for key in scores:
             words = self._words_of[key]
             # Normalise by selector length so long selectors do not win by sheer size.
