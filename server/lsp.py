@@ -27,6 +27,8 @@ from pygls.uris import from_fs_path, to_fs_path
 from server import documents, logging_setup
 from server.config import Settings, load_settings
 from server.features import (
+    ai_hover,
+    code_actions,
     completion,
     diagnostics,
     folding,
@@ -298,6 +300,8 @@ FEATURES: list[Callable[[SmalltalkLanguageServer], None]] = [
     semantic_tokens.setup,
     inline_completion.setup,
     indexing.setup,  # after inline_completion: adds its context provider
+    code_actions.setup,
+    ai_hover.setup,  # after code_actions: shares its models and worker
 ]
 
 

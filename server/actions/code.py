@@ -128,16 +128,27 @@ def method_that_parses(source: str) -> str | None:
     return next((c for c in candidates if _parses(c)), None)
 
 
+_GOOD_PATTERN = re.compile(
+    r"[a-z]\w*|(?:[a-z]\w*:[ \t]*[a-z_]\w*[ \t]*)+|[-+*/\\~<>=@%|&?,]{1,3}[ \t]*[a-z_]\w*"
+)
+
+
 def _parses(source: str) -> bool:
+    """A method in the conventions of Smalltalk code (lower-case selectors and arguments),
+    which text in another language seldom meets even where the lenient parser accepts it."""
+    pattern = source.split("\n", 1)[0].strip()
     selector = selector_of(source)
-    if not selector or not _has_statement(source):
+    if not selector or not _GOOD_PATTERN.fullmatch(pattern) or not _has_statement(source):
         return False
     found = parse(source)
     if found.format != "method" or len(found.methods) != 1:
         return False
     if any(d.severity == "error" for d in found.diagnostics):
         return False
-    return found.methods[0].selector == selector
+    method = found.methods[0]
+    if any(not send or send[0].isupper() for send in method.sends):
+        return False
+    return method.selector == selector
 
 
 def good_methods(text: str, taken: Iterable[str] = ()) -> list[str]:
@@ -253,7 +264,8 @@ def implement(inp: ActionInput, run: Run) -> EditResult:
     prompt = implement_prompt(
         class_header(inp.project, class_name), bare_methods(existing[:3]), the_plan
     )
-    patterns = plan_patterns(the_plan, taken) or plan_patterns(requirement, taken)
+    # Methods the user named come first; else those of the plan.
+    patterns = plan_patterns(requirement, taken) or plan_patterns(the_plan, taken)
     sources: list[str] = []
     last = "no complete method in the answer"
     for pattern in patterns:
@@ -288,14 +300,14 @@ def implement(inp: ActionInput, run: Run) -> EditResult:
 # --- Write SUnit tests ----------------------------------------------------------------------
 
 
-def test_selector(selector: str) -> str:
+def sunit_selector(selector: str) -> str:
     if selector in _BINARY_NAMES or not selector[:1].isalpha():
         return "test" + _BINARY_NAMES.get(selector, "Operator")
     parts = [p for p in selector.split(":") if p]
     return "test" + "".join(p[:1].upper() + p[1:] for p in parts)
 
 
-def test_class_name(project: ProjectModel, class_name: str, folder: Path | None) -> str:
+def sunit_class_name(project: ProjectModel, class_name: str, folder: Path | None) -> str:
     for suffix in ("Test", "GeneratedTest", *(f"GeneratedTest{i}" for i in range(2, 50))):
         name = class_name + suffix
         on_disk = folder is not None and (folder / f"{name}.class.st").exists()
@@ -304,7 +316,7 @@ def test_class_name(project: ProjectModel, class_name: str, folder: Path | None)
     raise ActionError(f"no free name for a test class of {class_name}")
 
 
-def test_category(project: ProjectModel, class_name: str) -> str:
+def sunit_category(project: ProjectModel, class_name: str) -> str:
     existing = project.class_named(class_name + "Test")
     if existing is not None and existing.category:
         return existing.category
@@ -345,19 +357,19 @@ def write_tests(inp: ActionInput, run: Run) -> EditResult:
     if not tested:
         raise ActionError(f"{class_name} has no methods to test")
     started = time.monotonic()
-    category = test_category(inp.project, class_name)
+    category = sunit_category(inp.project, class_name)
     folder = _tonel_folder(inp.project, category, site.path) if site.format == "tonel" else None
     if folder is not None and folder != Path(site.path).parent and not (
         folder / "package.st"
     ).exists():
         folder = Path(site.path).parent
-    name = test_class_name(inp.project, class_name, folder)
+    name = sunit_class_name(inp.project, class_name, folder)
     header = class_header(inp.project, class_name)
     example = _example_test(inp.project)
     tests: list[NewMethod] = []
     last = "no test method in the answer"
     for method in tested:
-        selector = _unique(test_selector(method.selector), {t.selector for t in tests})
+        selector = _unique(sunit_selector(method.selector), {t.selector for t in tests})
         prompt = tests_prompt(header, method.source.strip(), example, name)
         found = _seeded_method(run, inp, prompt, selector)
         if found is not None:

@@ -1,0 +1,105 @@
+"""AI hover: a model-written one-paragraph summary of the method under the cursor, added to
+the static hover (through `ls.hover_extras`).
+
+Hover never waits for a model: a summary found in the disk cache (keyed by the method's
+content hash and the model) is shown at once; otherwise one is queued on the actions' worker
+(behind any running action, pausing for completions) and the hover says it is being written.
+The next hover shows it, in this session or any later one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+from server.actions import Run
+from server.actions.summary import SummaryCache, summarize, summary_key
+from server.actions.targets import method_name
+from server.features.code_actions import ActionsRuntime, runtime_of
+from smalltalk_grammar.model import MethodDef
+
+if TYPE_CHECKING:
+    from server.features.common import Context
+    from server.lsp import SmalltalkLanguageServer
+
+log = logging.getLogger(__name__)
+
+PENDING_NOTE = "_Summary: being written by the {label} (hover again in a moment)._"
+
+
+class AiHover:
+    def __init__(self, ls: SmalltalkLanguageServer, runtime: ActionsRuntime) -> None:
+        self.ls = ls
+        self.runtime = runtime
+        self._pending: set[str] = set()
+        self._failed: set[str] = set()
+        self._lock = threading.Lock()
+
+    def _model(self) -> tuple[str, str] | None:
+        """(cache name, label) of the model that writes summaries, or None."""
+        models = self.runtime.models
+        for role, label in (("reasoner", "reasoning model"), ("coder", "coder model")):
+            name = models.model_name(role)  # type: ignore[arg-type]
+            if name is not None:
+                return f"{role}:{name}", label
+        return None
+
+    def extra(self, ctx: Context) -> str | None:
+        """The summary section of a hover, or a note that it is being written; None outside
+        methods or with summaries off."""
+        config = getattr(self.ls.settings, "actions", None)
+        method = ctx.method
+        if method is None or (config is not None and not config.hover_summaries):
+            return None
+        model = self._model()
+        if model is None:
+            return None
+        name, label = model
+        key = summary_key(method, name)
+        cache = SummaryCache(self.runtime.root_for(ctx.snap.path))
+        found = cache.get(key)
+        if found:
+            return f"**Summary** _({label})_: {found}"
+        with self._lock:
+            if key in self._failed:
+                return None
+            fresh = key not in self._pending
+            self._pending.add(key)
+        if fresh:
+            self._queue(method, key, name, cache)
+        return PENDING_NOTE.format(label=label)
+
+    def _queue(self, method: MethodDef, key: str, name: str, cache: SummaryCache) -> None:
+        options = self.runtime.options()
+
+        def work(cancel: Any) -> None:
+            try:
+                run = Run(self.runtime.models, cancel)
+                text = summarize(method, run, options.summary_max_tokens)
+                if text:
+                    cache.put(key, text, name)
+                else:
+                    self._give_up(key, "the model gave no summary")
+            except Exception as err:  # a failed summary only leaves the hover without one
+                self._give_up(key, str(err))
+            finally:
+                with self._lock:
+                    self._pending.discard(key)
+
+        # Keyed by method: hovering again while it waits does not queue it twice.
+        self.runtime.models.submit(work, key=f"summary:{method_name(method)}:{key[:12]}")
+
+    def _give_up(self, key: str, why: str) -> None:
+        log.info("no hover summary: %s", why)
+        with self._lock:
+            self._failed.add(key)
+
+
+def setup(ls: SmalltalkLanguageServer) -> None:
+    hover = AiHover(ls, runtime_of(ls))
+    extras = getattr(ls, "hover_extras", None)
+    if isinstance(extras, list):
+        extras.append(hover.extra)
+    else:
+        log.warning("the static hover has no hover_extras hook; AI summaries are off")
