@@ -257,13 +257,20 @@ def target_at(mt: MethodTree, doc_offset: int, project: ProjectModel) -> Target 
     if kind in PSEUDO_VARIABLES:
         return Target("pseudo", kind, start, end, method)
     if kind == "block_argument":
-        name = mt.node_text(node).lstrip(":").strip()
-        return Target(
-            "variable", name, start, end, method, scope="temporary", declaration=(start, end)
-        )
+        name, span = block_argument(mt, node)
+        return Target("variable", name, *span, method, scope="temporary", declaration=span)
     if kind == "identifier":
         return _identifier_target(mt, node, project)
     return None
+
+
+def block_argument(mt: MethodTree, node: Node) -> tuple[str, tuple[int, int]]:
+    """`:each` -> ("each", span of `each` without the colon)."""
+    raw = mt.node_text(node)
+    name = raw.lstrip(":").strip()
+    start, end = mt.span(node)
+    skip = raw.index(name) if name else 0
+    return name, (start + skip, start + skip + len(name))
 
 
 def _identifier_target(mt: MethodTree, node: Node, project: ProjectModel) -> Target:
@@ -367,8 +374,8 @@ def locals_in_scope(
         if current.type in ("block", "method_body", "method"):
             for child in current.children:
                 if child.type == "block_argument":
-                    name = mt.node_text(child).lstrip(":").strip()
-                    found.append((name, "temporary", mt.span(child)))
+                    name, span = block_argument(mt, child)
+                    found.append((name, "temporary", span))
                 elif child.type == "temporaries":
                     for ident in child.named_children:
                         if ident.type == "identifier":

@@ -133,7 +133,7 @@ def workspace_symbols(project: ProjectModel, query: str) -> list[types.Workspace
     """Classes and selectors whose names fuzzily match the query, best first."""
     query = query.strip()
     pattern = re.compile(".*?".join(map(re.escape, query)), re.IGNORECASE) if query else None
-    scored: list[tuple[int, int, str, int, types.WorkspaceSymbol]] = []
+    scored: list[tuple[int, int, str, int, str, types.WorkspaceSymbol]] = []
     for name in project.class_names():
         score = _score(query, pattern, name)
         if score is None:
@@ -147,7 +147,7 @@ def workspace_symbols(project: ProjectModel, query: str) -> list[types.Workspace
                 location=location(path, cls.name_range),
                 container_name=cls.category,
             )
-            scored.append((score, len(name), name, 0, symbol))
+            scored.append((score, len(name), name, 0, path, symbol))
     for selector in project.selectors():
         score = _score(query, pattern, selector)
         if score is None:
@@ -160,9 +160,10 @@ def workspace_symbols(project: ProjectModel, query: str) -> list[types.Workspace
                 location=location(path, method.selector_range),
                 container_name=f"{method.class_name}{side}",
             )
-            scored.append((score, len(selector), selector, 1, symbol))
-    scored.sort(key=lambda item: item[:4])
-    return [item[4] for item in scored[:WORKSPACE_LIMIT]]
+            scored.append((score, len(selector), selector, 1, symbol.container_name or "", symbol))
+    # Ties (one selector, several classes) go by class name, so the order is stable.
+    scored.sort(key=lambda item: item[:5])
+    return [item[5] for item in scored[:WORKSPACE_LIMIT]]
 
 
 def setup(ls: SmalltalkLanguageServer) -> None:
