@@ -21,6 +21,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from smalltalk_grammar import DocumentParser, SourceFile, iter_project, parse, parse_file
+from smalltalk_grammar.parsing import paused_gc
 
 SAMPLE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "sample"
 
@@ -62,7 +63,10 @@ def replicate(target: Path, sources: list[tuple[Path, bytes]], *, files: int = 0
 
 
 def _parse_all(paths: list[Path]) -> list[SourceFile]:
-    return [parse_file(p) for p in paths]
+    # As parse_path does it, with the cyclic GC paused for the whole walk, but without its
+    # shared facts cache: the copies repeat the sample's methods, which would flatter it.
+    with paused_gc():
+        return [parse_file(p) for p in paths]
 
 
 def _count_methods(paths: list[Path]) -> tuple[int, float]:

@@ -121,11 +121,13 @@ _last_index: LineIndex | None = None
 
 
 def _index_for(text: str) -> LineIndex:
-    # One-entry cache: callers often ask several positions of the same text in a row.
+    # One-entry cache: callers often ask several positions of the same text in a row. Read
+    # the global once, so another thread replacing it cannot hand us the wrong index.
     global _last_index
-    if _last_index is None or _last_index.text is not text:
-        _last_index = LineIndex(text)
-    return _last_index
+    index = _last_index
+    if index is None or index.text is not text:
+        index = _last_index = LineIndex(text)
+    return index
 
 
 def position_at(text: str, offset: int) -> Position:
