@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Literal
 
 from smalltalk_grammar.model import Position, Range
@@ -75,16 +76,13 @@ class LineIndex:
 
     def __init__(self, text: str) -> None:
         self.text = text
-        starts = [0]
         if "\r" in text:
+            starts = [0]
             starts.extend(m.end() for m in _LINE_BREAK.finditer(text))
         else:
-            # Fast path for the common LF-only text: str.find runs in C.
-            find = text.find
-            pos = find("\n")
-            while pos >= 0:
-                starts.append(pos + 1)
-                pos = find("\n", pos + 1)
+            # LF-only text (the common case): line lengths summed up in C, no Python loop.
+            starts = [0, *accumulate(map((1).__add__, map(len, text.split("\n"))))]
+            starts.pop()  # the end of the last line is not the start of another
         self.starts = starts
 
     def position(self, offset: int) -> Position:
