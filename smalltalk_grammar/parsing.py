@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 _CHUNK_END = re.compile(r"![ \t]*(?:[\r\n]|\Z)")
 _BRACKET = re.compile(
-    r"""^[ \t]*(?:
+    r"""(?:\A|(?<=[\r\n]))[ \t]*(?:
         [\w.]+[ \t]+subclass:[ \t]*\#?[\w.]+[ \t]*\[
       | [\w.]+(?:[ \t]+class)?[ \t]+extend[ \t]*\[
       | [\w.]+[ \t]+class[ \t]*\[
@@ -40,7 +40,7 @@ _BRACKET = re.compile(
       | Eval[ \t]*\[
       | [\w.]+(?:[ \t]+class)?[ \t]*>>[^\[\r\n]*\[
     )""",
-    re.M | re.X,
+    re.X,
 )
 # A file that is neither Tonel, chunk nor bracket syntax is read as one method; past this size
 # it cannot be one, and parsing it would only produce a flood of syntax errors.

@@ -23,7 +23,11 @@ from smalltalk_grammar.model import ClassDef, ClassKind, Diagnostic, MethodDef, 
 from smalltalk_grammar.text import ByteMap, LineIndex
 
 _DEFINITION = re.compile(r"\A\s*(?:\"[^\"]*\"\s*)*(Class|Trait|Extension|Package)\s*\{")
-_HEADER = re.compile(r"^(?P<cls>[A-Za-z_][\w.]*)(?P<side>[ \t]+class)?[ \t]*>>[ \t]*", re.M)
+# `^` with re.M misses lines that end in a lone CR, so line starts are spelled out.
+_HEADER = re.compile(
+    r"(?:\A|(?<=[\r\n]))(?P<cls>[A-Za-z_][\w.]*)(?P<side>[ \t]+class)?[ \t]*>>[ \t]*"
+)
+_CLOSER_LINE = re.compile(r"(?:\A|(?<=[\r\n]))\][ \t]*(?=[\r\n]|\Z)")
 _CATEGORY = re.compile(r"#category\s*:\s*(#?'(?:[^']|'')*'|#?[\w:*-]+)")
 # What may follow a method's closing `]`: another method, its metadata, or the end.
 _NEXT_ITEM = re.compile(
@@ -273,10 +277,10 @@ class TonelReader:
             return whole
         self._error_at(open_pos, open_pos + 1, "method is not closed: missing ']'")
         last = None
-        for m in re.finditer(r"^\][ \t]*$", text[open_pos:region_end], re.M):
+        for m in _CLOSER_LINE.finditer(text, open_pos, region_end):
             last = m
         if last is not None:
-            return open_pos + last.start()
+            return last.start()
         return max(open_pos + 1, len(text[:region_end].rstrip()))
 
     def _recover_definition(self, end: int) -> None:

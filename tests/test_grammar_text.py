@@ -140,3 +140,23 @@ def test_same_facts_whatever_the_line_ends(ending: str) -> None:
     assert method.selector_range.start == Position(line=2, character=7)
     assert method.selector_range.end == Position(line=2, character=12)
     assert method.sends == [",", "printString"]
+
+
+@pytest.mark.parametrize("ending", ["\n", "\r\n", "\r"])
+def test_recovery_and_detection_whatever_the_line_ends(ending: str) -> None:
+    broken_tonel = (
+        "Class { #name : #Foo }\n\n{ #category : #a }\nFoo >> bad [\n\t^ (1 +\n]\n\n"
+        "{ #category : #b }\nFoo >> good [\n\t^ 2\n]\n"
+    )
+    source = parse(broken_tonel.replace("\n", ending))
+    assert [(m.selector, m.category, m.range.start.line) for m in source.methods] == [
+        ("bad", "a", 3),
+        ("good", "b", 8),
+    ]
+    assert source.methods[0].range.end.line == 5 and source.diagnostics
+    gnu = "Object subclass: Foo [\n    bar [\n\t^ 1\n    ]\n]\n"
+    source = parse(gnu.replace("\n", ending))
+    assert source.format == "bracket"
+    assert [(m.selector, m.range.start.line, m.range.end.line) for m in source.methods] == [
+        ("bar", 1, 3)
+    ]
