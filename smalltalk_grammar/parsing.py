@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 _CHUNK_END = re.compile(r"![ \t]*(?:[\r\n]|\Z)")
 _BRACKET = re.compile(
-    r"""(?:\A|(?<=[\r\n]))[ \t]*(?:
+    r"""^[ \t]*(?:
         [\w.]+[ \t]+subclass:[ \t]*\#?[\w.]+[ \t]*\[
       | [\w.]+(?:[ \t]+class)?[ \t]+extend[ \t]*\[
       | [\w.]+[ \t]+class[ \t]*\[
@@ -40,8 +40,9 @@ _BRACKET = re.compile(
       | Eval[ \t]*\[
       | [\w.]+(?:[ \t]+class)?[ \t]*>>[^\[\r\n]*\[
     )""",
-    re.X,
+    re.M | re.X,
 )
+DETECT_LIMIT = 200_000
 # A file that is neither Tonel, chunk nor bracket syntax is read as one method; past this size
 # it cannot be one, and parsing it would only produce a flood of syntax errors.
 METHOD_LIMIT = 1_000_000
@@ -54,8 +55,10 @@ _START = Range(start=Position(line=0, character=0), end=Position(line=0, charact
 def detect_format(text: str) -> SourceFormat:
     if looks_like_tonel(text):
         return "tonel"
-    chunk_ends = len(_CHUNK_END.findall(text, 0, 1_000_000))
-    brackets = len(_BRACKET.findall(text, 0, 1_000_000))
+    # The format shows in the first part of a file; CRs become LFs so `^` finds every line.
+    sample = text[:DETECT_LIMIT].replace("\r", "\n")
+    chunk_ends = len(_CHUNK_END.findall(sample))
+    brackets = len(_BRACKET.findall(sample))
     if chunk_ends and chunk_ends >= brackets:
         return "chunk"
     if brackets:
