@@ -130,6 +130,7 @@ class SmalltalkExtension implements vscode.Disposable {
     const r = renderStatus(this.state);
     this.statusItem.text = r.text;
     this.statusItem.tooltip = r.tooltip;
+    this.statusItem.accessibilityInformation = { label: r.label };
     this.statusItem.backgroundColor =
       r.severity === 'error'
         ? new vscode.ThemeColor('statusBarItem.errorBackground')

@@ -38,6 +38,8 @@ export interface ProgressValue {
 export interface RenderedStatus {
   text: string;
   tooltip: string;
+  /** The tooltip's state lines on one line, for screen readers (and the end-to-end tests). */
+  label: string;
   severity: 'normal' | 'warning' | 'error';
 }
 
@@ -136,29 +138,30 @@ export function renderStatus(state: StatusState): RenderedStatus {
     lines.push(task.text);
   }
   lines.push(`Adapters: ${state.adapters.length > 0 ? state.adapters.join(', ') : 'none'}`);
+  const label = `Smalltalk LSP: ${lines.join('; ')}`;
   lines.push('Click to choose a LoRA adapter.');
   const tooltip = lines.join('\n');
   const adapters = state.adapters.length > 0 ? ` [${state.adapters.join(', ')}]` : '';
 
   if (state.server === 'stopped') {
-    return { text: '$(error) Smalltalk: server stopped', tooltip, severity: 'error' };
+    return { text: '$(error) Smalltalk: server stopped', tooltip, label, severity: 'error' };
   }
   if (state.server === 'starting' || state.server === 'restarting') {
-    return { text: `$(sync~spin) Smalltalk: ${state.server}`, tooltip, severity: 'normal' };
+    return { text: `$(sync~spin) Smalltalk: ${state.server}`, tooltip, label, severity: 'normal' };
   }
   const failed = rolesIn(state, 'failed');
   if (failed.length > 0) {
-    return { text: `$(error) Smalltalk: ${failed.join(', ')} failed${adapters}`, tooltip, severity: 'error' };
+    return { text: `$(error) Smalltalk: ${failed.join(', ')} failed${adapters}`, tooltip, label, severity: 'error' };
   }
   const loading = rolesIn(state, 'loading');
   const modelProgress = Object.values(state.progress).filter((t) => /model/i.test(t.title));
   if (loading.length > 0 || modelProgress.length > 0) {
     const what = loading.length > 0 ? loading.join(', ') : 'models';
-    return { text: `$(sync~spin) Smalltalk: loading ${what}${adapters}`, tooltip, severity: 'normal' };
+    return { text: `$(sync~spin) Smalltalk: loading ${what}${adapters}`, tooltip, label, severity: 'normal' };
   }
   const indexProgress = Object.values(state.progress).filter((t) => /index/i.test(t.title));
   if (state.indexing || indexProgress.length > 0) {
-    return { text: `$(sync~spin) Smalltalk: indexing${adapters}`, tooltip, severity: 'normal' };
+    return { text: `$(sync~spin) Smalltalk: indexing${adapters}`, tooltip, label, severity: 'normal' };
   }
-  return { text: `$(check) Smalltalk${adapters}`, tooltip, severity: 'normal' };
+  return { text: `$(check) Smalltalk${adapters}`, tooltip, label, severity: 'normal' };
 }

@@ -18,6 +18,7 @@ test('models loading, then ready with the active adapters', () => {
   assert.match(r.tooltip, /coder: ready/);
   assert.match(r.tooltip, /reasoner: off/);
   assert.match(r.tooltip, /Adapters: house-style/);
+  assert.equal(r.label, 'Smalltalk LSP: Server: running; coder: ready; reasoner: off; Adapters: house-style');
 });
 
 test('a failed model is an error and named', () => {

@@ -1,0 +1,417 @@
+// End-to-end tests of the VS Code extension in a real VS Code: code-server in Chromium, the
+// packaged .vsix installed, the Tonel sample project open, the real server with its embedded
+// default models. Run through run.sh (which sets everything up):
+//
+//   node e2e.mjs [--screenshots] [--only 1,3] [--keep]
+//
+// --screenshots  saves a PNG of each step into screenshots/ (failures are always saved)
+// --only         runs only the given steps (numbers as in STEPS below)
+// --keep         keeps the temp folder (workspace copy, code-server log, extension log)
+// --trace        logs the LSP messages into the extension's log (smalltalk.trace.server)
+// Prints one line per step and "N passed, N failed"; exits 1 when a step failed.
+
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import {
+  CodeServer,
+  E2E_DIR,
+  extensionLogFile,
+  installExtension,
+  launchBrowser,
+  parseFile,
+  prepareWorkspace,
+  PYTHON,
+  REPO,
+} from './lib/editor.mjs';
+import { screenText, waitFor, Workbench } from './lib/workbench.mjs';
+
+const SHOTS = path.join(E2E_DIR, 'screenshots');
+const LICENCE = 'SRLicence.class.st';
+const LICENCE_PATH = path.join('StreamingRights-Core', LICENCE);
+const ADAPTER = 'e2e-house-style';
+// Empty methods the completion steps type into (one each, so no step sees another's edit).
+const STUBS = {
+  accept: 'isExpiredOn: aDate',
+  adapter: 'isLongerThan: aLicence',
+  restart: 'daysLeftOn: aDate',
+};
+// Generous: the first suggestion of a cold model and an explanation from the reasoner on a
+// shared 2-core machine.
+const MODELS_READY_MS = 180_000;
+const SUGGESTION_MS = 90_000;
+const EXPLANATION_MS = 300_000;
+
+const args = process.argv.slice(2);
+const options = {
+  screenshots: args.includes('--screenshots'),
+  keep: args.includes('--keep'),
+  trace: args.includes('--trace'),
+  only: (() => {
+    const i = args.findIndex((a) => a === '--only' || a.startsWith('--only='));
+    if (i < 0) {
+      return undefined;
+    }
+    const value = args[i].includes('=') ? args[i].split('=')[1] : args[i + 1];
+    return new Set(value.split(',').map(Number));
+  })(),
+};
+
+function log(line) {
+  process.stdout.write(`${line}\n`);
+}
+
+function seconds(ms) {
+  return `${(ms / 1000).toFixed(1)} s`;
+}
+
+/** Appends the empty stub methods to the Tonel copy of SRLicence; answers their body lines. */
+function addStubs(workspace) {
+  const file = path.join(workspace, LICENCE_PATH);
+  let text = fs.readFileSync(file, 'utf8').replace(/\s*$/, '\n');
+  for (const pattern of Object.values(STUBS)) {
+    text += `\n{ #category : #testing }\nSRLicence >> ${pattern} [\n\n\t\n]\n`;
+  }
+  fs.writeFileSync(file, text);
+}
+
+/**
+ * Where `needle` is in a workspace file, `offset` characters into it: line and column count
+ * from 1 and the column is visual (a tab stops at multiples of 4), as VS Code's Go to Line and
+ * status bar count.
+ */
+function locate(workspace, relPath, needle, offset = 0) {
+  const lines = fs.readFileSync(path.join(workspace, relPath), 'utf8').split('\n');
+  for (let i = 0; i < lines.length; i++) {
+    const at = lines[i].indexOf(needle);
+    if (at >= 0) {
+      let column = 0;
+      for (const ch of lines[i].slice(0, at + offset)) {
+        column = ch === '\t' ? (Math.floor(column / 4) + 1) * 4 : column + 1;
+      }
+      return { line: i + 1, column: column + 1 };
+    }
+  }
+  throw new Error(`"${needle}" not found in ${relPath}`);
+}
+
+/** The body line of a stub (the tab-only line after the pattern), cursor after the tab. */
+function stubBody(workspace, pattern) {
+  const at = locate(workspace, LICENCE_PATH, `SRLicence >> ${pattern} [`);
+  return { line: at.line + 2, column: 5 };
+}
+
+/** A seeded random LoRA for the coder model, in the workspace's adapter folder. */
+function writeAdapter(workspace) {
+  const target = path.join(workspace, '.smalltalk-lsp', 'adapters', `${ADAPTER}.gguf`);
+  const script = [
+    'import sys',
+    'from adapters import testing',
+    'from server.engine.embedded import resolve_model_path',
+    "testing.write_lora(sys.argv[1], resolve_model_path('gemma3-270m'), rank=4, seed=7, strength=1.0)",
+  ].join('\n');
+  execFileSync(PYTHON, ['-c', script, target], { cwd: REPO, stdio: 'inherit', timeout: 120_000 });
+  return target;
+}
+
+function normalize(text) {
+  return screenText(text).replace(/\s+/g, ' ').trim();
+}
+
+class Run {
+  constructor(dirs, codeServer, page) {
+    this.dirs = dirs;
+    this.codeServer = codeServer;
+    this.page = page;
+    this.wb = new Workbench(page);
+  }
+
+  async shot(name, opts = {}) {
+    if (!options.screenshots) {
+      return;
+    }
+    await this.wb.screenshot(path.join(SHOTS, `${name}.png`), opts);
+  }
+
+  /** Screenshot of the editor area only (smaller, for the README). */
+  async editorShot(name) {
+    const box = await this.page.locator('.part.editor').boundingBox();
+    await this.shot(name, box ? { clip: box } : {});
+  }
+
+  async status() {
+    return this.wb.status();
+  }
+
+  /** Waits until the server runs and reports the coder model ready. */
+  async modelsReady(timeoutMs = MODELS_READY_MS) {
+    return waitFor('the status bar to report "coder: ready"', async () => {
+      const s = await this.status();
+      return /Server: running/.test(s.label) && /coder: ready/.test(s.label) ? s : undefined;
+    }, timeoutMs, 500);
+  }
+
+  async fresh() {
+    await this.wb.escape(3);
+    // A step that failed half way may leave an edit; saving it keeps a dialog from blocking.
+    await this.wb.command('File: Save All');
+    await this.wb.command('View: Close All Editors');
+    await waitFor('all editors closed', async () => (await this.wb.tabNames()).length === 0, 10_000);
+  }
+
+  /** Types `^` at the start of a stub body and answers the ghost text that appears. */
+  async suggestAt(pattern) {
+    const at = stubBody(this.dirs.workspace, pattern);
+    await this.wb.gotoLine(at.line, at.column);
+    await this.page.keyboard.type('^', { delay: 30 });
+    return waitFor(`ghost text in ${pattern}`, async () => {
+      const ghost = await this.wb.ghostText();
+      return ghost.trim() !== '' ? ghost : undefined;
+    }, SUGGESTION_MS, 200);
+  }
+}
+
+const STEPS = [
+  {
+    n: 1,
+    name: 'ghost text from the coder in an empty method; Tab accepts it; the file still parses',
+    async run(r) {
+      await r.fresh();
+      await r.wb.openFile(LICENCE);
+      await r.modelsReady();
+      const started = Date.now();
+      const ghost = await r.suggestAt(STUBS.accept);
+      log(`    suggestion after ${seconds(Date.now() - started)}: ${JSON.stringify(ghost)}`);
+      await r.editorShot('suggestion');
+      await r.page.keyboard.press('Tab');
+      await waitFor('the ghost text to go after Tab', async () => (await r.wb.ghostText()) === '', 10_000);
+      await r.page.keyboard.press('Control+S');
+      // What the user sees: the server re-parses the buffer and its error marks go away.
+      await waitFor('"No Problems" in the status bar', async () => {
+        const label = await r.page.locator('#status\\.problems').getAttribute('aria-label');
+        return /No Problems/i.test(label ?? '');
+      }, 15_000);
+      await r.shot('1-accepted');
+      const file = path.join(r.dirs.workspace, LICENCE_PATH);
+      const firstLine = normalize(ghost.split('\n')[0]);
+      const saved = await waitFor('the accepted suggestion in the saved file', async () => {
+        const text = fs.readFileSync(file, 'utf8');
+        return normalize(text).includes(normalize(`^${firstLine}`)) ? text : undefined;
+      }, 10_000);
+      const parse = parseFile(file);
+      const diagnostics = parse.diagnostics ?? [];
+      if (diagnostics.length > 0) {
+        throw new Error(`the file no longer parses: ${JSON.stringify(diagnostics)}\n${saved.slice(-400)}`);
+      }
+      const selector = STUBS.accept.split(' ')[0];
+      if (!parse.methods.some((m) => m.selector === selector)) {
+        throw new Error(`method ${selector} missing from the parse: ${parse.methods.map((m) => m.selector).join(' ')}`);
+      }
+    },
+  },
+  {
+    n: 2,
+    name: 'hover on a class name shows its comment; go to definition lands on the implementor',
+    async run(r) {
+      await r.fresh();
+      const ws = r.dirs.workspace;
+      const testFile = path.join('StreamingRights-Tests', 'SRStoreTest.class.st');
+      const ref = locate(ws, testFile, 'licence := SRLicence', 'licence := SR'.length);
+      await r.wb.openFile('SRStoreTest.class.st');
+      await r.wb.gotoLine(ref.line, ref.column);
+      await r.page.keyboard.press('Control+K');
+      await r.page.keyboard.press('Control+I');
+      const hover = await waitFor('a hover with the class comment', async () => {
+        const text = await r.wb.hoverText();
+        return text.includes('I am a licence') ? text : undefined;
+      }, 30_000);
+      log(`    hover: ${JSON.stringify(normalize(hover).slice(0, 120))}`);
+      await r.shot('2-hover');
+      await r.wb.escape();
+
+      const send = locate(ws, path.join('StreamingRights-Core', 'SRRight.class.st'), 'isActiveOn:', 3);
+      const impl = locate(ws, LICENCE_PATH, 'SRLicence >> isActiveOn:');
+      await r.wb.openFile('SRRight.class.st');
+      await r.wb.gotoLine(send.line, send.column);
+      await r.page.keyboard.press('F12');
+      await waitFor(`the implementor ${LICENCE}:${impl.line}`, async () => {
+        const pos = await r.wb.cursorPosition();
+        return (await r.wb.activeTabName()) === LICENCE && pos?.line === impl.line;
+      }, 30_000);
+      await r.shot('2-definition');
+    },
+  },
+  {
+    n: 3,
+    name: 'the light bulb offers Explain, Design, Implement, Write tests; Explain opens a Markdown preview',
+    async run(r) {
+      await r.fresh();
+      const at = locate(r.dirs.workspace, LICENCE_PATH, 'days := self perform: #durationInDays.', 2);
+      await r.wb.openFile(LICENCE);
+      await r.modelsReady();
+      await r.wb.gotoLine(at.line, at.column);
+      await r.page.keyboard.press('Control+.');
+      const wanted = [/Explain/i, /Design/i, /Implement/i, /Write tests/i];
+      const labels = await waitFor('Explain, Design, Implement and Write tests in the code action list', async () => {
+        const found = await r.wb.actionListLabels();
+        return wanted.every((re) => found.some((l) => re.test(l))) ? found : undefined;
+      }, 30_000).catch(async (error) => {
+        const found = await r.wb.actionListLabels().catch(() => []);
+        throw new Error(`${error.message}; the list shows: ${JSON.stringify(found)}`);
+      });
+      log(`    actions: ${labels.join(' | ')}`);
+      await r.shot('3-lightbulb');
+      const explain = r.page.locator('.action-widget .monaco-list-row', { hasText: /Explain/i }).first();
+      await explain.click();
+      const started = Date.now();
+      const text = await waitFor('a Markdown preview with the explanation', async () => {
+        const tabs = await r.wb.tabNames();
+        if (!tabs.some((t) => /^Preview /.test(t))) {
+          return undefined;
+        }
+        const body = await r.wb.markdownPreviewText();
+        return body.trim().length > 40 ? body : undefined;
+      }, EXPLANATION_MS, 1_000);
+      log(`    explanation after ${seconds(Date.now() - started)} (${text.length} chars): ${JSON.stringify(normalize(text).slice(0, 160))}`);
+      await r.shot('explanation');
+    },
+  },
+  {
+    n: 4,
+    name: 'the status bar shows models and adapters; activating an adapter from it changes the next suggestion',
+    async run(r) {
+      await r.fresh();
+      await r.wb.openFile(LICENCE);
+      const before = await r.modelsReady();
+      if (!/Adapters: none/.test(before.label)) {
+        throw new Error(`expected no active adapter at first: ${before.label}`);
+      }
+      log(`    status: ${JSON.stringify(before.text)} / ${before.label}`);
+      await r.wb.statusItem().hover();
+      await waitFor('the status tooltip', async () => /coder: ready/.test(await r.wb.hoverText()), 10_000);
+      await r.shot('4-status');
+      await r.page.mouse.move(600, 300);
+
+      const plain = await r.suggestAt(STUBS.adapter);
+      log(`    without adapter: ${JSON.stringify(plain)}`);
+      await r.wb.escape(1);
+      await r.page.keyboard.press('Control+Z');
+
+      await r.wb.statusItem().click();
+      await r.wb.quickInput('', ADAPTER);
+      const row = r.page.locator('.quick-input-list .monaco-list-row', { hasText: ADAPTER }).first();
+      await row.waitFor({ timeout: 30_000 });
+      await r.shot('4-adapters');
+      await r.page.keyboard.press('Enter');
+      const after = await waitFor(`[${ADAPTER}] in the status bar`, async () => {
+        const s = await r.status();
+        return s.text.includes(ADAPTER) ? s : undefined;
+      }, 60_000);
+      log(`    status: ${JSON.stringify(after.text)}`);
+
+      const adapted = await r.suggestAt(STUBS.adapter);
+      log(`    with ${ADAPTER}: ${JSON.stringify(adapted)}`);
+      await r.shot('4-suggestion-with-adapter');
+      if (normalize(adapted) === normalize(plain)) {
+        throw new Error(`the suggestion did not change with ${ADAPTER}: ${JSON.stringify(adapted)}`);
+      }
+      await r.wb.escape(1);
+    },
+  },
+  {
+    n: 5,
+    name: 'a server killed from outside is restarted and completions come back',
+    async run(r) {
+      await r.fresh();
+      await r.wb.openFile(LICENCE);
+      await r.modelsReady();
+      const pids = r.codeServer.serverPids();
+      if (pids.length !== 1) {
+        throw new Error(`expected one server process, found ${JSON.stringify(pids)}`);
+      }
+      log(`    killing server pid ${pids[0]}`);
+      process.kill(pids[0], 'SIGKILL');
+      const restarted = await waitFor('a new server process', async () => {
+        const now = r.codeServer.serverPids();
+        return now.length === 1 && now[0] !== pids[0] ? now[0] : undefined;
+      }, 60_000);
+      log(`    new server pid ${restarted}`);
+      await r.modelsReady();
+      const ghost = await r.suggestAt(STUBS.restart);
+      log(`    suggestion after the restart: ${JSON.stringify(ghost)}`);
+      await r.shot('5-after-restart');
+      await r.wb.escape(1);
+    },
+  },
+];
+
+function printLogTail(dirs, lines = 40) {
+  const file = extensionLogFile(dirs.userData);
+  if (!file) {
+    log('    (no extension log found)');
+    return;
+  }
+  const tail = fs.readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines);
+  log(`    --- last ${tail.length} lines of ${file}`);
+  for (const line of tail) {
+    log(`    | ${line}`);
+  }
+}
+
+async function main() {
+  const t0 = Date.now();
+  fs.mkdirSync(SHOTS, { recursive: true });
+  const steps = STEPS.filter((s) => !options.only || options.only.has(s.n));
+  const dirs = prepareWorkspace(options.trace ? { 'smalltalk.trace.server': 'verbose' } : {});
+  addStubs(dirs.workspace);
+  if (steps.some((s) => s.n === 4)) {
+    writeAdapter(dirs.workspace);
+  }
+  installExtension(dirs);
+  log(`workspace ${dirs.workspace}; extension installed (${seconds(Date.now() - t0)})`);
+
+  let codeServer;
+  let browser;
+  let passed = 0;
+  let failed = 0;
+  try {
+    codeServer = await CodeServer.start(dirs, { logLevel: options.trace ? 'trace' : undefined });
+    const launched = await launchBrowser();
+    browser = launched.browser;
+    const run = new Run(dirs, codeServer, launched.page);
+    await launched.page.goto(codeServer.url(dirs.workspace));
+    await run.wb.ready();
+    log(`workbench ready (${seconds(Date.now() - t0)})`);
+
+    for (const step of steps) {
+      const started = Date.now();
+      try {
+        await step.run(run);
+        passed++;
+        log(`ok   ${step.n} ${step.name} (${seconds(Date.now() - started)})`);
+      } catch (error) {
+        failed++;
+        log(`FAIL ${step.n} ${step.name} (${seconds(Date.now() - started)})`);
+        log(`    ${String(error?.stack ?? error).split('\n').slice(0, 6).join('\n    ')}`);
+        const file = path.join(SHOTS, `step${step.n}-failure.png`);
+        await run.wb.screenshot(file).then(() => log(`    screenshot: ${file}`), () => undefined);
+        printLogTail(dirs);
+      }
+    }
+  } finally {
+    await browser?.close().catch(() => undefined);
+    await codeServer?.stop();
+    if (options.keep) {
+      log(`kept ${dirs.tmp}`);
+    } else {
+      fs.rmSync(dirs.tmp, { recursive: true, force: true });
+    }
+  }
+  log(`${passed} passed, ${failed} failed (${seconds(Date.now() - t0)})`);
+  process.exitCode = failed > 0 ? 1 : 0;
+}
+
+main().catch((error) => {
+  log(`e2e: ${error?.stack ?? error}`);
+  process.exitCode = 1;
+});
