@@ -3,6 +3,11 @@
 Plain data and plain functions; the LSP layer keeps one of these current and features read it.
 Replacing a file's parse result is the only way to change it, so lookups are rebuilt per file.
 
+A file enters either parsed (`put`) or as a summary with a loader (`put_summary`): the summary
+holds just the names the indexes need, and the file's `SourceFile` is loaded the first time a
+lookup returns something from it. A warm start from the cache therefore reads summaries only
+(validating 10,000 full parses would take seconds).
+
 Thread safety: the workspace scan writes from a background thread while requests read on the
 event loop (and model features read from worker threads), so every method holds one re-entrant
 lock. Lookups return fresh lists, never views of the internal indexes.
@@ -10,21 +15,63 @@ lock. Lookups return fresh lists, never views of the internal indexes.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from smalltalk_grammar.model import ClassDef, MethodDef, SourceFile
 
-# key -> path -> entries of that file; removing a file is one `del` per key it touched.
-_Index = dict[str, dict[str, list]]
+log = logging.getLogger(__name__)
+
+# What the indexes need of one file; plain lists and dicts (it is stored as JSON):
+#   "c": [[name, kind, superclass or None], ...]   classes, in file order
+#   "m": [[selector, class name, side], ...]       methods, in file order
+#   "s": {selector: [method index, ...]}           sends and literal symbols
+#   "r": {Capitalised name: [method index, ...]}   class (and global) references
+#   "v": {name: [method index, ...]}               variable references
+Summary = dict[str, Any]
+Loader = Callable[[], SourceFile | None]
+# key -> path -> indices (into the file's classes or methods); a file's removal is one `del`.
+_Index = dict[str, dict[str, list[int]]]
+
+
+def summarize(source: SourceFile) -> Summary:
+    senders: dict[str, list[int]] = {}
+    refs: dict[str, list[int]] = {}
+    variables: dict[str, list[int]] = {}
+    for i, method in enumerate(source.methods):
+        for selector in dict.fromkeys([*method.sends, *method.symbols]):
+            senders.setdefault(selector, []).append(i)
+        for name in dict.fromkeys(method.class_references):
+            refs.setdefault(name, []).append(i)
+        for name in dict.fromkeys(method.variable_references):
+            variables.setdefault(name, []).append(i)
+    return {
+        "c": [[c.name, c.kind, c.superclass] for c in source.classes],
+        "m": [[m.selector, m.class_name, m.side] for m in source.methods],
+        "s": senders,
+        "r": refs,
+        "v": variables,
+    }
+
+
+class _Entry:
+    __slots__ = ("summary", "source", "loader")
+
+    def __init__(self, summary: Summary, source: SourceFile | None, loader: Loader | None):
+        self.summary = summary
+        self.source = source
+        self.loader = loader
 
 
 class ProjectModel:
     def __init__(self, files: Iterable[SourceFile] = ()) -> None:
         self._lock = threading.RLock()
-        self._files: dict[str, SourceFile] = {}
+        self._files: dict[str, _Entry] = {}
         self._classes: _Index = defaultdict(dict)
+        self._subclasses: _Index = defaultdict(dict)
         self._implementors: _Index = defaultdict(dict)
         self._senders: _Index = defaultdict(dict)
         self._methods_by_class: _Index = defaultdict(dict)
@@ -42,35 +89,53 @@ class ProjectModel:
 
     def put(self, source: SourceFile) -> None:
         """Add or replace the parse result of one file (keyed by its path)."""
-        key = source.path or ""
-        with self._lock:
-            before = (len(self._classes), len(self._implementors))
-            removed_names: set[str] = set()
-            if key in self._files:
-                removed_names = self._remove_unlocked(key)
-            self._files[key] = source
-            for cls in source.classes:
-                self._classes[cls.name].setdefault(key, []).append(cls)
-            for method in source.methods:
-                self._implementors[method.selector].setdefault(key, []).append(method)
-                self._methods_by_class[method.class_name].setdefault(key, []).append(method)
-                for selector in set(method.sends) | set(method.symbols):
-                    self._senders[selector].setdefault(key, []).append(method)
-                for name in set(method.class_references):
-                    self._class_refs[name].setdefault(key, []).append(method)
-                for name in set(method.variable_references):
-                    self._variable_refs[name].setdefault(key, []).append(method)
-            self.generation += 1
-            added = {c.name for c in source.classes} | {m.selector for m in source.methods}
-            after = (len(self._classes), len(self._implementors))
-            if before != after or not removed_names <= added:
-                self.names_generation += 1
+        self._put(source.path or "", summarize(source), source, None)
+
+    def put_summary(self, path: str, summary: Summary, loader: Loader) -> None:
+        """Add or replace a file known by its summary; `loader` gives its SourceFile when a
+        lookup first needs it (and must agree with the summary)."""
+        self._put(path, summary, None, loader)
 
     def put_many(self, sources: Iterable[SourceFile]) -> None:
         """Put several files under one lock acquisition (the scan adds files in batches)."""
         with self._lock:
             for source in sources:
                 self.put(source)
+
+    def put_summaries(self, items: Iterable[tuple[str, Summary, Loader]]) -> None:
+        """`put_summary` for several files under one lock acquisition."""
+        with self._lock:
+            for path, summary, loader in items:
+                self._put(path, summary, None, loader)
+
+    def _put(self, key: str, summary: Summary, source: SourceFile | None, loader: Loader | None):
+        with self._lock:
+            before = (len(self._classes), len(self._implementors))
+            removed: set[str] = set()
+            if key in self._files:
+                removed = self._remove_unlocked(key)
+            self._files[key] = _Entry(summary, source, loader)
+            added: set[str] = set()
+            for i, (name, _kind, superclass) in enumerate(summary["c"]):
+                self._classes[name].setdefault(key, []).append(i)
+                if superclass:
+                    self._subclasses[superclass].setdefault(key, []).append(i)
+                added.add(name)
+            for i, (selector, class_name, _side) in enumerate(summary["m"]):
+                self._implementors[selector].setdefault(key, []).append(i)
+                self._methods_by_class[class_name].setdefault(key, []).append(i)
+                added.add(selector)
+            for index, part in (
+                (self._senders, summary["s"]),
+                (self._class_refs, summary["r"]),
+                (self._variable_refs, summary["v"]),
+            ):
+                for name, positions in part.items():
+                    index[name][key] = positions
+            self.generation += 1
+            after = (len(self._classes), len(self._implementors))
+            if before != after or not removed <= added:
+                self.names_generation += 1
 
     def remove(self, path: str) -> None:
         with self._lock:
@@ -80,38 +145,93 @@ class ProjectModel:
 
     def _remove_unlocked(self, path: str) -> set[str]:
         """Drop a file; returns the class names and selectors that no file has any more."""
-        source = self._files.pop(path, None)
-        if source is None:
+        entry = self._files.pop(path, None)
+        if entry is None:
             return set()
+        summary = entry.summary
         gone: set[str] = set()
-        for cls in source.classes:
-            if _drop_path(self._classes, cls.name, path):
-                gone.add(cls.name)
-        for method in source.methods:
-            if _drop_path(self._implementors, method.selector, path):
-                gone.add(method.selector)
-            _drop_path(self._methods_by_class, method.class_name, path)
-            for selector in set(method.sends) | set(method.symbols):
-                _drop_path(self._senders, selector, path)
-            for name in set(method.class_references):
-                _drop_path(self._class_refs, name, path)
-            for name in set(method.variable_references):
-                _drop_path(self._variable_refs, name, path)
+        for name, _kind, superclass in summary["c"]:
+            if _drop_path(self._classes, name, path):
+                gone.add(name)
+            if superclass:
+                _drop_path(self._subclasses, superclass, path)
+        for selector, class_name, _side in summary["m"]:
+            if _drop_path(self._implementors, selector, path):
+                gone.add(selector)
+            _drop_path(self._methods_by_class, class_name, path)
+        for index, part in (
+            (self._senders, summary["s"]),
+            (self._class_refs, summary["r"]),
+            (self._variable_refs, summary["v"]),
+        ):
+            for name in part:
+                _drop_path(index, name, path)
         return gone
+
+    # --- loading -------------------------------------------------------------------------
+
+    def _source(self, path: str) -> SourceFile | None:
+        """The file's SourceFile, loading it on first use (lock held by the caller)."""
+        entry = self._files.get(path)
+        if entry is None:
+            return None
+        if entry.source is None:
+            loaded = entry.loader() if entry.loader is not None else None
+            if loaded is None:
+                log.warning("cannot load %s; dropped from the project model", path)
+                self._remove_unlocked(path)
+                self.generation += 1
+                self.names_generation += 1
+                return None
+            if loaded.path != path:
+                loaded = loaded.model_copy(update={"path": path})
+            summary = summarize(loaded)
+            if summary != entry.summary:
+                # The file changed since its summary was written: index what was loaded.
+                self._put(path, summary, loaded, None)
+            else:
+                entry.source = loaded
+                entry.loader = None
+        return self._files[path].source if path in self._files else None
+
+    def _items(self, index: _Index, key: str, kind: str) -> list[tuple[str, Any]]:
+        """(path, ClassDef or MethodDef) for the entries of `key` in `index`."""
+        with self._lock:
+            by_path = index.get(key)
+            if not by_path:
+                return []
+            found: list[tuple[str, Any]] = []
+            for path in list(by_path):
+                source = self._source(path)
+                # Loading may have re-indexed the file: read its positions afterwards.
+                positions = index.get(key, {}).get(path, [])
+                if source is None:
+                    continue
+                items = source.classes if kind == "c" else source.methods
+                found.extend((path, items[i]) for i in positions if i < len(items))
+            return found
+
+    def is_loaded(self, path: str) -> bool:
+        with self._lock:
+            entry = self._files.get(path)
+            return entry is not None and entry.source is not None
 
     # --- lookups -------------------------------------------------------------------------
 
     def file(self, path: str) -> SourceFile | None:
         with self._lock:
-            return self._files.get(path)
+            return self._source(path)
 
     def paths(self) -> list[str]:
         with self._lock:
             return list(self._files)
 
     def files(self) -> Iterator[SourceFile]:
-        with self._lock:
-            return iter(list(self._files.values()))
+        """Every file (each loaded on first use, one at a time)."""
+        for path in self.paths():
+            source = self.file(path)
+            if source is not None:
+                yield source
 
     def file_count(self) -> int:
         with self._lock:
@@ -123,53 +243,81 @@ class ProjectModel:
 
     def class_definitions(self, name: str) -> list[tuple[str, ClassDef]]:
         """(path, definition) pairs; a class may be defined once and extended elsewhere."""
+        return self._items(self._classes, name, "c")
+
+    def _class_summaries(self, name: str) -> list[tuple[str, str, str | None]]:
+        """(path, kind, superclass) of each definition of a class, without loading files."""
         with self._lock:
-            return _entries(self._classes, name)
+            found = []
+            for path, positions in (self._classes.get(name) or {}).items():
+                entry = self._files[path]
+                for i in positions:
+                    _, kind, superclass = entry.summary["c"][i]
+                    found.append((path, kind, superclass))
+            return found
 
     def class_named(self, name: str) -> ClassDef | None:
         """The defining (non-extension) definition of a class, else any."""
-        with self._lock:
-            defs = _entries(self._classes, name)
+        defs = self.class_definitions(name)
         for _, cls in defs:
             if cls.kind != "extension":
                 return cls
         return defs[0][1] if defs else None
 
+    def superclass_of(self, name: str) -> str | None:
+        """The superclass named by the class's defining definition (no file is loaded)."""
+        summaries = self._class_summaries(name)
+        defining = [s for s in summaries if s[1] != "extension"] or summaries
+        return defining[0][2] if defining else None
+
     def superclass_chain(self, name: str) -> list[str]:
         """Superclasses of `name`, nearest first, as far as the project defines them."""
         chain: list[str] = []
-        current = self.class_named(name)
-        while current is not None and current.superclass and current.superclass not in chain:
-            chain.append(current.superclass)
-            if current.superclass == name:
-                break
-            current = self.class_named(current.superclass)
+        current = self.superclass_of(name)
+        while current and current not in chain and current != name:
+            chain.append(current)
+            current = self.superclass_of(current)
         return chain
 
     def subclasses(self, name: str) -> list[str]:
-        return sorted(
-            cls_name
-            for cls_name in self.class_names()
-            if (cls := self.class_named(cls_name)) is not None and cls.superclass == name
-        )
+        with self._lock:
+            found: set[str] = set()
+            for path, positions in (self._subclasses.get(name) or {}).items():
+                classes = self._files[path].summary["c"]
+                for i in positions:
+                    sub = classes[i][0]
+                    if self.superclass_of(sub) == name:
+                        found.add(sub)
+            return sorted(found)
 
     def methods_of(self, class_name: str, side: str | None = None) -> list[tuple[str, MethodDef]]:
-        with self._lock:
-            methods = _entries(self._methods_by_class, class_name)
+        methods = self._items(self._methods_by_class, class_name, "m")
         return [(path, m) for path, m in methods if side is None or m.side == side]
 
-    def implementors(self, selector: str) -> list[tuple[str, MethodDef]]:
+    def selectors_of(self, class_name: str, side: str | None = None) -> list[str]:
+        """Selectors a class defines (on one side), without loading its files."""
         with self._lock:
-            return _entries(self._implementors, selector)
+            found: list[str] = []
+            for path, positions in (self._methods_by_class.get(class_name) or {}).items():
+                methods = self._files[path].summary["m"]
+                found.extend(methods[i][0] for i in positions if side in (None, methods[i][2]))
+            return list(dict.fromkeys(found))
+
+    def implementors(self, selector: str) -> list[tuple[str, MethodDef]]:
+        return self._items(self._implementors, selector, "m")
 
     def senders(self, selector: str) -> list[tuple[str, MethodDef]]:
         """Methods that send `selector` or mention it as a literal symbol (`#foo:`)."""
-        with self._lock:
-            return _entries(self._senders, selector)
+        return self._items(self._senders, selector, "m")
 
     def selectors(self) -> list[str]:
         with self._lock:
             return [s for s, impls in self._implementors.items() if impls]
+
+    def implementor_count(self, selector: str) -> int:
+        with self._lock:
+            by_path = self._implementors.get(selector)
+            return sum(len(v) for v in by_path.values()) if by_path else 0
 
     def send_count(self, selector: str) -> int:
         with self._lock:
@@ -178,13 +326,11 @@ class ProjectModel:
 
     def class_references(self, name: str) -> list[tuple[str, MethodDef]]:
         """Methods that mention the capitalised identifier `name`."""
-        with self._lock:
-            return _entries(self._class_refs, name)
+        return self._items(self._class_refs, name, "m")
 
     def variable_references(self, name: str) -> list[tuple[str, MethodDef]]:
         """Methods that use the (non-local) lower-case identifier `name`, in any class."""
-        with self._lock:
-            return _entries(self._variable_refs, name)
+        return self._items(self._variable_refs, name, "m")
 
     def usage_count(self, name: str) -> int:
         """How many methods mention `name` as a selector, a class or a variable."""
@@ -195,13 +341,6 @@ class ProjectModel:
                 if by_path:
                     total += sum(len(v) for v in by_path.values())
             return total
-
-
-def _entries(index: _Index, key: str) -> list:
-    by_path = index.get(key)
-    if not by_path:
-        return []
-    return [(path, item) for path, items in by_path.items() for item in items]
 
 
 def _drop_path(index: _Index, key: str, path: str) -> bool:

@@ -3,8 +3,10 @@
 The scan runs in a background thread and adds files to the model in batches, so requests are
 answered from whatever is indexed so far. Parse results are cached in
 `<root>/.smalltalk-lsp/cache.sqlite`, one row per file: the file's stamp (mtime, size), the hash
-of its content, and the parse as JSON. A file whose stamp is unchanged is loaded without being
-read; a touched file whose content hash is unchanged is loaded without being parsed.
+of its content, the parse as JSON, and the summary the project model indexes. A warm start
+reads summaries only (a file's full parse is loaded when a request first needs it); a file
+whose stamp is unchanged is not even read, and a touched file whose content hash is unchanged
+is not parsed again.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -19,7 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from server.project_model import ProjectModel
+from server.project_model import Loader, ProjectModel, Summary, summarize
 from smalltalk_grammar.build import FactsCache
 from smalltalk_grammar.model import SourceFile
 from smalltalk_grammar.parsing import iter_project, parse_file
@@ -29,7 +32,7 @@ log = logging.getLogger(__name__)
 CACHE_DIR = ".smalltalk-lsp"
 CACHE_FILE = "cache.sqlite"
 # Bump when the stored layout changes; the grammar's own sources are hashed in as well.
-CACHE_FORMAT = "1"
+CACHE_FORMAT = "2"
 BATCH = 200
 
 
@@ -55,21 +58,23 @@ def grammar_fingerprint() -> str:
     return digest.hexdigest()
 
 
-def _companions(path: Path) -> list[Path]:
+def _companions(path: str) -> list[str]:
     # A FileTree class's parse includes its README.md (the comment).
-    return [path.parent / "README.md"] if path.name == "properties.json" else []
+    if path.endswith("properties.json"):
+        return [os.path.join(os.path.dirname(path), "README.md")]
+    return []
 
 
-def file_stamp(path: Path) -> tuple[int, int] | None:
+def file_stamp(path: str) -> tuple[int, int] | None:
     """(mtime_ns, size) of a file and its companions, or None if it is gone."""
     try:
-        stat = path.stat()
+        stat = os.stat(path)
     except OSError:
         return None
     mtime, size = stat.st_mtime_ns, stat.st_size
     for extra in _companions(path):
         try:
-            more = extra.stat()
+            more = os.stat(extra)
         except OSError:
             continue
         mtime = max(mtime, more.st_mtime_ns)
@@ -77,14 +82,16 @@ def file_stamp(path: Path) -> tuple[int, int] | None:
     return mtime, size
 
 
-def content_hash(path: Path) -> str | None:
+def content_hash(path: str) -> str | None:
     digest = hashlib.blake2b(digest_size=16)
     try:
-        digest.update(path.read_bytes())
+        with open(path, "rb") as handle:
+            digest.update(handle.read())
         for extra in _companions(path):
-            if extra.is_file():
+            if os.path.isfile(extra):
                 digest.update(b"\0")
-                digest.update(extra.read_bytes())
+                with open(extra, "rb") as handle:
+                    digest.update(handle.read())
     except OSError:
         return None
     return digest.hexdigest()
@@ -104,40 +111,35 @@ class ParseCache:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, mtime INTEGER,"
-            " size INTEGER, hash TEXT, data TEXT)"
-        )
         row = self._db.execute("SELECT value FROM meta WHERE key='fingerprint'").fetchone()
         if row is None or row[0] != fingerprint:
-            self._db.execute("DELETE FROM files")
+            # Another grammar or layout: start over.
+            self._db.execute("DROP TABLE IF EXISTS files")
             self._db.execute(
                 "INSERT OR REPLACE INTO meta VALUES ('fingerprint', ?)", (fingerprint,)
             )
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, mtime INTEGER,"
+            " size INTEGER, hash TEXT, summary TEXT, data TEXT)"
+        )
         self._db.commit()
 
-    def entries(self) -> dict[str, tuple[int, int, str]]:
-        """path -> (mtime, size, hash) of every cached file."""
+    def entries(self) -> dict[str, tuple[int, int, str, str]]:
+        """path -> (mtime, size, hash, summary JSON) of every cached file."""
         with self._lock:
-            rows = self._db.execute("SELECT path, mtime, size, hash FROM files").fetchall()
-        return {path: (mtime, size, digest) for path, mtime, size, digest in rows}
+            rows = self._db.execute("SELECT path, mtime, size, hash, summary FROM files").fetchall()
+        return {row[0]: row[1:] for row in rows}
 
-    def load(self, paths: list[str]) -> dict[str, str]:
-        """path -> stored JSON for the given paths."""
-        found: dict[str, str] = {}
+    def data(self, path: str) -> str | None:
+        """The stored parse (JSON) of one file."""
         with self._lock:
-            for start in range(0, len(paths), 500):
-                chunk = paths[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                rows = self._db.execute(
-                    f"SELECT path, data FROM files WHERE path IN ({marks})", chunk
-                ).fetchall()
-                found.update(rows)
-        return found
+            row = self._db.execute("SELECT data FROM files WHERE path=?", (path,)).fetchone()
+        return row[0] if row else None
 
-    def store(self, rows: Iterable[tuple[str, int, int, str, str]]) -> None:
+    def store(self, rows: Iterable[tuple[str, int, int, str, str, str]]) -> None:
+        """Rows of (path, mtime, size, hash, summary JSON, parse JSON)."""
         with self._lock:
-            self._db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?)", rows)
+            self._db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?)", rows)
             self._db.commit()
 
     def touch(self, rows: Iterable[tuple[int, int, str]]) -> None:
@@ -241,44 +243,39 @@ class WorkspaceIndex:
         total = len(paths)
         cache = self._cache_for(root)
         known = cache.entries() if cache is not None else {}
-        stamps = {p: file_stamp(Path(p)) for p in paths}
-        hits = [p for p in paths if (s := stamps[p]) and p in known and known[p][:2] == s]
-        loaded = cache.load(hits) if cache is not None and hits else {}
-        batch: list[SourceFile] = []
-        new_rows: list[tuple[str, int, int, str, str]] = []
+        summaries: list[tuple[str, Summary, Loader]] = []
+        parsed: list[SourceFile] = []
+        new_rows: list[tuple[str, int, int, str, str, str]] = []
         touched: list[tuple[int, int, str]] = []
         last_report = 0.0
         for done, path in enumerate(paths, 1):
             if self._cancel.is_set():
                 return
             seen.add(path)
-            stamp = stamps[path]
+            stamp = file_stamp(path)
             if stamp is None:
                 continue
-            source = _load(loaded[path]) if path in loaded else None
-            if source is None:
-                digest = content_hash(Path(path))
-                entry = known.get(path)
-                if entry is not None and digest == entry[2]:
-                    stored = cache.load([path]).get(path) if cache is not None else None
-                    source = _load(stored) if stored else None
-                    if source is not None:
-                        touched.append((stamp[0], stamp[1], path))
-                if source is None:
-                    source = parse_file(Path(path), self._facts)
-                    stats.parsed += 1
-                    if digest is not None:
-                        new_rows.append((path, stamp[0], stamp[1], digest, _dump(source)))
-                else:
-                    stats.cached += 1
-            else:
-                stats.cached += 1
             stats.files += 1
-            if not self.is_open(path):
-                batch.append(source)
-            if len(batch) >= BATCH:
-                self.project.put_many(batch)
-                batch = []
+            entry = known.get(path)
+            hit = entry is not None and entry[:2] == stamp
+            if entry is not None and not hit and content_hash(path) == entry[2]:
+                hit = True  # touched, not changed
+                touched.append((stamp[0], stamp[1], path))
+            if hit and cache is not None and entry is not None:
+                stats.cached += 1
+                if not self.is_open(path):
+                    summaries.append((path, json.loads(entry[3]), self._loader(cache, path)))
+            else:
+                source = parse_file(Path(path), self._facts)
+                stats.parsed += 1
+                if not self.is_open(path):
+                    parsed.append(source)
+                digest = content_hash(path) if cache is not None else None
+                if digest is not None:
+                    summary = json.dumps(summarize(source), separators=(",", ":"))
+                    new_rows.append((path, *stamp, digest, summary, _dump(source)))
+            if len(summaries) + len(parsed) >= BATCH:
+                self._flush(summaries, parsed)
             now = time.perf_counter()
             if report is not None and (now - last_report > 0.2 or done == total):
                 report(done, total)
@@ -286,7 +283,7 @@ class WorkspaceIndex:
             if cache is not None and len(new_rows) >= BATCH:
                 cache.store(new_rows)
                 new_rows = []
-        self.project.put_many(batch)
+        self._flush(summaries, parsed)
         if report is not None and total == 0:
             report(0, 0)
         if cache is not None:
@@ -295,6 +292,29 @@ class WorkspaceIndex:
             gone = [p for p in known if p not in seen]
             if gone:
                 cache.forget(gone)
+
+    def _flush(
+        self, summaries: list[tuple[str, Summary, Loader]], parsed: list[SourceFile]
+    ) -> None:
+        self.project.put_summaries(summaries)
+        self.project.put_many(parsed)
+        summaries.clear()
+        parsed.clear()
+
+    def _loader(self, cache: ParseCache, path: str) -> Loader:
+        """Loads a file's parse from the cache, or parses the file if the cache lost it."""
+
+        def load() -> SourceFile | None:
+            try:
+                data = cache.data(path)
+            except sqlite3.Error:
+                data = None
+            source = _load(data) if data else None
+            if source is None and os.path.isfile(path):
+                source = parse_file(Path(path), self._facts)
+            return source
+
+        return load
 
     def refresh_path(self, path: str) -> list[str]:
         """Re-read one path from disk after an outside change (created, changed, deleted, or a

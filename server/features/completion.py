@@ -139,8 +139,7 @@ def _receiver(tree: MethodTree | None, site: Site, project: ProjectModel) -> Rec
 def _class_chain_selectors(project: ProjectModel, receiver: Receiver) -> list[str]:
     found: list[str] = []
     for name in [receiver.class_name, *project.superclass_chain(receiver.class_name)]:
-        for _, method in project.methods_of(name, receiver.side):
-            found.append(method.selector)
+        found += project.selectors_of(name, receiver.side)
     return list(dict.fromkeys(found))
 
 
@@ -221,13 +220,7 @@ def expression_candidates(
     classes = with_prefix(names.classes, prefix)
     classes.sort(key=lambda c: (-project.usage_count(c), c))
     for name in classes[: LIMIT + 1]:
-        cls = project.class_named(name)
-        add(
-            name,
-            types.CompletionItemKind.Class,
-            "class",
-            (cls.category or "class") if cls else "class",
-        )
+        add(name, types.CompletionItemKind.Class, "class", "class")
     return out
 
 

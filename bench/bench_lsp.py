@@ -1,0 +1,233 @@
+"""Language server on a generated 10,000-file project: scan, restart, request latency.
+
+    .venv/bin/python bench/bench_lsp.py [--copies 1000] [--requests 500] [--keep DIR]
+
+1. Generates a project by replicating the Tonel sample (10 files) `--copies` times. Each copy
+   gets its own classes, packages and selectors (every word of a selector the sample defines
+   gets the copy's number), so a project selector has the implementors and senders of one
+   copy, as in a real project; selectors the sample only sends (`new`, `ifTrue:`, `add:`...)
+   and the overrides of `printOn:`, `=`, `hash` stay shared by all copies.
+2. Starts the real server (`python -m server serve`, models off) and measures the cold scan,
+   then starts it again for the warm restart from the cache: the scan time the server logs,
+   and the wall time from spawning the process to the end of the scan.
+3. Opens 50 files and sends `--requests` hover, definition, references and completion requests
+   each at random positions, over stdio, and prints p50/p95/max latency. Two position mixes:
+   "project" (tokens naming the project's own classes and selectors) and "any" (any word in a
+   method body, including sends of `new`, `ifTrue:` and other selectors sent everywhere).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import re
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from lsprotocol import types
+from pygls.uris import from_fs_path
+from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "tests" / "fixtures" / "sample" / "tonel"
+STATIC_ONLY = {
+    "completion": {"enabled": False},
+    "retrieval": {"enabled": False},
+    "actions": {"hover_summaries": False},
+}
+# Selector words kept shared by all copies: overrides of methods every class has.
+SHARED = {"printOn", "hash"}
+_WORD = re.compile(r"[A-Za-z_]\w*")
+_PROJECT = re.compile(r"[QC]\d+$")
+
+
+def _project_words() -> set[str]:
+    from smalltalk_grammar import iter_project, parse_file
+
+    words: set[str] = set()
+    for path in iter_project(SAMPLE):
+        for method in parse_file(path).methods:
+            words.update(w for w in method.selector.split(":") if w and w[0].isalpha())
+    return words - SHARED
+
+
+def generate(target: Path, copies: int) -> int:
+    """Write `copies` renamed copies of the Tonel sample under `target`; returns files."""
+    words = _project_words()
+    pattern = re.compile(r"\b(" + "|".join(sorted(words, key=len, reverse=True)) + r")\b")
+    sources = [(p.relative_to(SAMPLE), p.read_text()) for p in sorted(SAMPLE.rglob("*.st"))]
+    count = 0
+    for copy in range(copies):
+        suffix = str(copy)
+        for rel, text in sources:
+            body = text.replace("#name :", "#NAME_KEY :")
+            body = pattern.sub(lambda m, s=suffix: m.group(1) + "Q" + s, body)
+            body = body.replace("#NAME_KEY :", "#name :")
+            body = re.sub(r"\bT?SR[A-Z]\w*", lambda m, s=suffix: m.group(0) + "C" + s, body)
+            body = body.replace("StreamingRights", f"StreamingRights{suffix}")
+            path = target / str(rel).replace("StreamingRights", f"StreamingRights{suffix}")
+            path = path.with_name(
+                re.sub(r"^(T?SR[A-Za-z]*)", lambda m, s=suffix: m.group(1) + "C" + s, path.name)
+            )
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(body)
+            count += 1
+    return count
+
+
+def _capabilities() -> types.ClientCapabilities:
+    return client_capabilities("visual-studio-code")
+
+
+async def start(root: Path) -> tuple[LanguageClient, float, str]:
+    """A server initialized on `root`, after its scan; the wall time and the scan log line."""
+    began = time.perf_counter()
+    config = ClientServerConfig(server_command=[sys.executable, "-m", "server", "serve"])
+    client = await config.start()
+    client.feature(types.CLIENT_REGISTER_CAPABILITY)(lambda params: None)
+    uri = from_fs_path(str(root))
+    await client.initialize_session(
+        types.InitializeParams(
+            capabilities=_capabilities(),
+            root_uri=uri,
+            workspace_folders=[types.WorkspaceFolder(uri=uri, name="bench")],
+            initialization_options=STATIC_ONLY,
+        )
+    )
+    while not any("indexed" in m.message for m in client.log_messages):
+        await asyncio.sleep(0.01)
+    wall = time.perf_counter() - began
+    line = next(m.message for m in client.log_messages if "indexed" in m.message)
+    return client, wall, line
+
+
+async def stop(client: LanguageClient) -> None:
+    await client.shutdown_session()
+    await client.stop()
+
+
+def _positions(text: str, mix: str) -> list[types.Position]:
+    """Candidate positions in a file: one character into each word of a method body. In the
+    "project" mix only words naming the project's own classes (renamed `...C<n>`) and
+    selectors (`...Q<n>`)."""
+    found = []
+    for number, line in enumerate(text.split("\n")):
+        if not line.startswith("\t") or line.lstrip().startswith('"'):
+            continue  # method bodies only (Tonel indents them), not comments
+        for m in _WORD.finditer(line):
+            if mix == "project" and not _PROJECT.search(m.group(0)):
+                continue
+            found.append(types.Position(line=number, character=m.start() + 1))
+    return found
+
+
+async def measure(client: LanguageClient, root: Path, requests: int, mix: str) -> dict:
+    rng = random.Random(7)
+    files = sorted(root.rglob("*.class.st"))
+    opened = rng.sample(files, 50)
+    docs = []
+    for path in opened:
+        text = path.read_text()
+        uri = from_fs_path(str(path))
+        client.text_document_did_open(
+            types.DidOpenTextDocumentParams(
+                text_document=types.TextDocumentItem(
+                    uri=uri, language_id="smalltalk", version=1, text=text
+                )
+            )
+        )
+        spots = _positions(text, mix)
+        if spots:
+            docs.append((uri, spots))
+    await client.workspace_symbol_async(types.WorkspaceSymbolParams(query="x"))  # settle
+    results: dict[str, list[float]] = {}
+    kinds = {
+        "hover": lambda d, p: client.text_document_hover_async(
+            types.HoverParams(text_document=d, position=p)
+        ),
+        "definition": lambda d, p: client.text_document_definition_async(
+            types.DefinitionParams(text_document=d, position=p)
+        ),
+        "references": lambda d, p: client.text_document_references_async(
+            types.ReferenceParams(
+                text_document=d,
+                position=p,
+                context=types.ReferenceContext(include_declaration=False),
+            )
+        ),
+        "completion": lambda d, p: client.text_document_completion_async(
+            types.CompletionParams(text_document=d, position=p)
+        ),
+    }
+    for kind, send in kinds.items():
+        times = []
+        for _ in range(requests):
+            uri, spots = rng.choice(docs)
+            pos = rng.choice(spots)
+            began = time.perf_counter()
+            await send(types.TextDocumentIdentifier(uri=uri), pos)
+            times.append((time.perf_counter() - began) * 1000)
+        results[kind] = times
+    for uri, _ in docs:
+        client.text_document_did_close(
+            types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri))
+        )
+    return results
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    base = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-lsp-"))
+    root = base / "project"
+    try:
+        if root.exists() and any(root.iterdir()) and args.keep:
+            files = sum(1 for _ in root.rglob("*.st"))
+            print(f"project: {files} files in {root} (kept)")
+            shutil.rmtree(root / ".smalltalk-lsp", ignore_errors=True)
+        else:
+            began = time.perf_counter()
+            files = generate(root, args.copies)
+            print(f"project: {files} files generated in {time.perf_counter() - began:.1f}s")
+        load = os.getloadavg()[0]
+        print(f"cpu: {os.cpu_count()} cores, load average {load:.2f}")
+
+        client, wall, line = await start(root)
+        print(f"cold start: {wall:.2f}s to scan end ({line})")
+        await stop(client)
+        client, wall, line = await start(root)
+        print(f"warm restart: {wall:.2f}s to scan end, process start included ({line})")
+        for mix in ("project", "any"):
+            results = await measure(client, root, args.requests, mix)
+            print(f"latency over {args.requests} requests each, {mix} tokens (ms):")
+            print(f"  {'request':<11} {'p50':>7} {'p95':>7} {'max':>8}")
+            for kind, times in results.items():
+                print(
+                    f"  {kind:<11} {statistics.median(times):7.2f} {_pct(times, 0.95):7.2f}"
+                    f" {max(times):8.1f}"
+                )
+        await stop(client)
+    finally:
+        if not args.keep:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--copies", type=int, default=1000, help="copies of the 10-file sample")
+    parser.add_argument("--requests", type=int, default=500, help="requests of each kind")
+    parser.add_argument("--keep", help="generate into (and reuse) this folder")
+    asyncio.run(main_async(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
