@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 CONFIG_FILE_NAME = "smalltalk-lsp.toml"
 
@@ -75,6 +75,69 @@ class ActionsConfig(_Section):
     summary_max_tokens: int = Field(default=96, gt=0)
 
 
+class RoleBackend(_Section):
+    """Where one role's model runs: in this process ("local", the default) or on a shared
+    OpenAI-compatible server ("remote": llama.cpp's llama-server, llama-cpp-python's
+    llama_cpp.server, vLLM). See server.engine.remote."""
+
+    backend: Literal["local", "remote"] = "local"
+    # http(s)://host:port, with or without a trailing /v1.
+    base_url: str = ""
+    # The model name the server knows ("" lets the server pick its default model).
+    model: str = ""
+    # The name of an environment variable holding the API key (the key itself is never
+    # written to settings or logs); "" sends no key.
+    api_key_env: str = ""
+    connect_timeout_s: float = Field(default=2.0, gt=0)
+    # Longest silence while waiting for the next piece of an answer before the server counts
+    # as slow; completions also stop at their own budget (completion.budget_ms).
+    read_timeout_s: float = Field(default=30.0, gt=0)
+    # Longest wait between background retries of an unavailable server.
+    retry_max_s: float = Field(default=30.0, gt=0)
+    # How LoRA adapters reach the server: "lora-field" (llama-server: ids by name from
+    # GET /lora-adapters, per-request `lora`), "models" (vLLM, llama_cpp.server: an adapter is
+    # a model named by `adapter_model`), "auto" (the first when the server has
+    # /lora-adapters), "off" (no adapters).
+    adapters: Literal["auto", "lora-field", "models", "off"] = "auto"
+    adapter_model: str = "{name}"
+    # The model's FIM token texts (prefix, suffix, middle) when no local copy of the GGUF
+    # names them; None reads them from the local file named in `models`, if there is one.
+    fim_tokens: list[str] | None = None
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+    @field_validator("fim_tokens")
+    @classmethod
+    def _fim(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and (len(value) != 3 or not all(value)):
+            raise ValueError("must be three non-empty token texts: prefix, suffix, middle")
+        return value
+
+    @field_validator("adapter_model")
+    @classmethod
+    def _adapter_model(cls, value: str) -> str:
+        if "{name}" not in value:
+            raise ValueError("must contain {name}")
+        return value
+
+    @model_validator(mode="after")
+    def _remote_needs_url(self) -> RoleBackend:
+        if self.backend == "remote" and not self.base_url:
+            raise ValueError("a remote backend needs base_url")
+        return self
+
+
+class BackendsConfig(_Section):
+    coder: RoleBackend = Field(default_factory=RoleBackend)
+    reasoner: RoleBackend = Field(default_factory=RoleBackend)
+
+
 class Settings(_Section):
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     cpu_settings: CpuSettings = Field(default_factory=CpuSettings)
@@ -82,6 +145,7 @@ class Settings(_Section):
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
     adapters: AdaptersConfig = Field(default_factory=AdaptersConfig)
     actions: ActionsConfig = Field(default_factory=ActionsConfig)
+    backends: BackendsConfig = Field(default_factory=BackendsConfig)
     mlock: bool = False
     mmap: bool = True
 
@@ -90,6 +154,10 @@ class Settings(_Section):
         name = self.models.code_generation if role == "coder" else self.models.reasoning
         name = name.strip()
         return None if name.lower() in ("", "off", "none") else name
+
+    def backend_for(self, role: str) -> RoleBackend:
+        """Where a role's model runs ("coder" or "reasoner")."""
+        return self.backends.coder if role == "coder" else self.backends.reasoner
 
     def n_ctx_for(self, role: str) -> int:
         per_role = self.models.coder_n_ctx if role == "coder" else self.models.reasoner_n_ctx
