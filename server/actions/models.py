@@ -16,8 +16,17 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from server.engine.backend import EngineBackend
 from server.engine.registry import LlamaEngine, ModelRegistry
-from server.engine.types import CancelToken, FimTokens, GenerateParams, Generation, Role, StopCheck
+from server.engine.types import (
+    CancelToken,
+    FimTokens,
+    GenerateParams,
+    Generation,
+    Role,
+    StopCheck,
+    TextEngine,
+)
 from server.engine.worker import InferenceWorker, Job
 
 log = logging.getLogger(__name__)
@@ -117,11 +126,13 @@ class ActionModels:
 
     # --- engines -------------------------------------------------------------------------
 
-    def reasoner(self, cancel: CancelToken) -> LlamaEngine:
+    def reasoner(self, cancel: CancelToken) -> EngineBackend:
         return self._engine("reasoner", cancel)
 
-    def coder(self, cancel: CancelToken) -> _PrivateCoder:
+    def coder(self, cancel: CancelToken) -> TextEngine:
         base = self._engine("coder", cancel)
+        if not isinstance(base, LlamaEngine):
+            return base  # a remote server keeps its own contexts; completions lose nothing
         with self._lock:
             if self._coder is None or self._coder.base is not base:
                 old, self._coder = self._coder, None
@@ -141,7 +152,7 @@ class ActionModels:
         registry = self._registry()
         return registry.settings.model_for(role) if registry is not None else None
 
-    def _engine(self, role: Role, cancel: CancelToken) -> LlamaEngine:
+    def _engine(self, role: Role, cancel: CancelToken) -> EngineBackend:
         registry = self._registry()
         label = _LABELS[role]
         if registry is None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from server.config import Settings
+from server.engine.backend import EngineBackend
 from server.engine.embedded import ModelNotFound, resolve_model_path
 from server.engine.llama_model import LoadedModel, ModelLoadError, check_model_file, load_model
 from server.engine.memory import MB, plan_memory, role_needs
@@ -117,7 +118,7 @@ class ModelRegistry:
         self.before_unload: list[Callable[[Role], None]] = []
         self._lock = threading.RLock()
         self._models: dict[tuple[str, bool, bool], tuple[LoadedModel, set[Role]]] = {}
-        self._engines: dict[Role, LlamaEngine] = {}
+        self._engines: dict[Role, EngineBackend] = {}
         self._workers: dict[Role, InferenceWorker] = {}
         self._specs: dict[Role, RoleSpec | None] = {}
         self.states: dict[Role, State] = {role: "off" for role in ROLES}
@@ -140,7 +141,7 @@ class ModelRegistry:
             except Exception:
                 log.exception("model state listener failed")
 
-    def engine(self, role: Role) -> LlamaEngine | None:
+    def engine(self, role: Role) -> EngineBackend | None:
         with self._lock:
             return self._engines.get(role)
 
@@ -150,13 +151,15 @@ class ModelRegistry:
 
     # --- loading -----------------------------------------------------------------------
 
-    def load(self, role: Role) -> LlamaEngine | None:
+    def load(self, role: Role) -> EngineBackend | None:
         """Load a role now (blocking); None when it is off or failed (see `errors`)."""
         with self._lock:
             if self._closed:
                 return None
             if role in self._engines:
                 return self._engines[role]
+        if self.settings.backend_for(role).backend == "remote" and self.settings.model_for(role):
+            return self._load_remote(role)
         try:
             spec = role_spec(self.settings, role, self.workspace)
         except ModelNotFound as err:
@@ -177,6 +180,23 @@ class ModelRegistry:
             self._workers[role] = InferenceWorker(role)
             self._specs[role] = spec
         self._set_state(role, "ready")
+        return engine
+
+    def _load_remote(self, role: Role) -> EngineBackend | None:
+        """A role served by a remote server (server.engine.remote): no weights here."""
+        from server.engine.remote import RemoteEngine, RemoteSetupError
+
+        self._set_state(role, "loading")
+        try:
+            engine = RemoteEngine(role, self.settings, self.workspace, self._set_state)
+        except RemoteSetupError as err:
+            self._set_state(role, "failed", str(err))
+            return None
+        with self._lock:
+            self._engines[role] = engine
+            self._workers[role] = InferenceWorker(role)
+            self._specs[role] = None
+        engine.start()  # reports "ready", or "failed" while it retries in the background
         return engine
 
     def _load_spec(self, spec: RoleSpec) -> LlamaEngine:
@@ -265,4 +285,5 @@ class ModelRegistry:
 
 def _model_setup(settings: Settings, role: Role) -> tuple[object, ...]:
     cpu = settings.cpu_settings
-    return (settings.model_for(role), settings.n_ctx_for(role), cpu, settings.mmap, settings.mlock)
+    return (settings.model_for(role), settings.n_ctx_for(role), cpu, settings.mmap, settings.mlock,
+            settings.backend_for(role))

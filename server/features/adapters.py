@@ -30,12 +30,12 @@ from pygls.exceptions import JsonRpcInvalidParams
 from pygls.uris import from_fs_path
 
 from adapters.catalogue import WATCH_GLOBS, AdapterEntry, Catalogue, adapter_folders
-from adapters.runtime import AdapterLoadError, ModelAdapters, adapter_key, describe
+from adapters.runtime import AdapterLoadError, adapter_key, describe
 from adapters.validation import AdapterError, validate_adapter
 from server.config import Settings
 
 if TYPE_CHECKING:
-    from server.engine.llama_model import LoadedModel
+    from server.engine.backend import AdapterPool, EngineModel
     from server.lsp import SmalltalkLanguageServer
     from server.project_model import ProjectModel
 
@@ -64,7 +64,7 @@ class CommandError(ValueError):
     """A command's argument is wrong (unknown adapter, bad scale); the message says which."""
 
 
-ModelLookup = Callable[[str], "LoadedModel | None"]
+ModelLookup = Callable[[str], "EngineModel | None"]
 
 
 class AdapterManager:
@@ -104,7 +104,7 @@ class AdapterManager:
 
     # --- models ----------------------------------------------------------------------------
 
-    def _model(self, role: str) -> LoadedModel | None:
+    def _model(self, role: str) -> EngineModel | None:
         try:
             return self.models(role)
         except Exception:
@@ -119,8 +119,8 @@ class AdapterManager:
                 archs[role] = model.info.architecture
         return archs
 
-    def _pools(self) -> list[ModelAdapters]:
-        pools: list[ModelAdapters] = []
+    def _pools(self) -> list[AdapterPool]:
+        pools: list[AdapterPool] = []
         for role in ROLES:
             model = self._model(role)
             if model is not None and all(p is not model.adapters for p in pools):
@@ -230,13 +230,15 @@ class AdapterManager:
                     log.exception("adapter listener failed")
         return changed
 
-    def _check(self, entry: AdapterEntry, model: LoadedModel) -> bool:
+    def _check(self, entry: AdapterEntry, model: EngineModel) -> bool:
         """Validate an adapter that is not loaded against its model (once per file version),
         so the listing shows a mismatch before anyone activates it; True if it failed."""
         stamp = (entry.path, entry.version, id(model))
         if self._checked.get(entry.name) == stamp:
             return False
         self._checked[entry.name] = stamp
+        if not Path(model.path).is_file():  # a remote model without a local copy
+            return False
         try:
             validate_adapter(entry.path, model.path)
         except AdapterError as err:
@@ -343,7 +345,7 @@ class AdapterFeature:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def _model(self, role: str) -> LoadedModel | None:
+    def _model(self, role: str) -> EngineModel | None:
         from server.features.inline_completion import feature_of
 
         models = feature_of(self.ls)
