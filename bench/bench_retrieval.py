@@ -239,16 +239,19 @@ def main() -> None:
 
         # Reopen from disk: the start of a server on an indexed workspace, and its memory:
         # Python objects (records, lexical index) traced, FAISS's vectors by their size.
-        gc.collect()
-        tracemalloc.start()
         started = time.perf_counter()
         index = RetrievalIndex(root, HashingEmbedder())
         open_s = time.perf_counter() - started
+        assert index.repairs == [], index.repairs
+        index.close()
+        gc.collect()
+        tracemalloc.start()
+        index = RetrievalIndex(root, HashingEmbedder())
         python_bytes = tracemalloc.get_traced_memory()[0]
         tracemalloc.stop()
-        assert index.repairs == [], index.repairs
         faiss_bytes = index.vectors.memory_bytes() if index.vectors else 0
-        print(f"\nreopened from disk in {open_s:.2f}s (traced); size on disk "
+        kind = index.vectors.kind if index.vectors else "-"
+        print(f"\nreopened from disk in {open_s:.2f}s ({kind} index); size on disk "
               f"{mib(index.disk_bytes())}; in memory {mib(python_bytes + faiss_bytes)} = FAISS "
               f"{mib(faiss_bytes)} + Python records and lexical index {mib(python_bytes)}")
 
@@ -320,6 +323,18 @@ def main() -> None:
         ivf.rebuild(ids, vectors)
         ivf_build = time.perf_counter() - started
         probes = vectors[rng.sample(range(len(ids)), 200)]
+        sizes = [n for n in (5_000, 10_000, 20_000, 50_000) if n < len(ids)] + [len(ids)]
+        table = []
+        for n in sizes:
+            part = VectorIndex(384, ivf_threshold=10**9)
+            part.rebuild(ids[:n], vectors[:n])
+            runs = []
+            for probe in probes[:100]:
+                started = time.perf_counter()
+                part.search(probe, 10)
+                runs.append((time.perf_counter() - started) * 1000)
+            table.append(f"{n}: {percentile(runs, .5):.2f}")
+        print("\nflat search p50 by size (vectors: ms): " + ", ".join(table))
         flat_t, ivf_t, recall = [], [], []
         for probe in probes:
             started = time.perf_counter()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import sqlite3
 from pathlib import Path
 
 import pytest_lsp
@@ -70,8 +71,15 @@ async def test_server_indexes_in_background_and_on_change(client: LanguageClient
     await wait_for(lambda: len(_stats(client)) >= 2, "the incremental pass", timeout=60)
     units, embedded, reused, removed = _stats(client)[1]
     assert (embedded, removed) == (1, 0) and reused == units - 1
-    await wait_for(lambda: json.loads(manifest_path.read_text())["generation"]
-                   > manifest["generation"], "the saved index")
+    # The change is in the database at once (the FAISS file follows at most every few
+    # minutes and on shutdown).
+    db = sqlite3.connect(root / ".smalltalk-lsp" / "index" / "units.sqlite")
+    try:
+        generation = db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+        assert int(generation[0]) > manifest["generation"]
+        assert db.execute("SELECT COUNT(*) FROM units").fetchone()[0] == 51
+    finally:
+        db.close()
 
 
 @pytest_lsp.fixture(config=SERVER)

@@ -130,6 +130,9 @@ def test_cursor_in_tonel_method() -> None:
                                                                  "withdraw:")
     assert cursor.category == "operations"
     assert cursor.typed == "bal"
+    # The similarity query: the pattern and the code just before the cursor, short.
+    assert cursor.window.startswith("withdraw: anAmount [")
+    assert cursor.window.endswith("balance := self bal") and len(cursor.window) < 250
     sent = sent_selectors(cursor, {"error:", "ifTrue:", "balance", ">"})
     assert sent[:2] == ["ifTrue:", "error:"] or sent[:2] == ["error:", "ifTrue:"]
     assert "balance" in sent

@@ -39,6 +39,7 @@ QUIET_S = 2.0
 BATCH = 16
 NICE = 10
 RECENT = 8
+SAVE_INTERVAL_S = 300.0
 PROGRESS_TITLE = "Indexing for retrieval"
 
 _SERVICES: WeakKeyDictionary[SmalltalkLanguageServer, IndexingService] = WeakKeyDictionary()
@@ -61,6 +62,7 @@ class IndexingService:
         self._pending: dict[str, float] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._last_save = 0.0
 
     # --- hooks (event loop) ----------------------------------------------------------------
 
@@ -127,9 +129,9 @@ class IndexingService:
                 if self.index is None:
                     continue
                 if full:
-                    self._pass(self._sync_all)
+                    self._pass(self._sync_all, full=True)
                 elif paths:
-                    self._pass(functools.partial(self._sync_paths, paths))
+                    self._pass(functools.partial(self._sync_paths, paths), full=False)
             except Exception:
                 log.exception("retrieval indexing failed")
 
@@ -168,7 +170,7 @@ class IndexingService:
         root = self.ls.roots[0] if self.ls.roots else None
         self.index = RetrievalIndex(root, self._embedder)
 
-    def _pass(self, work: Callable[[Progress], UpdateStats]) -> None:
+    def _pass(self, work: Callable[[Progress], UpdateStats], full: bool) -> None:
         """Run one update; `$/progress` begins only once there is something to embed."""
         with contextlib.ExitStack() as stack:
             reporter: list[WorkDone] = []
@@ -182,8 +184,13 @@ class IndexingService:
 
             stats = work(progress)
         self.last_stats = stats
-        if self.index is not None:
+        # The database already holds every change; the FAISS file only spares the next start
+        # a rebuild from the stored vectors, and at 50,000 units it takes most of a second to
+        # write: after a full pass, then at most every SAVE_INTERVAL_S, and on shutdown.
+        now = time.monotonic()
+        if self.index is not None and (full or now - self._last_save >= SAVE_INTERVAL_S):
             self.index.save()
+            self._last_save = now
         if stats.embedded or stats.removed:
             log.info("retrieval index: %d units, %d embedded, %d reused, %d removed in %.2fs",
                      stats.units, stats.embedded, stats.reused, stats.removed, stats.seconds)

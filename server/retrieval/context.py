@@ -12,7 +12,9 @@ they came from, best first, without duplicates, within a token budget:
 
 from __future__ import annotations
 
+import bisect
 import math
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Literal
 
@@ -47,8 +49,6 @@ LEXICAL_SELECTORS = 5
 # Retrieved items resolved against the project model; more would never fit the budget.
 MAX_RETRIEVED = 10
 RRF_K = 60
-# Characters of code before the cursor embedded as a query (about 60 tokens).
-QUERY_CHARS = 240
 
 
 class ContextItem(BaseModel):
@@ -257,14 +257,15 @@ def _add_implementors(collector: _Collector, project: ProjectModel, cursor: Curs
                       current: MethodDef | None) -> list[str]:
     """Implementors of the selector being typed, then of the selectors sent nearest the
     cursor; answers all the selectors considered (for lexical search)."""
-    known = _known_selectors(project)
+    index_of_selectors = _known_selectors(project)
+    known = index_of_selectors.known
     selectors: list[str] = []
     typed = cursor.typed
     if typed and typed not in ("self", "super") and len(typed) >= 2:
         if typed in known:
             selectors.append(typed)
         else:
-            selectors += sorted(s for s in known if s.startswith(typed))[:3]
+            selectors += index_of_selectors.starting_with(typed, 3)
     selectors += [s for s in sent_selectors(cursor, known) if s not in selectors]
     if current is not None:
         selectors += [s for s in current.sends if s not in selectors and s in known]
@@ -282,17 +283,38 @@ def _add_implementors(collector: _Collector, project: ProjectModel, cursor: Curs
     return selectors
 
 
-def _known_selectors(project: ProjectModel) -> set[str]:
-    """Every implemented selector, cached per project generation (a large project has
-    tens of thousands)."""
+class _Selectors:
+    """Every implemented selector, as a set and sorted (prefix lookups by bisection)."""
+
+    def __init__(self, selectors: list[str]) -> None:
+        self.known = set(selectors)
+        self.ordered = sorted(self.known)
+
+    def starting_with(self, prefix: str, limit: int) -> list[str]:
+        start = bisect.bisect_left(self.ordered, prefix)
+        found = []
+        for selector in self.ordered[start:start + limit]:
+            if not selector.startswith(prefix):
+                break
+            found.append(selector)
+        return found
+
+
+_SELECTOR_CACHE: weakref.WeakKeyDictionary[ProjectModel, tuple[int, _Selectors]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _known_selectors(project: ProjectModel) -> _Selectors:
+    """Cached per project generation: a large project has tens of thousands of selectors."""
     generation = getattr(project, "generation", None)
-    cached = getattr(project, "_retrieval_selectors", None)
+    cached = _SELECTOR_CACHE.get(project)
     if generation is not None and cached is not None and cached[0] == generation:
         return cached[1]
-    known = set(project.selectors())
+    selectors = _Selectors(project.selectors())
     if generation is not None:
-        project._retrieval_selectors = (generation, known)  # type: ignore[attr-defined]
-    return known
+        _SELECTOR_CACHE[project] = (generation, selectors)
+    return selectors
 
 
 def _add_retrieved(collector: _Collector, project: ProjectModel, path: str, cursor: Cursor,
@@ -300,8 +322,8 @@ def _add_retrieved(collector: _Collector, project: ProjectModel, path: str, curs
     """Hybrid search: reciprocal-rank fusion of the embedding and the lexical rankings."""
     similar: list[tuple[UnitRecord, float]] = []
     # The stored vector of the method being edited is a query that needs no embedding: the
-    # method changes a little per keystroke, its meaning hardly. A new method embeds the
-    # code before the cursor (about 20 ms on one core for a short window).
+    # method changes a little per keystroke, its meaning hardly. A new method embeds its
+    # pattern and the code before the cursor (cursor.window, about 50 tokens).
     stored = None
     if cursor.class_name and cursor.selector:
         key = method_key(index.relative(path), cursor.class_name, cursor.side, cursor.selector)
@@ -309,7 +331,7 @@ def _add_retrieved(collector: _Collector, project: ProjectModel, path: str, curs
     if stored is not None:
         similar = index.search_vector(stored, SEARCH_K)
     elif cursor.window.strip():
-        similar = index.search_similar(cursor.window[-QUERY_CHARS:], SEARCH_K)
+        similar = index.search_similar(cursor.window, SEARCH_K)
     # The selector being typed, the nearest sends and the method's own selector: a focused
     # lexical query (every send of a long method would match half the project).
     words = [*selectors[:LEXICAL_SELECTORS], *([cursor.selector] if cursor.selector else [])]

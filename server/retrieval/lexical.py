@@ -9,7 +9,7 @@ import re
 from collections import defaultdict
 
 # Units scored per query at most (see LexicalIndex.search).
-MAX_CANDIDATES = 1000
+MAX_CANDIDATES = 500
 
 _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 
@@ -50,7 +50,8 @@ class LexicalIndex:
     def search(self, selectors: list[str], k: int) -> list[tuple[str, float]]:
         """Units whose selector shares words with `selectors`, best first: (key, score).
         An exact selector match outranks any partial one. Rare words pick the candidates,
-        at most MAX_CANDIDATES of them; common words (`at`, `with`) only add to those, so a
+        at most MAX_CANDIDATES of them; common words (`at`, `with`) only add to those (or,
+        when all words are common, the units sharing most of them are the candidates), so a
         query never scores thousands of units."""
         wanted_words = {w for s in selectors for w in selector_words(s)}
         exact = set(selectors)
@@ -60,14 +61,21 @@ class LexicalIndex:
             ((w, keys) for w in wanted_words if (keys := self._postings.get(w))),
             key=lambda pair: (len(pair[1]), pair[0]),
         )
-        for _, keys in postings:
+        for n, (_, keys) in enumerate(postings):
             weight = math.log(1.0 + total / len(keys))
-            if len(scores) + len(keys) <= MAX_CANDIDATES:
-                for key in keys:
+            if not scores and len(keys) > MAX_CANDIDATES:
+                # Only common words: the units sharing most of them are the candidates.
+                candidates: set[str] = keys
+                for _, other in postings[n + 1:]:
+                    if len(candidates) <= MAX_CANDIDATES:
+                        break
+                    candidates = (candidates & other) or candidates
+                seed = candidates if len(candidates) <= MAX_CANDIDATES else heapq.nsmallest(
+                    MAX_CANDIDATES, candidates)
+                for key in seed:
                     scores[key] += weight
-            elif not scores:
-                # Only common words: a deterministic share of their units seeds the scores.
-                for key in heapq.nsmallest(MAX_CANDIDATES, keys):
+            elif len(scores) + len(keys) <= MAX_CANDIDATES:
+                for key in keys:
                     scores[key] += weight
             else:
                 for key in scores:
