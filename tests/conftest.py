@@ -29,3 +29,25 @@ def gemma_model(gemma_model_path):
     model = load_model(gemma_model_path)
     yield model
     model.close()
+
+
+@pytest.fixture(scope="session")
+def team_server(gemma_model_path, tmp_path_factory):
+    """A real `llama_cpp.server` on loopback, started once, as a team would share it: the
+    embedded coder as model "gemma3-270m" and, as a second model "house", the same weights with
+    a LoRA adapter (adapters as models, as vLLM serves them), behind an API key
+    (remote_support.TEAM_KEY). `.adapter` is the adapter file."""
+    from remote_support import TEAM_KEY, LlamaServer, model_entry
+
+    from adapters import testing
+
+    folder = tmp_path_factory.mktemp("team-server")
+    house = testing.write_lora(folder / "house.gguf", gemma_model_path, seed=1, strength=0.1)
+    models = [
+        model_entry(gemma_model_path, "gemma3-270m"),
+        model_entry(gemma_model_path, "house", lora_path=str(house)),
+    ]
+    server = LlamaServer(folder, models, api_key=TEAM_KEY).start()
+    server.adapter = house  # type: ignore[attr-defined]
+    yield server
+    server.stop()
