@@ -19,7 +19,7 @@ import logging
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 from smalltalk_grammar.model import ClassDef, MethodDef, SourceFile
 
@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 
 # What the indexes need of one file; plain lists and dicts (it is stored as JSON):
 #   "c": [[name, kind, superclass or None], ...]   classes, in file order
-#   "m": [[selector, class name, side], ...]       methods, in file order
+#   "m": [[selector, class name, side, line, character, end line, end character], ...]
+#        methods in file order, with their selector range
 #   "s": {selector: [method index, ...]}           sends and literal symbols
 #   "r": {Capitalised name: [method index, ...]}   class (and global) references
 #   "v": {name: [method index, ...]}               variable references
@@ -50,11 +51,33 @@ def summarize(source: SourceFile) -> Summary:
             variables.setdefault(name, []).append(i)
     return {
         "c": [[c.name, c.kind, c.superclass] for c in source.classes],
-        "m": [[m.selector, m.class_name, m.side] for m in source.methods],
+        "m": [
+            [
+                m.selector,
+                m.class_name,
+                m.side,
+                m.selector_range.start.line,
+                m.selector_range.start.character,
+                m.selector_range.end.line,
+                m.selector_range.end.character,
+            ]
+            for m in source.methods
+        ],
         "s": senders,
         "r": refs,
         "v": variables,
     }
+
+
+class MethodRef(NamedTuple):
+    """A method known from the summaries: file, number in the file, class, side, and the
+    range of its selector as (line, character, end line, end character)."""
+
+    path: str
+    number: int
+    class_name: str
+    side: str
+    selector_range: tuple[int, int, int, int]
 
 
 class _Entry:
@@ -72,11 +95,17 @@ class ProjectModel:
         self._files: dict[str, _Entry] = {}
         self._classes: _Index = defaultdict(dict)
         self._subclasses: _Index = defaultdict(dict)
+        # class name -> path -> superclass, for defining (non-extension) definitions only.
+        self._defining: dict[str, dict[str, str | None]] = defaultdict(dict)
         self._implementors: _Index = defaultdict(dict)
         self._senders: _Index = defaultdict(dict)
         self._methods_by_class: _Index = defaultdict(dict)
         self._class_refs: _Index = defaultdict(dict)
         self._variable_refs: _Index = defaultdict(dict)
+        # Methods per selector sending it, and per name referring to it (kept as counts so
+        # completion can rank thousands of names cheaply).
+        self._send_counts: dict[str, int] = defaultdict(int)
+        self._ref_counts: dict[str, int] = defaultdict(int)
         # Bumped on every change, so readers can cache what they derive from the model.
         self.generation = 0
         # Bumped only when the set of class names or selectors changes (completion caches
@@ -116,22 +145,25 @@ class ProjectModel:
                 removed = self._remove_unlocked(key)
             self._files[key] = _Entry(summary, source, loader)
             added: set[str] = set()
-            for i, (name, _kind, superclass) in enumerate(summary["c"]):
+            for i, (name, kind, superclass) in enumerate(summary["c"]):
                 self._classes[name].setdefault(key, []).append(i)
+                if kind != "extension":
+                    self._defining[name][key] = superclass
                 if superclass:
                     self._subclasses[superclass].setdefault(key, []).append(i)
                 added.add(name)
-            for i, (selector, class_name, _side) in enumerate(summary["m"]):
+            for i, (selector, class_name, *_rest) in enumerate(summary["m"]):
                 self._implementors[selector].setdefault(key, []).append(i)
                 self._methods_by_class[class_name].setdefault(key, []).append(i)
                 added.add(selector)
-            for index, part in (
-                (self._senders, summary["s"]),
-                (self._class_refs, summary["r"]),
-                (self._variable_refs, summary["v"]),
+            for index, part, counts in (
+                (self._senders, summary["s"], self._send_counts),
+                (self._class_refs, summary["r"], self._ref_counts),
+                (self._variable_refs, summary["v"], self._ref_counts),
             ):
                 for name, positions in part.items():
                     index[name][key] = positions
+                    counts[name] += len(positions)
             self.generation += 1
             after = (len(self._classes), len(self._implementors))
             if before != after or not removed <= added:
@@ -153,19 +185,29 @@ class ProjectModel:
         for name, _kind, superclass in summary["c"]:
             if _drop_path(self._classes, name, path):
                 gone.add(name)
+            defining = self._defining.get(name)
+            if defining is not None:
+                defining.pop(path, None)
+                if not defining:
+                    del self._defining[name]
             if superclass:
                 _drop_path(self._subclasses, superclass, path)
-        for selector, class_name, _side in summary["m"]:
+        for selector, class_name, *_rest in summary["m"]:
             if _drop_path(self._implementors, selector, path):
                 gone.add(selector)
             _drop_path(self._methods_by_class, class_name, path)
-        for index, part in (
-            (self._senders, summary["s"]),
-            (self._class_refs, summary["r"]),
-            (self._variable_refs, summary["v"]),
+        for index, part, counts in (
+            (self._senders, summary["s"], self._send_counts),
+            (self._class_refs, summary["r"], self._ref_counts),
+            (self._variable_refs, summary["v"], self._ref_counts),
         ):
-            for name in part:
+            for name, positions in part.items():
                 _drop_path(index, name, path)
+                left = counts[name] - len(positions)
+                if left > 0:
+                    counts[name] = left
+                else:
+                    counts.pop(name, None)
         return gone
 
     # --- loading -------------------------------------------------------------------------
@@ -245,30 +287,38 @@ class ProjectModel:
         """(path, definition) pairs; a class may be defined once and extended elsewhere."""
         return self._items(self._classes, name, "c")
 
-    def _class_summaries(self, name: str) -> list[tuple[str, str, str | None]]:
-        """(path, kind, superclass) of each definition of a class, without loading files."""
+    def defining_definitions(self, name: str) -> list[tuple[str, ClassDef]]:
+        """The definitions that define the class (not extensions), else its extensions; only
+        their files are loaded."""
         with self._lock:
-            found = []
-            for path, positions in (self._classes.get(name) or {}).items():
-                entry = self._files[path]
-                for i in positions:
-                    _, kind, superclass = entry.summary["c"][i]
-                    found.append((path, kind, superclass))
-            return found
+            paths = list(self._defining.get(name) or ())
+            if not paths:
+                return self.class_definitions(name)
+            found: list[tuple[str, ClassDef]] = []
+            for path in paths:
+                source = self._source(path)
+                if source is not None:
+                    found += [(path, c) for c in source.classes if c.name == name]
+            return [(p, c) for p, c in found if c.kind != "extension"] or found
 
     def class_named(self, name: str) -> ClassDef | None:
         """The defining (non-extension) definition of a class, else any."""
-        defs = self.class_definitions(name)
-        for _, cls in defs:
-            if cls.kind != "extension":
-                return cls
-        return defs[0][1] if defs else None
+        with self._lock:
+            paths = list(self._defining.get(name) or ())
+            if not paths:
+                paths = list(self._classes.get(name) or ())[:1]
+            for path in paths:
+                source = self._source(path)
+                for cls in source.classes if source is not None else []:
+                    if cls.name == name and (cls.kind != "extension" or len(paths) == 1):
+                        return cls
+            return None
 
     def superclass_of(self, name: str) -> str | None:
         """The superclass named by the class's defining definition (no file is loaded)."""
-        summaries = self._class_summaries(name)
-        defining = [s for s in summaries if s[1] != "extension"] or summaries
-        return defining[0][2] if defining else None
+        with self._lock:
+            defining = self._defining.get(name)
+            return next(iter(defining.values())) if defining else None
 
     def superclass_chain(self, name: str) -> list[str]:
         """Superclasses of `name`, nearest first, as far as the project defines them."""
@@ -303,6 +353,56 @@ class ProjectModel:
                 found.extend(methods[i][0] for i in positions if side in (None, methods[i][2]))
             return list(dict.fromkeys(found))
 
+    def implementor_classes(self, selector: str, limit: int | None = None) -> list[str]:
+        """Names of the classes implementing `selector` (either side), without loading files;
+        at most `limit` of them."""
+        with self._lock:
+            found: list[str] = []
+            for path, positions in (self._implementors.get(selector) or {}).items():
+                methods = self._files[path].summary["m"]
+                found.extend(methods[i][1] for i in positions)
+                if limit is not None and len(found) > 4 * limit and len(set(found)) > limit:
+                    break
+            names = list(dict.fromkeys(found))
+            return names if limit is None else names[:limit]
+
+    def implementor_refs(self, selector: str) -> list[MethodRef]:
+        """Where `selector` is implemented, without loading files; `method(ref)` loads one."""
+        return self._refs(self._implementors, selector)
+
+    def sender_refs(self, selector: str) -> list[MethodRef]:
+        """`senders` without loading files."""
+        return self._refs(self._senders, selector)
+
+    def class_reference_refs(self, name: str) -> list[MethodRef]:
+        """`class_references` without loading files."""
+        return self._refs(self._class_refs, name)
+
+    def variable_reference_refs(self, name: str) -> list[MethodRef]:
+        """`variable_references` without loading files."""
+        return self._refs(self._variable_refs, name)
+
+    def _refs(self, index: _Index, key: str) -> list[MethodRef]:
+        with self._lock:
+            found: list[MethodRef] = []
+            for path, positions in (index.get(key) or {}).items():
+                methods = self._files[path].summary["m"]
+                for i in positions:
+                    m = methods[i]
+                    found.append(MethodRef(path, i, m[1], m[2], (m[3], m[4], m[5], m[6])))
+            return found
+
+    def method(self, ref: MethodRef) -> MethodDef | None:
+        """The method a ref points at (None if its file changed since)."""
+        with self._lock:
+            source = self._source(ref.path)
+            if source is None or ref.number >= len(source.methods):
+                return None
+            method = source.methods[ref.number]
+            return (
+                method if (method.class_name, method.side) == (ref.class_name, ref.side) else None
+            )
+
     def implementors(self, selector: str) -> list[tuple[str, MethodDef]]:
         return self._items(self._implementors, selector, "m")
 
@@ -321,8 +421,13 @@ class ProjectModel:
 
     def send_count(self, selector: str) -> int:
         with self._lock:
-            by_path = self._senders.get(selector)
-            return sum(len(v) for v in by_path.values()) if by_path else 0
+            return self._send_counts.get(selector, 0)
+
+    def send_counts(self, selectors: Iterable[str]) -> list[int]:
+        """`send_count` of many selectors under one lock acquisition."""
+        with self._lock:
+            get = self._send_counts.get
+            return [get(s, 0) for s in selectors]
 
     def class_references(self, name: str) -> list[tuple[str, MethodDef]]:
         """Methods that mention the capitalised identifier `name`."""
@@ -335,12 +440,13 @@ class ProjectModel:
     def usage_count(self, name: str) -> int:
         """How many methods mention `name` as a selector, a class or a variable."""
         with self._lock:
-            total = 0
-            for index in (self._senders, self._class_refs, self._variable_refs):
-                by_path = index.get(name)
-                if by_path:
-                    total += sum(len(v) for v in by_path.values())
-            return total
+            return self._send_counts.get(name, 0) + self._ref_counts.get(name, 0)
+
+    def usage_counts(self, names: Iterable[str]) -> list[int]:
+        """`usage_count` of many names under one lock acquisition."""
+        with self._lock:
+            sends, refs = self._send_counts.get, self._ref_counts.get
+            return [sends(n, 0) + refs(n, 0) for n in names]
 
 
 def _drop_path(index: _Index, key: str, path: str) -> bool:

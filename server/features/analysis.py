@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
 import tree_sitter_pharo
-from tree_sitter import Language, Node, Parser, Tree
+from tree_sitter import Language, Node, Parser, Query, QueryCursor, Tree
 
-from server.project_model import ProjectModel
+from server.project_model import MethodRef, ProjectModel
 from smalltalk_grammar.model import MethodDef, Position
 
 LANGUAGE = Language(tree_sitter_pharo.language())
@@ -152,22 +151,21 @@ class MethodTree:
 
 
 # Trees of method texts seen recently: requests on one method repeat while the user reads it.
-_TREES: OrderedDict[tuple[str, bool], tuple[Tree, bytes]] = OrderedDict()
+_TREES: OrderedDict[str, tuple[Tree, bytes]] = OrderedDict()
 _TREES_LIMIT = 512
 _TREES_LOCK = threading.Lock()
 
 
 def _parse(text: str) -> tuple[Tree, bytes]:
-    key = (text, True)
     with _TREES_LOCK:
-        found = _TREES.get(key)
+        found = _TREES.get(text)
         if found is not None:
-            _TREES.move_to_end(key)
+            _TREES.move_to_end(text)
             return found
     data = text.encode("utf-8")
     tree = _parser().parse(data)
     with _TREES_LOCK:
-        _TREES[key] = (tree, data)
+        _TREES[text] = (tree, data)
         if len(_TREES) > _TREES_LIMIT:
             _TREES.popitem(last=False)
     return tree, data
@@ -397,41 +395,49 @@ def locals_at(mt: MethodTree, doc_offset: int) -> list[tuple[str, VariableScope,
     return locals_in_scope(mt, node)
 
 
-def _walk(node: Node) -> Iterator[Node]:
-    cursor = node.walk()
-    while True:
-        current = cursor.node
-        if current is not None:
-            yield current
-        if cursor.goto_first_child():
-            continue
-        while not cursor.goto_next_sibling():
-            if not cursor.goto_parent():
-                return
+# Tree-sitter queries run in C; only their matches are looked at in Python.
+_SENDS = Query(
+    LANGUAGE,
+    """
+    (keyword_message) @keyword
+    (cascaded_keyword_message) @keyword
+    (unary_message (unary_identifier) @word)
+    (cascaded_unary_message (unary_identifier) @word)
+    (binary_message (binary_operator) @word)
+    (cascaded_binary_message (binary_operator) @word)
+    (symbol) @symbol
+    """,
+)
+_IDENTIFIERS = Query(LANGUAGE, "(identifier) @name")
 
 
 def occurrences(mt: MethodTree, kind: TargetKind, name: str) -> list[tuple[int, int]]:
     """Document spans where the method uses `name`: sends and symbols of a selector (the first
     keyword part of a keyword message), or identifiers naming a class or variable."""
     spans: list[tuple[int, int]] = []
-    for node in _walk(mt.tree.root_node):
-        t = node.type
-        parent = node.parent
-        ptype = parent.type if parent is not None else ""
-        if kind == "selector":
-            if t in _MESSAGES:
-                parts = [c for c in node.children if c.type == "keyword"]
-                if parts and "".join(mt.node_text(c) for c in parts) == name:
-                    spans.append(mt.span(parts[0]))
-            elif t in ("unary_identifier", "binary_operator") and (ptype in _UNARY | _BINARY):
-                if mt.node_text(node) == name:
-                    spans.append(mt.span(node))
-            elif t == "symbol" and _symbol_value(mt.node_text(node)) == name:
-                spans.append(mt.span(node))
-        elif t == "identifier" and ptype not in _PATTERNS and ptype != "temporaries":
+    root = mt.tree.root_node
+    if kind != "selector":
+        for node in QueryCursor(_IDENTIFIERS).captures(root).get("name", []):
+            parent = node.parent
+            if parent is not None and (parent.type in _PATTERNS or parent.type == "temporaries"):
+                continue
             if mt.node_text(node) == name:
                 spans.append(mt.span(node))
-    return spans
+        return sorted(spans)
+    captures = QueryCursor(_SENDS).captures(root)
+    first = name.split(":", 1)[0] + ":" if name.endswith(":") else None
+    for node in captures.get("keyword", []) if first else []:
+        parts = [c for c in node.children if c.type == "keyword"]
+        if parts and mt.node_text(parts[0]) == first:
+            if "".join(mt.node_text(c) for c in parts) == name:
+                spans.append(mt.span(parts[0]))
+    for node in captures.get("word", []) if not first else []:
+        if mt.node_text(node) == name:
+            spans.append(mt.span(node))
+    for node in captures.get("symbol", []):
+        if _symbol_value(mt.node_text(node)) == name:
+            spans.append(mt.span(node))
+    return sorted(spans)
 
 
 def enclosing_keyword_message(
@@ -460,22 +466,33 @@ def rank_implementors(
 ) -> list[tuple[str, MethodDef]]:
     """Implementors of `selector`: the receiver's class first, then its superclasses (and the
     traits they use) nearest first, then the rest by class name."""
-    impls = project.implementors(selector)
+    found = []
+    for ref in ranked_implementor_refs(project, selector, receiver):
+        method = project.method(ref)
+        if method is not None:
+            found.append((ref.path, method))
+    return found
+
+
+def ranked_implementor_refs(
+    project: ProjectModel, selector: str, receiver: Receiver | None
+) -> list[MethodRef]:
+    """`rank_implementors` without loading any file (refs carry class and side)."""
+    refs = project.implementor_refs(selector)
     order: dict[str, int] = {}
     if receiver is not None:
         for name in [receiver.class_name, *project.superclass_chain(receiver.class_name)]:
             order.setdefault(name, len(order))
-            cls = project.class_named(name)
+            cls = project.class_named(name) if len(refs) > 1 else None
             for trait in _trait_names(cls.traits if cls is not None else None):
                 order.setdefault(trait, len(order))
 
-    def key(item: tuple[str, MethodDef]) -> tuple[int, int, str, str, str]:
-        path, m = item
-        if receiver is not None and m.class_name in order and m.side == receiver.side:
-            return (0, order[m.class_name], m.class_name, m.side, path)
-        return (1, 0, m.class_name, m.side, path)
+    def key(ref: MethodRef) -> tuple[int, int, str, str, str, int]:
+        if receiver is not None and ref.class_name in order and ref.side == receiver.side:
+            return (0, order[ref.class_name], ref.class_name, ref.side, ref.path, ref.number)
+        return (1, 0, ref.class_name, ref.side, ref.path, ref.number)
 
-    return sorted(impls, key=key)
+    return sorted(refs, key=key)
 
 
 def _trait_names(composition: str | None) -> list[str]:

@@ -36,10 +36,21 @@ def model_position(pos: types.Position) -> Position:
     return Position(line=max(0, pos.line), character=max(0, pos.character))
 
 
+_URIS: dict[str, str] = {}
+
+
 def uri_of(path: str) -> str:
-    if path.startswith(("file:", "untitled:")) or "://" in path:
-        return path
-    return from_fs_path(path) or path
+    """The URI of a project-model path (memoised: results list thousands of locations)."""
+    found = _URIS.get(path)
+    if found is None:
+        if path.startswith(("file:", "untitled:")) or "://" in path:
+            found = path
+        else:
+            found = from_fs_path(path) or path
+        if len(_URIS) > 100_000:
+            _URIS.clear()
+        _URIS[path] = found
+    return found
 
 
 def location(path: str, rng: Range) -> types.Location:

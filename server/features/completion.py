@@ -10,6 +10,7 @@ Every item carries `data = {"source": "static", "kind": ...}` so other completio
 from __future__ import annotations
 
 import bisect
+import heapq
 import re
 import threading
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from smalltalk_grammar.model import MethodDef
 if TYPE_CHECKING:
     from server.lsp import SmalltalkLanguageServer
 
-LIMIT = 200
+LIMIT = 100
 TRIGGERS = ["#"]
 _WORD = re.compile(r"[A-Za-z0-9_]")
 
@@ -46,36 +47,62 @@ class Candidate:
 
 
 class NameIndex:
-    """Selectors and class names sorted for prefix search, and ordered by use; rebuilt only
-    when the project's set of names changes."""
+    """Selectors and class names sorted for prefix search, with the best-used names per
+    prefix remembered; rebuilt when the project's set of names changes (use counts may go
+    slightly stale in between, which only affects ranking)."""
+
+    # Top lists kept per lower-case prefix; short prefixes match thousands of names.
+    RANKED = 2 * LIMIT
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._generation = -1
         self.selectors: list[tuple[str, str]] = []
-        self.selectors_by_use: list[str] = []
         self.classes: list[tuple[str, str]] = []
+        self._ranked: dict[tuple[str, str], list[str]] = {}
 
     def refresh(self, project: ProjectModel) -> NameIndex:
         with self._lock:
             if self._generation != project.names_generation:
                 self._generation = project.names_generation
-                selectors = project.selectors()
-                self.selectors = sorted((s.lower(), s) for s in selectors)
-                self.selectors_by_use = sorted(selectors, key=lambda s: -project.send_count(s))
+                self.selectors = sorted((s.lower(), s) for s in project.selectors())
                 self.classes = sorted((c.lower(), c) for c in project.class_names())
+                self._ranked = {}
         return self
+
+    def ranked(self, project: ProjectModel, kind: str, prefix: str) -> list[str]:
+        """Up to RANKED names of `kind` ("selector" or "class") starting with `prefix`
+        (ignoring case), most used first."""
+        key = (kind, prefix.lower())
+        with self._lock:
+            found = self._ranked.get(key)
+        if found is not None:
+            return found
+        if kind == "selector":
+            names = with_prefix(self.selectors, prefix)
+            found = most_used(names, project.send_counts(names), self.RANKED)
+        else:
+            names = with_prefix(self.classes, prefix)
+            found = most_used(names, project.usage_counts(names), self.RANKED)
+        with self._lock:
+            if len(self._ranked) > 4096:
+                self._ranked.clear()
+            self._ranked[key] = found
+        return found
 
 
 def with_prefix(names: list[tuple[str, str]], prefix: str) -> list[str]:
+    """Names (sorted by lower case) that start with `prefix`, ignoring case."""
     low = prefix.lower()
     start = bisect.bisect_left(names, (low, ""))
-    found: list[str] = []
-    for key, name in names[start:]:
-        if not key.startswith(low):
-            break
-        found.append(name)
-    return found
+    end = bisect.bisect_left(names, (low + "\U0010ffff", ""), start)
+    return [name for _, name in names[start:end]]
+
+
+def most_used(names: list[str], counts: list[int], limit: int) -> list[str]:
+    """The `limit` names with the highest counts (ties by name), best first."""
+    pairs = zip(counts, names, strict=True)
+    return [name for _, name in heapq.nsmallest(limit, pairs, key=lambda p: (-p[0], p[1]))]
 
 
 def snippet_for(selector: str) -> str | None:
@@ -147,19 +174,14 @@ def selector_candidates(
     project: ProjectModel, names: NameIndex, prefix: str, receiver: Receiver | None, symbol: bool
 ) -> list[Candidate]:
     own = _class_chain_selectors(project, receiver) if receiver is not None else []
-    if prefix:
-        matching = with_prefix(names.selectors, prefix)
-        rest = sorted(matching, key=lambda s: (-project.send_count(s), s))
-    else:
-        rest = names.selectors_by_use[: LIMIT * 2]
+    rest = names.ranked(project, "selector", prefix)
     low = prefix.lower()
     ordered = [s for s in own if s.lower().startswith(low)]
     seen = set(ordered)
     ordered += [s for s in rest if s not in seen]
     out: list[Candidate] = []
     for selector in ordered[: LIMIT + 1]:
-        implementors = project.implementors(selector)
-        classes = list(dict.fromkeys(m.class_name for _, m in implementors))
+        classes = project.implementor_classes(selector, limit=4)
         detail = ", ".join(classes[:3]) + (" …" if len(classes) > 3 else "")
         out.append(
             Candidate(
@@ -217,9 +239,7 @@ def expression_candidates(
                 )
     for name in PSEUDO_VARIABLES:
         add(name, types.CompletionItemKind.Keyword, "pseudo", "pseudo-variable")
-    classes = with_prefix(names.classes, prefix)
-    classes.sort(key=lambda c: (-project.usage_count(c), c))
-    for name in classes[: LIMIT + 1]:
+    for name in names.ranked(project, "class", prefix)[: LIMIT + 1]:
         add(name, types.CompletionItemKind.Class, "class", "class")
     return out
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from lsprotocol import types
 
 from server.features import common
-from server.features.analysis import Target, rank_implementors
+from server.features.analysis import Target, ranked_implementor_refs
 from server.project_model import ProjectModel
 from smalltalk_grammar.model import ClassDef
 
@@ -64,23 +64,24 @@ def class_markdown(project: ProjectModel, name: str) -> str | None:
 
 
 def selector_markdown(project: ProjectModel, target: Target) -> str | None:
-    ranked = rank_implementors(project, target.name, target.receiver)
+    refs = ranked_implementor_refs(project, target.name, target.receiver)
     senders = project.send_count(target.name)
-    if not ranked and not senders:
+    if not refs and not senders:
         return None
-    lines = [
-        f"**{target.name}** — {_count(len(ranked), 'implementor')}, {_count(senders, 'sender')}"
-    ]
-    if ranked:
+    lines = [f"**{target.name}** — {_count(len(refs), 'implementor')}, {_count(senders, 'sender')}"]
+    if refs:
         lines.append("")
-    for _, method in ranked[:IMPLEMENTORS_SHOWN]:
+    shown = [project.method(ref) for ref in refs[:IMPLEMENTORS_SHOWN]]
+    for method in shown:
+        if method is None:
+            continue
         side = " class" if method.side == "class" else ""
         entry = f"- `{method.class_name}{side} >> {method.selector}`"
         if method.comment:
             entry += " — " + method.comment.strip().splitlines()[0]
         lines.append(entry)
-    if len(ranked) > IMPLEMENTORS_SHOWN:
-        lines.append(f"- … and {len(ranked) - IMPLEMENTORS_SHOWN} more")
+    if len(refs) > IMPLEMENTORS_SHOWN:
+        lines.append(f"- … and {len(refs) - IMPLEMENTORS_SHOWN} more")
     return "\n".join(lines)
 
 

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 from lsprotocol import types
 
 from server.features import common
-from server.features.analysis import Target, method_tree, occurrences, rank_implementors
-from server.project_model import ProjectModel
+from server.features.analysis import Target, method_tree, occurrences, ranked_implementor_refs
+from server.project_model import MethodRef, ProjectModel
 from smalltalk_grammar.model import MethodDef
 from smalltalk_grammar.text import offset_at
 
@@ -26,20 +26,32 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Beyond this many methods, references point at the method instead of parsing each one.
-EXACT_LIMIT = 2000
+# Beyond this many methods, references point at the method's selector instead of the exact
+# tokens (which means loading and parsing each method).
+EXACT_LIMIT = 300
 
 
 def class_locations(project: ProjectModel, name: str) -> list[types.Location]:
     """The definition of a class (or its extensions, when the project does not define it)."""
-    defs = project.class_definitions(name)
-    defining = [(p, c) for p, c in defs if c.kind != "extension"] or defs
+    defining = project.defining_definitions(name)
     return [common.location(path, cls.name_range) for path, cls in defining]
 
 
 def implementor_locations(project: ProjectModel, target: Target) -> list[types.Location]:
-    ranked = rank_implementors(project, target.name, target.receiver)
-    return [common.location(path, m.selector_range) for path, m in ranked]
+    ranked = ranked_implementor_refs(project, target.name, target.receiver)
+    return [ref_location(ref) for ref in ranked]
+
+
+def ref_location(ref: MethodRef) -> types.Location:
+    """The selector of a method known from the summaries (no file is loaded)."""
+    line, char, end_line, end_char = ref.selector_range
+    return types.Location(
+        uri=common.uri_of(ref.path),
+        range=types.Range(
+            start=types.Position(line=line, character=char),
+            end=types.Position(line=end_line, character=end_char),
+        ),
+    )
 
 
 def definition(ls: SmalltalkLanguageServer, ctx: common.Context) -> list[types.Location]:
@@ -85,21 +97,19 @@ def _variable_owner(project: ProjectModel, ctx: common.Context, target: Target) 
     return start
 
 
-def _users(
-    project: ProjectModel, ctx: common.Context, target: Target
-) -> list[tuple[str, MethodDef]]:
+def _users(project: ProjectModel, ctx: common.Context, target: Target) -> list[MethodRef]:
     if target.kind == "selector":
-        return project.senders(target.name)
+        return project.sender_refs(target.name)
     if target.kind == "class":
-        return project.class_references(target.name)
+        return project.class_reference_refs(target.name)
     if target.kind == "variable" and target.scope in ("instance", "class"):
         owner = _variable_owner(project, ctx, target)
         if owner is None:
             return []
         family = {owner, *_all_subclasses(project, owner)}
-        return [
-            (p, m) for p, m in project.variable_references(target.name) if m.class_name in family
-        ] + [(p, m) for p, m in project.class_references(target.name) if m.class_name in family]
+        refs = project.variable_reference_refs(target.name)
+        refs += project.class_reference_refs(target.name)
+        return [ref for ref in refs if ref.class_name in family]
     return []
 
 
@@ -132,19 +142,25 @@ def references(
     users = _users(project, ctx, target)
     kind = "selector" if target.kind == "selector" else "class"
     texts: dict[str, str | None] = {}
-    for count, (path, method) in enumerate(users):
-        if count >= EXACT_LIMIT:
-            found.append(common.location(path, method.selector_range))
+    for count, ref in enumerate(users):
+        method = project.method(ref) if count < EXACT_LIMIT else None
+        if method is None:
+            found.append(ref_location(ref))
             continue
-        if path not in texts:
-            texts[path] = common.file_text(ls, path)
-        text = texts[path]
-        spans = _method_occurrences(ls, path, text, method, kind, target.name) if text else []
+        if ref.path not in texts:
+            texts[ref.path] = common.file_text(ls, ref.path)
+        text = texts[ref.path]
+        spans = _method_occurrences(ls, ref.path, text, method, kind, target.name) if text else []
         if not spans:
-            found.append(common.location(path, method.selector_range))
+            found.append(ref_location(ref))
         for start, end in spans:
-            found.append(common.location(path, common.span_range(text or "", start, end)))
+            found.append(common.location(ref.path, common.span_range(text or "", start, end)))
+    found.sort(key=_location_key)
     return found
+
+
+def _location_key(loc: types.Location) -> tuple[str, int, int]:
+    return (loc.uri, loc.range.start.line, loc.range.start.character)
 
 
 def _method_occurrences(

@@ -7,7 +7,11 @@ from typing import TYPE_CHECKING
 from lsprotocol import types
 
 from server.features import common
-from server.features.analysis import Receiver, enclosing_keyword_message, rank_implementors
+from server.features.analysis import (
+    Receiver,
+    enclosing_keyword_message,
+    ranked_implementor_refs,
+)
 from server.project_model import ProjectModel
 
 if TYPE_CHECKING:
@@ -24,7 +28,10 @@ def signatures(
     keywords = [part + ":" for part in selector[:-1].split(":")]
     found: list[types.SignatureInformation] = []
     seen: set[tuple[str, str]] = set()
-    for _, method in rank_implementors(project, selector, receiver):
+    for ref in ranked_implementor_refs(project, selector, receiver):
+        method = project.method(ref)
+        if method is None:
+            continue
         args = method.arguments if len(method.arguments) == len(keywords) else []
         parts = [f"{kw} {arg}" for kw, arg in zip(keywords, args, strict=False)] or keywords
         label = " ".join(parts)
