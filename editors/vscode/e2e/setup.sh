@@ -45,6 +45,9 @@ npm rebuild node --foreground-scripts
 export PATH="$here/node_modules/.bin:$PATH"
 log "using node $(node --version)"
 log "code-server's install (native modules; a few minutes)"
+# Prebuilt binaries come from GitHub, which these machines cannot reach: node-gyp compiles
+# them, on every core.
+export npm_config_jobs=max
 npm rebuild --foreground-scripts
 test -f node_modules/code-server/out/node/entry.js
 echo "$want" > "$stamp"

@@ -37,7 +37,7 @@ export function userSettings(extra = {}) {
     'smalltalk.server.command': [SERVER_BIN, 'serve'],
     // The server's default budget (1 s) gives no suggestion at all on a busy 2-core machine
     // (a first suggestion took 14 s at a load of 7); the tests check what appears, not how fast.
-    'smalltalk.completion.budgetMs': 60_000,
+    'smalltalk.completion.budgetMs': 100_000,
     'workbench.startupEditor': 'none',
     'workbench.tips.enabled': false,
     'workbench.secondarySideBar.defaultVisibility': 'hidden',
