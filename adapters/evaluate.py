@@ -92,18 +92,26 @@ class EvalError(RuntimeError):
 class EvalEngine:
     """The coder as the server runs it, plus a scoring context and loaded adapters."""
 
-    def __init__(self, model: str, n_ctx: int = 2048, threads: int | None = None) -> None:
+    def __init__(self, model: str, n_ctx: int = 2048, threads: int | None = None,
+                 loaded: LoadedModel | None = None) -> None:
+        """`loaded`: a model already loaded (it stays open after close); else `model` loads."""
         import os
 
-        path = resolve_model_path(model)
+        path = loaded.path if loaded is not None else resolve_model_path(model)
         n_threads = threads or os.cpu_count() or 1
         self.spec = RoleSpec(role="coder", name=model, path=path, n_ctx=n_ctx, n_batch=512,
                              n_threads=n_threads, mmap=True, mlock=False)
-        self.model: LoadedModel = load_model(path)
+        self._owns_model = loaded is None
+        self.model: LoadedModel = loaded if loaded is not None else load_model(path)
         self.engine = LlamaEngine(self.spec, self.model)
         self.n_ctx = self.engine.session.n_ctx
         self._score_ctx = _scoring_context(self.model, self.n_ctx, n_threads)
-        self.adapters = ModelAdapters(self.model.ptr, path)
+        # The model's own adapter pool, as the server uses it: the serving context applies
+        # a request's (name, scale) set itself; the scoring context is set here.
+        self.adapters: ModelAdapters = self.model.adapters
+        self.adapters.attach(self._drop)
+        self._loaded: set[str] = set()
+        self._wanted: tuple[tuple[str, float], ...] = ()
         self.adapter_key = ""
 
     @property
@@ -111,21 +119,29 @@ class EvalEngine:
         return self.engine.fim
 
     def use(self, adapter: Path | None, scale: float = 1.0) -> None:
-        """Make `adapter` (None: no adapter) active on both contexts, loaded and validated
-        as the server loads adapters."""
+        """Make `adapter` (None: no adapter) active on both contexts, validated and loaded as
+        the server loads adapters."""
         active: tuple[ActiveAdapter, ...] = ()
+        self._wanted = ()
         if adapter is not None:
+            name = f"eval-{Path(adapter).stem}"
             try:
-                self.adapters.load(Path(adapter).stem, adapter)
+                self.adapters.load(name, adapter)
             except (AdapterError, AdapterLoadError) as err:
                 raise EvalError(str(err)) from err
-            active = self.adapters.active([(Path(adapter).stem, scale)])
-        for ctx in (self.engine.session.ctx, self._score_ctx):
-            set_context_adapters(ctx, active)
+            self._loaded.add(name)
+            self._wanted = ((name, scale),)
+            active = self.adapters.active(self._wanted)
+        set_context_adapters(self._score_ctx, active)
         self.adapter_key = adapter_key(active)
 
+    def _drop(self, ptr: Any) -> None:
+        if self._score_ctx is not None:
+            set_context_adapters(self._score_ctx, ())
+
     def generate(self, prompt: str, max_tokens: int, stop: tuple[str, ...]) -> str:
-        params = GenerateParams(max_tokens=max_tokens, stop=stop, adapter_key=self.adapter_key)
+        params = GenerateParams(max_tokens=max_tokens, stop=stop, adapters=self._wanted,
+                                adapter_key=self.adapter_key)
         result = self.engine.generate(prompt, params, CancelToken())
         if result.stop_reason == "error":
             raise EvalError(f"generation failed: {result.error}")
@@ -152,9 +168,9 @@ class EvalEngine:
             _decode(self._score_ctx, chunk, start, logits=True)
             rows = np.ctypeslib.as_array(lib.llama_get_logits(self._score_ctx),
                                          shape=(len(chunk) * n_vocab,))
-            rows = rows.reshape(len(chunk), n_vocab).astype(np.float64)
+            rows = rows.reshape(len(chunk), n_vocab)
             top = rows.max(axis=1)
-            log_z = top + np.log(np.exp(rows - top[:, None]).sum(axis=1))
+            log_z = top + np.log(np.exp(rows - top[:, None]).sum(axis=1, dtype=np.float64))
             nxt = np.array(tokens[start + 1 : start + 1 + len(chunk)])
             total += float((log_z - rows[np.arange(len(chunk)), nxt]).sum())
         return total, len(target_ids)
@@ -165,8 +181,11 @@ class EvalEngine:
         if self._score_ctx is not None:
             lib.llama_free(self._score_ctx)
             self._score_ctx = None
-        self.adapters.close()
-        self.model.close()
+        self.adapters.detach(self._drop)
+        for name in self._loaded:
+            self.adapters.unload(name)
+        if self._owns_model:
+            self.model.close()
 
 
 def _scoring_context(model: LoadedModel, n_ctx: int, threads: int) -> Any:

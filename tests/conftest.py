@@ -32,6 +32,16 @@ def gemma_model(gemma_model_path):
 
 
 @pytest.fixture(scope="session")
+def hf_gemma():
+    """The embedded coder's weights in PyTorch (transformers, float32) for LoRA training, loaded
+    once: the first run converts the GGUF (minutes) and caches it under ~/.cache/smalltalk-lsp.
+    One torch thread: on cores shared with parallel jobs two threads are several times slower."""
+    from adapters.hf_base import load_base
+
+    return load_base("gemma3-270m", threads=1)
+
+
+@pytest.fixture(scope="session")
 def team_server(gemma_model_path, tmp_path_factory):
     """A real `llama_cpp.server` on loopback, started once, as a team would share it: the
     embedded coder as model "gemma3-270m" and, as a second model "house", the same weights with

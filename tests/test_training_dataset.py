@@ -1,0 +1,158 @@
+"""The dataset stage and the training pipeline's bad input, without loading a model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from adapters.dataset import (
+    DatasetConfig,
+    DatasetError,
+    build_dataset,
+    read_examples,
+    read_manifest,
+    write_dataset,
+)
+from adapters.evaluate import cut_completion, parses
+from adapters.export import ExportError, gguf_name
+from adapters.hf_base import BaseModelError, load_base
+from adapters.render import fit_tokens, render
+from server.engine.types import FimTokens
+
+SAMPLE = Path(__file__).parent / "fixtures" / "sample"
+TONEL = SAMPLE / "tonel"
+
+
+def test_dataset_of_the_sample_project(tmp_path: Path) -> None:
+    dataset = build_dataset(TONEL)
+    manifest = write_dataset(dataset, tmp_path)
+    train = read_examples(tmp_path / "train.jsonl")
+    held = read_examples(tmp_path / "eval.jsonl")
+    # 44 methods in 8 classes; one implement example per method.
+    assert manifest.methods["train"] + manifest.methods["eval"] == 44
+    assert len(manifest.classes["train"]) + len(manifest.classes["eval"]) == 8
+    assert manifest.counts["train"]["implement"] + manifest.counts["eval"]["implement"] == 44
+    assert manifest.counts["train"]["total"] == len(train) > 0
+    assert manifest.counts["eval"]["total"] == len(held) > 0
+    assert manifest.counts["train"]["fim"] > 0 and manifest.counts["eval"]["fim"] > 0
+    # A class is never split across train and eval.
+    train_classes = {e.class_name for e in train}
+    eval_classes = {e.class_name for e in held}
+    assert not train_classes & eval_classes
+    assert train_classes == set(manifest.classes["train"])
+    assert eval_classes == set(manifest.classes["eval"])
+    # No duplicates; ids are content hashes.
+    ids = [e.id for e in train + held]
+    assert len(ids) == len(set(ids))
+    # Source hashes of every file with methods, and the JSONL files' hashes.
+    assert len(manifest.sources) == 8
+    assert all(len(s.sha256) == 64 for s in manifest.sources)
+    assert set(manifest.files) == {"train.jsonl", "eval.jsonl"}
+    assert read_manifest(tmp_path).counts == manifest.counts
+    # An implement example ends with the method's closing bracket and starts after its
+    # comment; a FIM target is text of the method cut out of it.
+    example = next(e for e in train + held if e.method == "SRStore>>addRight:"
+                   and e.kind == "implement")
+    assert example.prefix.endswith('SRStore >> addRight: aRight [\n\t"Add aRight to the '
+                                   'receiver and answer it"')
+    assert example.middle == "\n\n\t^ self rights add: aRight\n]"
+    assert example.prefix.startswith('"\nI am an abstract store')
+    for fim in (e for e in train + held if e.kind == "fim"):
+        assert fim.middle.strip() and fim.middle in fim.method_before + fim.middle
+        assert parses(fim, fim.middle), fim.method
+
+
+def test_dataset_is_deterministic_and_dedups_formats(tmp_path: Path) -> None:
+    once = build_dataset(TONEL)
+    again = build_dataset(TONEL)
+    assert [e.id for e in once.train] == [e.id for e in again.train]
+    # The whole sample holds the same classes in five formats: every method is kept once.
+    everything = build_dataset(SAMPLE)
+    methods = [e.method for e in everything.train + everything.eval if e.kind == "implement"]
+    assert len(methods) == len(set(methods))
+    assert {"SRStore>>addRight:", "SRLicence class>>from:to:"} <= set(methods)
+    other = build_dataset(TONEL, DatasetConfig(seed=3, eval_fraction=0.5))
+    assert len(other.manifest.classes["eval"]) == 4
+
+
+def test_project_without_methods_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "notes.st").write_text('"nothing but a comment"\n')
+    (tmp_path / "Empty.class.st").write_text(
+        "Class {\n\t#name : #Empty,\n\t#superclass : #Object\n}\n"
+    )
+    with pytest.raises(DatasetError, match="no Smalltalk methods found"):
+        build_dataset(tmp_path)
+    with pytest.raises(DatasetError, match="no such file"):
+        build_dataset(tmp_path / "missing")
+    with pytest.raises(DatasetError, match="no dataset here"):
+        read_manifest(tmp_path)
+
+
+def test_cli_dataset(tmp_path: Path) -> None:
+    out = tmp_path / "ds"
+    done = subprocess.run(
+        [sys.executable, "-m", "server", "adapters", "dataset", str(TONEL), "--out", str(out)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["methods"]["train"] + summary["methods"]["eval"] == 44
+    assert (out / "train.jsonl").is_file() and (out / "manifest.json").is_file()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    failed = subprocess.run(
+        [sys.executable, "-m", "server", "adapters", "dataset", str(empty)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert failed.returncode == 1
+    assert "no Smalltalk methods found" in failed.stderr
+
+
+def test_render_and_fit() -> None:
+    example = build_dataset(TONEL).train[1]
+    assert example.kind == "fim"
+    prompt, target = render(example, None)
+    assert prompt == example.prefix and target == example.middle
+    fim = FimTokens("<PRE>", "<SUF>", "<MID>")
+    prompt, _ = render(example, fim)
+    assert prompt == f"<PRE>{example.prefix}<SUF>{example.suffix}<MID>"
+    head, tail = fit_tokens([1] + list(range(100, 200)), list(range(40)), 32, keep_head=1)
+    assert head[0] == 1 and head[-1] == 199 and len(head) + len(tail) == 32
+    assert tail == list(range(24))
+
+
+def test_cut_completion_and_parse_check() -> None:
+    examples = build_dataset(TONEL).train
+    implement = next(e for e in examples if e.method == "SRStore>>addRight:"
+                     and e.kind == "implement")
+    text = "\n\n\t^ self rights add: aRight\n]\n\n{ #category : #accessing }\nSRStore >> x ["
+    assert cut_completion(implement, text) == implement.middle
+    assert parses(implement, implement.middle)
+    assert not parses(implement, "\n\t^ self rights add: (aRight\n]")
+
+
+def test_export_names() -> None:
+    key = "base_model.model.model.layers.3.self_attn.q_proj.lora_A.weight"
+    assert gguf_name(key) == ("blk.3.attn_q.weight", "lora_a")
+    assert gguf_name("base_model.model.model.layers.17.mlp.down_proj.lora_B.weight") == (
+        "blk.17.ffn_down.weight", "lora_b")
+    with pytest.raises(ExportError, match="no GGUF counterpart"):
+        gguf_name("base_model.model.lm_head.lora_A.weight")
+
+
+def test_base_model_that_transformers_cannot_load(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.gguf"
+    junk.write_bytes(b"GGUF" + b"\x03\x00\x00\x00" + b"\xff" * 64)
+    with pytest.raises(BaseModelError, match="junk.gguf"):
+        load_base(str(junk))
+    folder = tmp_path / "checkpoint"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "no-such-architecture"}')
+    with pytest.raises(BaseModelError, match="transformers cannot load the base model"):
+        load_base(str(folder))
+    with pytest.raises(BaseModelError, match="does not exist"):
+        load_base(str(tmp_path / "missing.gguf"))

@@ -1,0 +1,195 @@
+"""The whole training pipeline on the sample project with the embedded models, at a tiny size:
+dataset -> teach (SmolLM2 as teacher) -> train (PEFT on the Gemma 3 weights) -> export (GGUF
+LoRA) -> the adapter in llama.cpp -> eval. Plus a checkpoint write that fails (a full disk).
+
+Training and llama.cpp run with one thread here: on a machine whose cores are shared by parallel
+jobs, the spinning thread barriers of both make two threads many times slower than one (a
+4-step run took 125 s with two threads and 31 s with one, at a load average of 7-15 on 2 cores).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from adapters.dataset import build_dataset, read_examples, write_dataset
+from adapters.evaluate import EvalConfig, EvalEngine, evaluate
+from adapters.export import export_run
+from adapters.manifest import manifest_path_for, read_manifest
+from adapters.render import render
+from adapters.teach import TeachConfig, teach
+from adapters.train import (
+    TrainConfig,
+    TrainError,
+    example_index,
+    latest_checkpoint,
+    train,
+    training_examples,
+)
+from adapters.validation import validate_adapter
+
+TONEL = Path(__file__).parent / "fixtures" / "sample" / "tonel"
+
+TINY = TrainConfig(steps=4, max_seq_len=96, rank=8, alpha=16, learning_rate=1e-2,
+                   checkpoint_every=2, kinds=["fim", "implement"], threads=1)
+
+
+@pytest.fixture(scope="module")
+def dataset_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("training") / "dataset"
+    write_dataset(build_dataset(TONEL), out)
+    return out
+
+
+def test_pipeline(dataset_dir: Path, hf_gemma, gemma_model, tmp_path: Path) -> None:
+    # teach: two notes from the reasoner, kept in teach.jsonl; a rerun does nothing new, and a
+    # line cut off by a killed run is dropped and redone.
+    config = TeachConfig(limit=1, max_tokens=48, threads=1, min_chars=1)
+    first = teach(dataset_dir, config, progress=False)
+    assert first.written + first.skipped == 2 and first.done_before == 0
+    assert first.written >= 1
+    taught = read_examples(dataset_dir / "teach.jsonl")
+    assert {e.kind for e in taught} <= {"explain", "design"} and len(taught) == first.written
+    assert all(e.split == "train" and e.middle.strip() for e in taught)
+    again = teach(dataset_dir, config, progress=False)
+    assert again.done_before == first.written and again.written == first.skipped
+    with open(dataset_dir / "teach.jsonl", "a") as handle:
+        handle.write('{"id": "half a li')
+    repaired = teach(dataset_dir, config, progress=False)
+    assert repaired.done_before == again.total
+    assert len(read_examples(dataset_dir / "teach.jsonl")) == repaired.total
+
+    # train: a few steps of short sequences on the fim and implement examples.
+    run_dir = tmp_path / "run"
+    result = train(dataset_dir, run_dir, TINY, base=hf_gemma, progress=False)
+    assert result.steps == 4 and len(result.losses) == 4
+    assert all(math.isfinite(x) and x > 0 for x in result.losses)
+    assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
+    assert latest_checkpoint(run_dir) == (4, run_dir / "checkpoints" / "step-000004")
+    assert json.loads((run_dir / "train.json").read_text())["architecture"] == "gemma3"
+
+    # export: a GGUF LoRA that passes the server's validation, with a manifest.
+    adapters_dir = tmp_path / "adapters"
+    exported = export_run(run_dir, name="sample-style", out_dir=adapters_dir)
+    path = Path(exported.path)
+    assert path == adapters_dir / "sample-style.gguf"
+    info = validate_adapter(path, gemma_model.path)
+    assert info.architecture == "gemma3" and info.alpha == 16.0 and info.ranks == [8]
+    assert len(info.pairs) == 2 * 18  # q_proj and v_proj of 18 blocks
+    manifest_file = manifest_path_for(path)
+    assert manifest_file is not None
+    manifest = read_manifest(manifest_file)
+    assert manifest.base_architecture == "gemma3" and manifest.training["steps"] == 4
+
+    # In llama.cpp on the quantized base the adapter changes what the coder writes, and it
+    # moves the likelihood of the examples it was trained on as the PEFT model does in
+    # PyTorch (a wrong tensor mapping, a transposed or mis-scaled pair would not).
+    examples, _ = training_examples(dataset_dir, TINY.kinds)
+    seen = [examples[example_index(step, 0, 1, len(examples), TINY.seed)] for step in range(4)]
+    scored = sorted(seen, key=lambda e: len(e.prefix))[:2]
+    engine = EvalEngine("gemma3-270m", n_ctx=1024, threads=1, loaded=gemma_model)
+    try:
+        outputs: dict[str, list[str]] = {}
+        llama_nll: dict[str, float] = {}
+        for key, adapter in (("base", None), ("adapter", path)):
+            engine.use(adapter)
+            llama_nll[key] = sum(engine.nll(*render(e, engine.fim))[0] for e in scored)
+            outputs[key] = [engine.generate(e.prefix, 24, ()) for e in seen]
+        engine.use(None)
+        assert engine.generate(seen[0].prefix, 24, ()) == outputs["base"][0]
+    finally:
+        engine.close()
+    assert outputs["adapter"] != outputs["base"]
+    torch_nll = _torch_nll(hf_gemma, run_dir / "adapter", scored)
+    llama_delta = llama_nll["adapter"] - llama_nll["base"]
+    torch_delta = torch_nll["adapter"] - torch_nll["base"]
+    assert abs(torch_delta) > 1.0, torch_nll
+    assert 0.5 < llama_delta / torch_delta < 2.0, (llama_nll, torch_nll)
+
+    # eval: held-out figures with and without the adapter, written as JSON.
+    report_path = tmp_path / "eval.json"
+    report = evaluate(
+        dataset_dir, path,
+        EvalConfig(limit=4, generate_limit=2, n_ctx=1024, threads=1, max_tokens_block=48),
+        out=report_path,
+    )
+    written = json.loads(report_path.read_text())
+    for key in ("base", "with_adapter"):
+        figures = written[key]
+        assert figures["examples"] == 4 and figures["tokens"] > 0
+        assert math.isfinite(figures["perplexity"]) and figures["perplexity"] > 1
+        assert figures["generated"] == 2
+        assert 0.0 <= figures["edit_similarity"] <= 1.0
+        assert 0.0 <= figures["parse_rate"] <= 1.0
+    assert report.with_adapter is not None
+    assert report.with_adapter.perplexity != report.base.perplexity
+    assert len(written["completions"]) == 4
+
+
+def test_full_disk_during_a_checkpoint(dataset_dir: Path, hf_gemma, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    config = TINY.model_copy(update={"steps": 3, "checkpoint_every": 1, "max_seq_len": 48})
+    run_dir = tmp_path / "run"
+    real_save = torch.save
+    calls = {"n": 0}
+
+    def failing_save(obj, path, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the second checkpoint: half a file, then the disk is full
+            Path(path).write_bytes(b"\0" * 1000)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, path, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", failing_save)
+    with pytest.raises(TrainError) as failed:
+        train(dataset_dir, run_dir, config, base=hf_gemma, progress=False)
+    message = str(failed.value)
+    assert "step 2" in message and "No space left on device" in message
+    assert "step-000001 (step 1) is intact" in message
+    # The earlier checkpoint is whole, and no partial one is left behind.
+    step_dirs = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    assert step_dirs == ["step-000001"]
+    assert {p.name for p in (run_dir / "checkpoints" / "step-000001").iterdir()} == {
+        "adapter_model.safetensors", "optimizer.pt", "state.json"}
+
+    # With space again, the run resumes from step 1 and finishes.
+    monkeypatch.setattr(torch, "save", real_save)
+    result = train(dataset_dir, run_dir, config, base=hf_gemma, progress=False)
+    assert result.resumed_from == 1 and len(result.losses) == 3
+    # Other settings on the same run folder are refused instead of mixing two runs.
+    with pytest.raises(TrainError, match="other settings"):
+        train(dataset_dir, run_dir, config.model_copy(update={"rank": 4}), base=hf_gemma,
+              progress=False)
+
+
+def _torch_nll(base, adapter_dir: Path, examples) -> dict[str, float]:
+    """Summed target NLL of examples under the PEFT adapter and with it disabled, in PyTorch."""
+    import copy
+
+    from peft import PeftModel
+
+    model = PeftModel.from_pretrained(copy.deepcopy(base.model), str(adapter_dir))
+    model.eval()
+
+    def total() -> float:
+        found = 0.0
+        for example in examples:
+            prompt, target = render(example, base.fim)
+            p = base.tokenizer(prompt, add_special_tokens=True)["input_ids"]
+            t = base.tokenizer(target, add_special_tokens=False)["input_ids"]
+            ids = torch.tensor([p + t])
+            with torch.no_grad():
+                logits = model(input_ids=ids, logits_to_keep=len(t) + 1).logits[0, :-1]
+            found += float(torch.nn.functional.cross_entropy(logits, ids[0, -len(t):],
+                                                             reduction="sum"))
+        return found
+
+    adapted = total()
+    with model.disable_adapter():
+        plain = total()
+    return {"base": plain, "adapter": adapted}
