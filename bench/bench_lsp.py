@@ -188,6 +188,7 @@ def _pct(values: list[float], q: float) -> float:
 
 async def main_async(args: argparse.Namespace) -> None:
     base = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-lsp-"))
+    base = base.absolute()
     root = base / "project"
     try:
         if root.exists() and any(root.iterdir()) and args.keep:

@@ -14,9 +14,7 @@ from pathlib import Path
 
 from pygls.uris import to_fs_path
 
-from smalltalk_grammar.document import DocumentParser
-from smalltalk_grammar.model import SourceFile
-from smalltalk_grammar.parsing import parse_file
+from smalltalk_grammar import DocumentParser, SourceFile, parse_file
 from smalltalk_grammar.text import decode
 
 

@@ -15,6 +15,7 @@ import functools
 import inspect
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -51,6 +52,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 VERSION = "0.1.0"
 # Re-parse an edited buffer this long after the last keystroke (a request parses at once).
 REPARSE_DELAY_S = 0.25
+# Handlers slower than this are logged (at DEBUG).
+SLOW_REQUEST_S = 0.05
 _LOG_TYPES = (
     (logging.ERROR, types.MessageType.Error),
     (logging.WARNING, types.MessageType.Warning),
@@ -342,11 +345,16 @@ def guarded(name: str, empty: Any = None) -> Callable[[F], F]:
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
+            began = time.perf_counter()
             try:
                 return fn(*args, **kwargs)
             except Exception:
                 log.exception("%s failed", name)
                 return fallback()
+            finally:
+                elapsed = time.perf_counter() - began
+                if elapsed > SLOW_REQUEST_S:
+                    log.debug("%s took %.0f ms", name, elapsed * 1000)
 
         return wrapper  # type: ignore[return-value]
 
@@ -447,11 +455,12 @@ def _scan(ls: SmalltalkLanguageServer) -> None:
 
             stats = index.scan(report)
         log.info(
-            "indexed %d files (%d from cache, %d parsed) in %.2fs",
+            "indexed %d files (%d from cache, %d parsed) in %.2fs (%.2fs CPU)",
             stats.files,
             stats.cached,
             stats.parsed,
             stats.seconds,
+            stats.cpu_seconds,
         )
         ls.call_threadsafe(ls.run_hooks, ls.on_scan_done)
     except Exception:

@@ -23,9 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from server.project_model import Loader, ProjectModel, Summary, summarize
+from smalltalk_grammar import SourceFile, iter_project, parse_file
 from smalltalk_grammar.build import FactsCache
-from smalltalk_grammar.model import SourceFile
-from smalltalk_grammar.parsing import iter_project, parse_file
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +42,8 @@ class ScanStats:
     parsed: int = 0
     removed: int = 0
     seconds: float = 0.0
+    # CPU time of the scanning thread (the wall time also counts other processes' load).
+    cpu_seconds: float = 0.0
     changed: list[str] = field(default_factory=list)
 
 
@@ -217,6 +218,7 @@ class WorkspaceIndex:
     def scan(self, report: Callable[[int, int], None] | None = None) -> ScanStats:
         """Index every file under the roots (cache first); returns what it did."""
         began = time.perf_counter()
+        began_cpu = time.thread_time()
         stats = ScanStats()
         seen: set[str] = set()
         for root in self.roots:
@@ -230,6 +232,7 @@ class WorkspaceIndex:
                     stats.removed += 1
                     stats.changed.append(path)
         stats.seconds = time.perf_counter() - began
+        stats.cpu_seconds = time.thread_time() - began_cpu
         return stats
 
     def _scan_root(
@@ -326,8 +329,11 @@ class WorkspaceIndex:
             path = str(target)
         if target.is_dir():
             changed: list[str] = []
-            for child in iter_project(target):
-                changed += self.refresh_path(str(child))
+            present = {str(child) for child in iter_project(target)}
+            prefix = path.rstrip("/") + "/"
+            stale = [p for p in self.project.paths() if p.startswith(prefix) and p not in present]
+            for child in sorted(present) + stale:
+                changed += self.refresh_path(child)
             return changed
         if not target.is_file():
             prefix = path.rstrip("/") + "/"

@@ -33,6 +33,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 # First line of each method used below, per format; FileTree methods start on line 1.
 FIRST_LINE = {
     ("SRStore", "class", "named:"): {"tonel": 19, "chunk-squeak": 59, "chunk-vw": 56, "gnu": 18},
+    ("SRStore", "class", "registry"): {"tonel": 29, "chunk-squeak": 67, "chunk-vw": 66, "gnu": 28},
     ("SRStore", "instance", "addRight:"): {
         "tonel": 35,
         "chunk-squeak": 42,
@@ -482,6 +483,51 @@ async def test_signature_help_marks_the_active_keyword(client: LanguageClient):
         assert [p.label for p in params] == [(0, 11), (12, 27)]
     finally:
         close_document(client, uri)
+
+
+# --- semantic tokens ---------------------------------------------------------------------------
+
+
+async def _tokens(client: LanguageClient, uri: str) -> dict[tuple[int, int], tuple]:
+    """(line, character) -> (length, type, modifiers) of the decoded semantic tokens."""
+    result = await client.text_document_semantic_tokens_full_async(
+        types.SemanticTokensParams(text_document=doc(uri))
+    )
+    assert result is not None
+    legend = ["class", "method", "parameter", "variable", "property", "keyword"]
+    tokens: dict[tuple[int, int], tuple] = {}
+    line = char = 0
+    data = list(result.data)
+    for i in range(0, len(data), 5):
+        d_line, d_char, length, kind, modifiers = data[i : i + 5]
+        line, char = line + d_line, (char + d_char if d_line == 0 else d_char)
+        tokens[(line, char)] = (length, legend[kind] if kind < len(legend) else "other", modifiers)
+    return tokens
+
+
+async def test_semantic_tokens_classify_a_method(client: LanguageClient):
+    named = Method(client, "SRStore", "class", "named:")
+    tokens = await _tokens(client, named.uri)
+
+    def token(needle: str, skip: int = 0) -> tuple:
+        pos = named.at(needle, skip)
+        return tokens[(pos.line, pos.character)]
+
+    declaration, static = 1, 2
+    assert token("named: aString") == (6, "method", declaration)
+    assert token("aString") == (7, "parameter", declaration)
+    assert token("| store |", 2) == (5, "variable", declaration)
+    assert token("store := self") == (5, "variable", 0)
+    assert token("self new") == (4, "keyword", 0)
+    assert token("new name:") == (3, "method", 0)
+    assert token("name: aString") == (5, "method", 0)
+    assert token("put: store", 5) == (5, "variable", 0)
+    registry = Method(client, "SRStore", "class", "registry")
+    tokens = await _tokens(client, registry.uri)
+    pos = registry.at("Registry ifNil:")
+    assert tokens[(pos.line, pos.character)] == (8, "property", static)
+    pos = registry.at("Dictionary")
+    assert tokens[(pos.line, pos.character)] == (10, "class", 0)
 
 
 # --- folding and diagnostics -------------------------------------------------------------------

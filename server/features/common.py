@@ -15,8 +15,7 @@ from pygls.uris import from_fs_path
 from server.documents import Snapshot, read_text
 from server.features.analysis import MethodTree, Target, method_at, method_tree, target_at
 from server.project_model import ProjectModel
-from smalltalk_grammar.model import MethodDef, Position, Range
-from smalltalk_grammar.text import offset_at, position_at
+from smalltalk_grammar import MethodDef, Position, Range, offset_at, position_at
 
 if TYPE_CHECKING:
     from server.lsp import SmalltalkLanguageServer

@@ -273,19 +273,16 @@ def complete(
 
 
 def _item(candidate: Candidate, rank: int, rng: types.Range) -> types.CompletionItem:
-    text = candidate.snippet or candidate.label
+    # Lean items (clients default the filter text to the label, the format to plain text):
+    # a completion list is a hundred of these on every keystroke.
+    snippet = candidate.snippet
     return types.CompletionItem(
         label=candidate.label,
         kind=candidate.kind,
         detail=candidate.detail,
         sort_text=f"{rank:05d}",
-        filter_text=candidate.label,
-        insert_text_format=(
-            types.InsertTextFormat.Snippet
-            if candidate.snippet
-            else types.InsertTextFormat.PlainText
-        ),
-        text_edit=types.TextEdit(range=rng, new_text=text),
+        insert_text_format=types.InsertTextFormat.Snippet if snippet else None,
+        text_edit=types.TextEdit(range=rng, new_text=snippet or candidate.label),
         data={"source": "static", "kind": candidate.what},
     )
 

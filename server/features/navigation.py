@@ -18,8 +18,7 @@ from lsprotocol import types
 from server.features import common
 from server.features.analysis import Target, method_tree, occurrences, ranked_implementor_refs
 from server.project_model import MethodRef, ProjectModel
-from smalltalk_grammar.model import MethodDef
-from smalltalk_grammar.text import offset_at
+from smalltalk_grammar import MethodDef, offset_at
 
 if TYPE_CHECKING:
     from server.lsp import SmalltalkLanguageServer
