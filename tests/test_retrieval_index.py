@@ -321,3 +321,38 @@ def test_context_for_a_cursor_has_class_and_implementors_of_a_sent_selector(
     assert len({i.title for i in ctx.items}) == len(ctx.items)
     assert ctx.tokens <= 1024
     index.close()
+
+
+def test_new_method_query_is_embedded_in_the_background(indexed: Path, minilm_embedder) -> None:
+    project = _project(indexed)
+    index = RetrievalIndex(indexed, minilm_embedder)
+    path = str(indexed / CORE / "SRLicence.class.st")
+    text = Path(path).read_text() + (
+        "\n{ #category : #accessing }\nSRLicence >> daysLeftOn: aDate [\n"
+        "\t\"Answer how many days of the licence remain after aDate\"\n\t^ endDate - ")
+    first = build_context(project, path, text, len(text), 1024, index, [])
+    assert (first.class_name, first.selector, first.similarity) == (
+        "SRLicence", "daysLeftOn:", False)
+    assert first.by_source("class") and not first.by_source("similar")
+    index.wait_for_queries()
+    second = build_context(project, path, text + "aDate", len(text) + 5, 1024, index, [])
+    assert second.similarity and second.by_source("similar")
+    waited = build_context(project, path, text, len(text), 1024, index, [],
+                           wait_for_embedding=True)
+    assert waited.similarity
+    # The provider keeps an answer for the method only once the similarity ranking is in.
+    from server.completion.types import CompletionRequest, MethodSpan
+    from server.retrieval.provider import RetrievalContextProvider
+
+    provider = RetrievalContextProvider(lambda: project, lambda: index, lambda: 1024)
+    other = text.replace("daysLeftOn:", "daysUsedOn:")
+    method = MethodSpan(start=0, end=len(other), before="", after="", class_name="SRLicence",
+                        selector="daysUsedOn:")
+    request = CompletionRequest(uri="file:///x", text=other, offset=len(other), path=path)
+    before = provider.snippets(request, method)
+    assert not any(s.origin == "similar" for s in before)
+    index.wait_for_queries()
+    after = provider.snippets(request, method)
+    assert any(s.origin == "similar" for s in after)
+    assert provider.snippets(request, method) is after  # stable from now on
+    index.close()

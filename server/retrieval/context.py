@@ -69,6 +69,9 @@ class Context(BaseModel):
     # What the cursor analysis found, for logs and for prompt headers.
     class_name: str | None = None
     selector: str | None = None
+    # Whether the embedding ranking took part (False until a new method's query vector is
+    # ready, and always without an embedding model).
+    similarity: bool = False
 
     def render(self) -> str:
         """The items as Smalltalk comments and code, ready to put in front of a prompt."""
@@ -191,11 +194,15 @@ def build_context(
     index: RetrievalIndex | None = None,
     recent: Sequence[MethodDef] = (),
     count_tokens: TokenCounter | None = None,
+    wait_for_embedding: bool = False,
 ) -> Context:
     """Context for the cursor at `offset` in `text` (the live buffer of `path`).
 
     Without an index (retrieval disabled, or the embedding model failed to load) the class,
-    siblings, implementors and recent items still come from the project model."""
+    siblings, implementors and recent items still come from the project model. The model
+    never runs here unless `wait_for_embedding`: a cursor in an indexed method queries with
+    that method's stored vector, one in a new method with a vector embedded in the
+    background for the next call."""
     count = count_tokens or approximate_tokens
     cursor = analyse(text, offset, path)
     collector = _Collector(count)
@@ -207,8 +214,10 @@ def build_context(
     _add_class(collector, project, cursor)
     _add_siblings(collector, project, cursor, current)
     selectors = _add_implementors(collector, project, cursor, current)
+    similarity = False
     if index is not None:
-        _add_retrieved(collector, project, path, cursor, index, selectors)
+        similarity = _add_retrieved(collector, project, path, cursor, index, selectors,
+                                    wait_for_embedding)
     for method in recent[:8]:
         collector.add("recent", _method_id(method), method_header(method),
                       _method_text(method), None)
@@ -216,7 +225,8 @@ def build_context(
     items = collector.select(budget_tokens, exclude)
     return Context(items=items, budget_tokens=budget_tokens,
                    tokens=sum(i.tokens for i in items),
-                   class_name=cursor.class_name, selector=cursor.selector)
+                   class_name=cursor.class_name, selector=cursor.selector,
+                   similarity=similarity)
 
 
 def _current_method(project: ProjectModel, cursor: Cursor) -> MethodDef | None:
@@ -318,20 +328,24 @@ def _known_selectors(project: ProjectModel) -> _Selectors:
 
 
 def _add_retrieved(collector: _Collector, project: ProjectModel, path: str, cursor: Cursor,
-                   index: RetrievalIndex, selectors: list[str]) -> None:
-    """Hybrid search: reciprocal-rank fusion of the embedding and the lexical rankings."""
+                   index: RetrievalIndex, selectors: list[str], wait: bool) -> bool:
+    """Hybrid search: reciprocal-rank fusion of the embedding and the lexical rankings.
+    Answers whether the embedding ranking took part."""
     similar: list[tuple[UnitRecord, float]] = []
     # The stored vector of the method being edited is a query that needs no embedding: the
     # method changes a little per keystroke, its meaning hardly. A new method embeds its
-    # pattern and the code before the cursor (cursor.window, about 50 tokens).
-    stored = None
-    if cursor.class_name and cursor.selector:
-        key = method_key(index.relative(path), cursor.class_name, cursor.side, cursor.selector)
-        stored = index.stored_vector(key)
-    if stored is not None:
-        similar = index.search_vector(stored, SEARCH_K)
-    elif cursor.window.strip():
-        similar = index.search_similar(cursor.window, SEARCH_K)
+    # pattern and the code before the cursor (cursor.window, about 50 tokens), one forward
+    # pass of the model: 20-30 ms on an idle core, far more on a busy one.
+    # Completions never wait for the model: the first request in a new method goes without
+    # the similarity ranking while its query is embedded in the background (unless `wait`).
+    key = method_key(index.relative(path), cursor.class_name or "", cursor.side,
+                     cursor.selector or "")
+    vector = index.stored_vector(key) if cursor.class_name and cursor.selector else None
+    if vector is None and cursor.window.strip():
+        vector = (index.query_vector(cursor.window) if wait
+                  else index.query_vector_soon(key, cursor.window))
+    if vector is not None:
+        similar = index.search_vector(vector, SEARCH_K)
     # The selector being typed, the nearest sends and the method's own selector: a focused
     # lexical query (every send of a long method would match half the project).
     words = [*selectors[:LEXICAL_SELECTORS], *([cursor.selector] if cursor.selector else [])]
@@ -360,6 +374,7 @@ def _add_retrieved(collector: _Collector, project: ProjectModel, path: str, curs
             continue
         found = _find_method(project, record, index)
         if found is not None:
-            path, method = found
+            method_path, method = found
             collector.add(source, _method_id(method), method_header(method),
-                          _method_text(method), path)
+                          _method_text(method), method_path)
+    return vector is not None

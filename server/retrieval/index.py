@@ -20,6 +20,7 @@ import threading
 import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +88,10 @@ class RetrievalIndex:
         self._ids_by_hash: dict[str, set[int]] = defaultdict(set)
         self._next_id = 1
         self._dirty = False
-        self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        # Query texts (or method slots, see query_vector_soon) -> (text, vector).
+        self._query_cache: OrderedDict[str, tuple[str, np.ndarray]] = OrderedDict()
+        self._query_pending: set[str] = set()
+        self._query_executor: ThreadPoolExecutor | None = None
         if embedder is not None:
             self._open_store(embedder)
 
@@ -207,20 +211,63 @@ class RetrievalIndex:
         return os.path.join(self.root, path)
 
     def query_vector(self, text: str) -> np.ndarray | None:
-        """The embedding of a query, cached: completions ask about the same text repeatedly."""
+        """The embedding of a query text (blocks while the model runs; cached)."""
         if self.embedder is None:
             return None
         with self._cache_lock:
             cached = self._query_cache.get(text)
             if cached is not None:
                 self._query_cache.move_to_end(text)
-                return cached
+                return cached[1]
         vector = self.embedder.embed([text])
+        self._remember_query(text, text, vector)
+        return vector
+
+    def query_vector_soon(self, slot: str, text: str) -> np.ndarray | None:
+        """A query vector for code being written, without waiting for the model.
+
+        Answers the latest vector computed for `slot` (the method being written; an earlier
+        version of its text is close enough), or None the first time; and, when `text`
+        differs from what that vector was made of, embeds it on a background thread for the
+        next call. At most one embedding per slot is in flight."""
+        if self.embedder is None:
+            return None
         with self._cache_lock:
-            self._query_cache[text] = vector
+            cached = self._query_cache.get(slot)
+            if cached is not None:
+                self._query_cache.move_to_end(slot)
+            stale = cached is None or cached[0] != text
+            if stale and slot not in self._query_pending:
+                self._query_pending.add(slot)
+                if self._query_executor is None:
+                    self._query_executor = ThreadPoolExecutor(
+                        max_workers=1, thread_name_prefix="retrieval-query"
+                    )
+                self._query_executor.submit(self._embed_query, slot, text)
+        return None if cached is None else cached[1]
+
+    def wait_for_queries(self, timeout: float = 30.0) -> None:
+        """Until no background query embedding is in flight (tests and benchmarks)."""
+        deadline = time.monotonic() + timeout
+        while self._query_pending and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+    def _embed_query(self, slot: str, text: str) -> None:
+        try:
+            assert self.embedder is not None
+            self._remember_query(slot, text, self.embedder.embed([text]))
+        except Exception:
+            log.exception("embedding a retrieval query failed")
+        finally:
+            with self._cache_lock:
+                self._query_pending.discard(slot)
+
+    def _remember_query(self, slot: str, text: str, vector: np.ndarray) -> None:
+        with self._cache_lock:
+            self._query_cache[slot] = (text, vector)
+            self._query_cache.move_to_end(slot)
             while len(self._query_cache) > 64:
                 self._query_cache.popitem(last=False)
-        return vector
 
     def stored_vector(self, key: str) -> np.ndarray | None:
         """The vector already stored for a unit: a query that costs no embedding."""
@@ -434,6 +481,8 @@ class RetrievalIndex:
             return vectors + 600 * len(self._records)
 
     def close(self) -> None:
+        if self._query_executor is not None:
+            self._query_executor.shutdown(wait=True, cancel_futures=True)
         self.save()
         with self._lock:
             if self.store is not None:

@@ -2,7 +2,9 @@
 
 The completion prompt keeps its front stable between keystrokes so llama.cpp reuses its KV
 cache: while the cursor stays in one method the provider answers the same snippets, and only
-builds anew when the cursor moves to another method or the index has just become ready.
+builds anew when the cursor moves to another method, the index has just become ready, or the
+last answer still lacked the similarity ranking (a new method's query is embedded in the
+background, so the first request there goes without it).
 """
 
 from __future__ import annotations
@@ -61,8 +63,14 @@ class RetrievalContextProvider:
                            origin=item.source, path=item.path)
             for item in context.items if item.source not in self.skip
         )
+        # Without the similarity ranking yet (a new method's query vector is being embedded),
+        # the next request builds again instead of keeping this answer for the whole method.
+        complete = context.similarity or index is None or index.embedder is None
         with self._lock:
-            self._cache[request.uri] = (key, snippets)
+            if complete:
+                self._cache[request.uri] = (key, snippets)
+            else:
+                self._cache.pop(request.uri, None)
             while len(self._cache) > 32:
                 self._cache.pop(next(iter(self._cache)))
         return snippets
