@@ -61,3 +61,23 @@ def team_server(gemma_model_path, tmp_path_factory):
     server.adapter = house  # type: ignore[attr-defined]
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def smollm_reasoner():
+    """The embedded reasoner (SmolLM2-135M-Instruct) loaded once on two threads, as a
+    LlamaEngine with its own context (the registry's "reasoner" role; no coder)."""
+    from server.config import Settings
+    from server.engine.registry import ModelRegistry
+
+    settings = Settings.model_validate(
+        {
+            "models": {"code_generation": "off", "reasoner_n_ctx": 2048},
+            "cpu_settings": {"threads": 2},
+        }
+    )
+    registry = ModelRegistry(settings)
+    engine = registry.load("reasoner")
+    assert engine is not None, registry.errors
+    yield engine
+    registry.close()

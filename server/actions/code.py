@@ -5,6 +5,7 @@ with sampling; after the last try the action fails with a message and changes no
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Iterable
@@ -238,11 +239,14 @@ def plan_patterns(plan: str, taken: set[str], limit: int = 2) -> list[str]:
     return out[:limit]
 
 
-def _seeded_method(run: Run, inp: ActionInput, prompt: str, pattern: str) -> str | None:
-    """The coder writes the body of `pattern`; the first try that parses, or None."""
+def _seeded_method(run: Run, inp: ActionInput, prompts: list[str], pattern: str) -> str | None:
+    """The coder writes the body of `pattern`; the first try that parses, or None. Tries go
+    through `prompts` greedily (the later ones plainer), then sample the first."""
     seed = f"{pattern}\n\t"
     for attempt in range(inp.options.attempts):
-        text = seed + _coder_text(run, prompt + seed, inp.options.code_max_tokens, attempt)
+        prompt = prompts[attempt] if attempt < len(prompts) else prompts[0]
+        sampled = attempt if attempt >= len(prompts) else 0
+        text = seed + _coder_text(run, prompt + seed, inp.options.code_max_tokens, sampled)
         found = method_that_parses(split_methods(text)[0])
         if found is not None and selector_of(found) == selector_of(pattern):
             return found
@@ -261,23 +265,27 @@ def implement(inp: ActionInput, run: Run) -> EditResult:
     side: Side = site.method.side if site.method is not None else "instance"
     existing = _methods_of(inp.project, inp, class_name, side)
     taken = {m.selector for m in existing}
-    prompt = implement_prompt(
-        class_header(inp.project, class_name), bare_methods(existing[:3]), the_plan
-    )
+    header = class_header(inp.project, class_name)
+    examples = bare_methods(existing[:3])
+    # With the plan first; then the requirement alone, should the plan lead the coder astray.
+    prompts = [
+        implement_prompt(header, examples, requirement, the_plan),
+        implement_prompt(header, examples, requirement, None),
+    ]
     # Methods the user named come first; else those of the plan.
     patterns = plan_patterns(requirement, taken) or plan_patterns(the_plan, taken)
     sources: list[str] = []
     last = "no complete method in the answer"
     for pattern in patterns:
-        found = _seeded_method(run, inp, prompt, pattern)
+        found = _seeded_method(run, inp, prompts, pattern)
         if found is not None:
             sources.append(found)
         else:
             last = f"the body of #{selector_of(pattern)} did not parse"
     attempt = 0
     while not sources and attempt < inp.options.attempts:
-        # The plan names no method: the coder names them itself.
-        text = _coder_text(run, prompt, inp.options.code_max_tokens, attempt)
+        # No method named, or none of them written: the coder names them itself.
+        text = _coder_text(run, prompts[0], inp.options.code_max_tokens, attempt)
         sources = good_methods(text, taken)[:MAX_NEW_METHODS]
         attempt += 1
     if not sources:
@@ -328,12 +336,22 @@ def sunit_category(project: ProjectModel, class_name: str) -> str:
 
 
 def _tonel_folder(project: ProjectModel, category: str, path: str) -> Path:
-    """The Tonel package folder of `category` in the project, else the file's own folder."""
-    for name in project.class_names():
-        for cls_path, cls in project.class_definitions(name):
-            if cls.category == category and cls_path.endswith(".st"):
-                return Path(cls_path).parent
-    return Path(path).parent
+    """The Tonel package folder of `category` nearest to `path` (a workspace may hold other
+    copies or other formats of the project), else the file's own folder."""
+    folders = {
+        Path(cls_path).parent
+        for name in project.class_names()
+        for cls_path, cls in project.class_definitions(name)
+        if cls.category == category and cls_path.endswith(".class.st")
+    }
+    folders = {f for f in folders if (f / "package.st").exists()}
+    if not folders:
+        return Path(path).parent
+
+    def shared(folder: Path) -> int:
+        return len(os.path.commonpath([str(folder), path]))
+
+    return max(sorted(folders), key=shared)
 
 
 def _tested(inp: ActionInput, class_name: str) -> list[MethodDef]:
@@ -359,10 +377,6 @@ def write_tests(inp: ActionInput, run: Run) -> EditResult:
     started = time.monotonic()
     category = sunit_category(inp.project, class_name)
     folder = _tonel_folder(inp.project, category, site.path) if site.format == "tonel" else None
-    if folder is not None and folder != Path(site.path).parent and not (
-        folder / "package.st"
-    ).exists():
-        folder = Path(site.path).parent
     name = sunit_class_name(inp.project, class_name, folder)
     header = class_header(inp.project, class_name)
     example = _example_test(inp.project)
@@ -370,8 +384,11 @@ def write_tests(inp: ActionInput, run: Run) -> EditResult:
     last = "no test method in the answer"
     for method in tested:
         selector = _unique(sunit_selector(method.selector), {t.selector for t in tests})
-        prompt = tests_prompt(header, method.source.strip(), example, name)
-        found = _seeded_method(run, inp, prompt, selector)
+        prompts = [
+            tests_prompt(header, method.source.strip(), example, name),
+            tests_prompt(header, method.source.strip(), "", name),
+        ]
+        found = _seeded_method(run, inp, prompts, selector)
         if found is not None:
             tests.append(NewMethod(name, "instance", "tests", found))
         else:

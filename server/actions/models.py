@@ -10,6 +10,7 @@ worker has a completion queued or running, they pause (see generate.generate_yie
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -93,9 +94,14 @@ class _Either(CancelToken):
         return self.outer.should_stop() or self.closing.is_set()
 
 
+# Benchmarks set this to measure completions against actions that do not give way.
+NO_YIELD_ENV = "SMALLTALK_LSP_ACTIONS_NO_YIELD"
+
+
 class ActionModels:
     def __init__(self, registry: Callable[[], ModelRegistry | None]) -> None:
         self._registry = registry
+        self._yield = not os.environ.get(NO_YIELD_ENV)
         self._lock = threading.Lock()
         self._coder: _PrivateCoder | None = None
         self._hooked: ModelRegistry | None = None
@@ -105,13 +111,16 @@ class ActionModels:
     # --- running -------------------------------------------------------------------------
 
     def submit(self, fn: Callable[[CancelToken], Any], key: str | None = None) -> Job:
-        """Run `fn(cancel)` on the actions' worker; unloading a model cancels it."""
+        """Run `fn(cancel)` on the actions' worker; unloading a model cancels it. An
+        ActionError is the job's result (a message for the user, not a crash to log)."""
 
         def run(cancel: CancelToken) -> Any:
             with self._lock:
                 self._active.add(cancel)
             try:
                 return fn(cancel)
+            except ActionError as err:
+                return err
             finally:
                 with self._lock:
                     self._active.discard(cancel)
@@ -121,7 +130,7 @@ class ActionModels:
     def gate(self) -> bool:
         """True while a completion is queued or running on the coder's worker."""
         registry = self._registry()
-        worker = registry.worker("coder") if registry is not None else None
+        worker = registry.worker("coder") if registry is not None and self._yield else None
         return worker is not None and worker.busy
 
     # --- engines -------------------------------------------------------------------------

@@ -3,6 +3,7 @@ model that continues code; it sees methods the way a browser shows them)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from server.actions.chat import Message
@@ -106,11 +107,20 @@ def bare_methods(methods: Sequence[MethodDef], limit: int = 1600) -> str:
     return "\n\n".join(out)
 
 
-def implement_prompt(header: str, examples: str, plan: str) -> str:
+def prose(text: str) -> str:
+    """Text without Markdown code blocks: a small reasoner's plan may hold code of another
+    language, which a base coder would happily continue."""
+    text = re.sub(r"```.*?(```|$)", " ", text, flags=re.S)
+    return "\n".join(line.rstrip() for line in text.splitlines() if line.strip())
+
+
+def implement_prompt(header: str, examples: str, requirement: str, plan: str | None) -> str:
     parts = [header]
     if examples:
         parts.append(examples)
-    parts.append(smalltalk_comment("To do: " + clip(plan, MAX_PLAN_CHARS)))
+    parts.append(smalltalk_comment("To do: " + clip(requirement, MAX_PLAN_CHARS)))
+    if plan and prose(plan):
+        parts.append(smalltalk_comment("Plan: " + clip(prose(plan), MAX_PLAN_CHARS)))
     return "\n\n".join(parts) + "\n\n"
 
 

@@ -138,12 +138,14 @@ def _wanted(kind: str, only: list[str] | None) -> bool:
     return any(kind == o or kind.startswith(o + ".") for o in only)
 
 
-def _resolve_properties(ls: SmalltalkLanguageServer) -> set[str]:
+def _client_resolves(ls: SmalltalkLanguageServer) -> bool:
+    """Whether the client calls codeAction/resolve. VS Code lists only `edit` as lazy, yet
+    runs the command of a resolved action too; Neovim resolves an action with neither."""
     try:
         support = ls.client_capabilities.text_document.code_action.resolve_support  # type: ignore[union-attr]
     except AttributeError:
-        return set()
-    return set(support.properties) if support is not None else set()
+        return False
+    return support is not None
 
 
 def code_actions(
@@ -158,7 +160,7 @@ def code_actions(
     end = offset_at(snap.text, common.model_position(rng.end))
     site = site_at(snap.source, snap.text, start, end)
     only = [str(k) for k in params.context.only] if params.context.only else None
-    resolvable = {"edit", "command"} <= _resolve_properties(ls)
+    resolvable = _client_resolves(ls)
     version = _version(ls, uri)
     actions = []
     for kind, reason in offered(site).items():
@@ -269,9 +271,9 @@ def action_input(ls: SmalltalkLanguageServer, data: ActionData) -> ActionInput:
 
 
 def _retrieved(ls: SmalltalkLanguageServer, inp: ActionInput) -> str:
+    # Without the retrieval index (off, or not built yet) the project model still gives the
+    # class, its siblings and the implementors of what the code sends.
     if inp.kind not in ("explain", "design", "implement"):
-        return ""
-    if not ls.settings.retrieval.enabled:
         return ""
     try:
         from server.features.indexing import retrieval_context
@@ -302,6 +304,8 @@ async def execute(ls: SmalltalkLanguageServer, data: ActionData) -> ActionResult
         result = await asyncio.wrap_future(job.future)
         if result is None:
             raise ActionCancelled("cancelled")
+        if isinstance(result, ActionError):
+            raise result
         outcome = f"done: {result.tokens} tokens"
         return result
     except asyncio.CancelledError:
