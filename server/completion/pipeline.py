@@ -9,8 +9,10 @@ generation runs on the role's inference worker.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 from server.completion.cache import CacheKey, SuggestionCache
@@ -22,6 +24,8 @@ from server.completion.types import CompletionRequest, CursorContext, Prompt, Su
 from server.config import Settings
 from server.engine.types import CancelToken, GenerateParams, Generation, StopCheck, TextEngine
 from server.engine.worker import InferenceWorker
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -176,6 +180,7 @@ async def complete_async(
         return engine.generate(prepared.prompt.text, prepared.params, cancel, stop_check)
 
     job = worker.submit(run, key=request.uri, budget_s=prepared.params.budget_s)
+    job.future.add_done_callback(lambda done: _log_stop(request.uri, job.cancel, done))
     try:
         generation = await asyncio.wrap_future(job.future)
     except asyncio.CancelledError:
@@ -185,3 +190,14 @@ async def complete_async(
     if generation is None or generation.stop_reason == "cancelled":
         return None
     return _finish(prepared, generation, cache)
+
+
+def _log_stop(uri: str, cancel: CancelToken, done: Future[Generation | None]) -> None:
+    """Say when a cancelled or superseded request's model work actually stopped."""
+    if cancel.cancelled_at is None or done.cancelled() or done.exception() is not None:
+        return
+    generation = done.result()
+    after = (time.monotonic() - cancel.cancelled_at) * 1000
+    reason = generation.stop_reason if generation is not None else "not started"
+    log.debug("completion for %s cancelled: model stopped (%s) %.0f ms after the cancel",
+              uri, reason, after)

@@ -19,6 +19,9 @@ from server.engine.types import FimTokens
 
 log = logging.getLogger(__name__)
 llama_log = logging.getLogger("server.engine.llama_cpp")
+# llama.cpp's debug output (graph details, every tensor) would drown a debug log; lower this
+# logger's level explicitly to see it.
+llama_log.setLevel(logging.INFO)
 
 _init_lock = threading.Lock()
 _initialised = False

@@ -144,11 +144,12 @@ class ModelFeature:
         )
         if suggestion is not None:
             log.debug(
-                "suggestion for %s (%s, %s): %r %s",
+                "suggestion for %s (%s, %s): %r from %r %s",
                 uri,
                 suggestion.mode,
                 suggestion.source,
                 suggestion.text,
+                suggestion.raw,
                 {k: round(v) for k, v in suggestion.timings.items()},
             )
         return suggestion if suggestion is not None and suggestion.text else None
