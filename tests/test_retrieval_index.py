@@ -356,3 +356,20 @@ def test_new_method_query_is_embedded_in_the_background(indexed: Path, minilm_em
     assert any(s.origin == "similar" for s in after)
     assert provider.snippets(request, method) is after  # stable from now on
     index.close()
+
+
+def test_index_switches_to_ivf_when_it_grows(workspace: Path, minilm_embedder) -> None:
+    project = _project(workspace)
+    index = RetrievalIndex(workspace, minilm_embedder, ivf_threshold=40)
+    index.sync_project(project)
+    assert index.vectors is not None and index.vectors.kind == "ivf"
+    assert _nearest(index, _key("SRStore", "addRight:"))[0] == ("SRRegionalStore", "addRight:")
+    index.close()
+    reopened = RetrievalIndex(workspace, minilm_embedder, ivf_threshold=40)
+    assert reopened.repairs == [] and reopened.vectors is not None
+    assert reopened.vectors.kind == "ivf" and reopened.vectors.ntotal == 51
+    # Shrinking below half the threshold goes back to the exact index.
+    gone = [p for p in project.paths() if "SRStore.class" not in p]
+    assert reopened.remove_paths(gone).removed == 41
+    assert reopened.vectors.kind == "flat" and reopened.vectors.ntotal == 10
+    reopened.close()

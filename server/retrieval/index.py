@@ -30,7 +30,7 @@ from pydantic import BaseModel
 from server.project_model import ProjectModel
 from server.retrieval.embedder import Embedder
 from server.retrieval.lexical import LexicalIndex
-from server.retrieval.store import MetadataStore, StoreCorrupt, UnitRecord
+from server.retrieval.store import MetadataStore, StoreCorrupt, UnitRecord, read_vectors
 from server.retrieval.units import Unit, relative_path, units_of_file, units_of_files
 from server.retrieval.vectors import IVF_THRESHOLD, VectorIndex, VectorIndexError, write_atomic
 from smalltalk_grammar.model import SourceFile
@@ -371,13 +371,29 @@ class RetrievalIndex:
                 if progress is not None:
                     progress(stats.embedded, total)
                 time.sleep(0)  # let searches and the event loop in between batches
-            with self._lock:
-                if self.vectors is not None and self.store is not None and \
-                        self.vectors.needs_rebuild():
-                    assert self.embedder is not None
-                    self.vectors.rebuild(*self.store.vectors(self.embedder.dimension))
+            self._rebuild_vectors_if_needed()
         stats.seconds = time.perf_counter() - started
         return stats
+
+    def _rebuild_vectors_if_needed(self) -> None:
+        """Switch flat <-> IVF (or retrain IVF) when the size calls for it. Training takes
+        seconds at 50,000 vectors, so it runs outside the lock on a separate read of the
+        stored vectors; searches go on with the old index until the swap. Only the updating
+        thread (holding _update_lock) writes, so nothing changes in between."""
+        store, embedder = self.store, self.embedder
+        with self._lock:
+            if self.vectors is None or store is None or embedder is None or \
+                    not self.vectors.needs_rebuild():
+                return
+            if store.path == ":memory:":  # one connection: read it under the lock
+                ids, vectors = store.vectors(embedder.dimension)
+        if store.path != ":memory:":
+            ids, vectors = read_vectors(store.path, embedder.dimension)
+        fresh = VectorIndex(embedder.dimension, self.ivf_threshold)
+        fresh.rebuild(ids, vectors)
+        with self._lock:
+            self.vectors = fresh
+            self._dirty = True
 
     def _vector_of_hash(self, content_hash: str) -> np.ndarray | None:
         for unit_id in self._ids_by_hash.get(content_hash, ()):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -114,12 +115,7 @@ class MetadataStore:
 
     def vectors(self, dimension: int) -> tuple[np.ndarray, np.ndarray]:
         """(ids, vectors) of every unit, for rebuilding the FAISS index."""
-        rows = self._db.execute("SELECT id, vector FROM units ORDER BY id").fetchall()
-        ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
-        vectors = np.frombuffer(b"".join(row[1] for row in rows), dtype=np.float32)
-        if vectors.size != len(rows) * dimension:
-            raise StoreCorrupt(f"{self.path}: stored vectors do not have dimension {dimension}")
-        return ids, vectors.reshape(len(rows), dimension)
+        return _vectors_of(self._db, self.path, dimension)
 
     def vector_of(self, unit_id: int) -> np.ndarray | None:
         row = self._db.execute("SELECT vector FROM units WHERE id = ?", (unit_id,)).fetchone()
@@ -162,6 +158,27 @@ class MetadataStore:
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)
+
+
+def _vectors_of(
+    db: sqlite3.Connection, path: str, dimension: int
+) -> tuple[np.ndarray, np.ndarray]:
+    rows = db.execute("SELECT id, vector FROM units ORDER BY id").fetchall()
+    ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+    vectors = np.frombuffer(b"".join(row[1] for row in rows), dtype=np.float32)
+    if vectors.size != len(rows) * dimension:
+        raise StoreCorrupt(f"{path}: stored vectors do not have dimension {dimension}")
+    return ids, vectors.reshape(len(rows), dimension)
+
+
+def read_vectors(path: str, dimension: int) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, vectors) through a connection of its own, so the store's connection stays free
+    for searches meanwhile (WAL lets a reader and the writer work at once)."""
+    db = sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True)
+    try:
+        return _vectors_of(db, path, dimension)
+    finally:
+        db.close()
 
 
 class _Transaction:
