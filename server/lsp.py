@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar, overload
 
@@ -123,6 +123,10 @@ class SmalltalkLanguageServer(LanguageServer):
         self.on_document_closed: list[Callable[[str], None]] = []
         # After the workspace scan has filled the project model (once per start).
         self.on_scan_done: list[Callable[[], None]] = []
+        # Extra textDocument/completion items: async (params) -> items (the coder model's).
+        self.completion_sources: list[
+            Callable[[types.CompletionParams], Awaitable[list[types.CompletionItem]]]
+        ] = []
         # Extra Markdown for hover: each gets the request's `features.common.Context` and
         # answers a section or None (e.g. model-written documentation).
         self.hover_extras: list[Callable[[Any], str | None]] = []

@@ -168,6 +168,31 @@ async def test_cancel_request_stops_the_model(client: LanguageClient):
     )
 
 
+async def test_invoked_completion_carries_the_models_suggestion(client: LanguageClient):
+    # pytest-lsp's VS Code capabilities predate inline completion: this client gets the
+    # suggestion as a completion item when it asks explicitly, and only then.
+    path = client.root / STORE  # type: ignore[attr-defined]
+    uri = open_document(client, path, version=30)
+    text = path.read_text(encoding="utf-8") + EMPTY_METHOD
+    set_text(client, uri, 31, text + "\n]\n")
+
+    async def items(kind: types.CompletionTriggerKind | None) -> list[types.CompletionItem]:
+        context = None if kind is None else types.CompletionContext(trigger_kind=kind)
+        result = await client.text_document_completion_async(
+            types.CompletionParams(text_document=doc(uri), position=end_of(text), context=context)
+        )
+        assert isinstance(result, types.CompletionList)
+        return [item for item in result.items if (item.data or {}).get("source") == "model"]
+
+    model_items = await items(types.CompletionTriggerKind.Invoked)
+    assert len(model_items) == 1
+    edit = model_items[0].text_edit
+    assert isinstance(edit, types.TextEdit) and edit.new_text.strip()
+    assert edit.range.start == end_of(text)
+    assert await items(None) == []
+    assert await items(types.CompletionTriggerKind.TriggerCharacter) == []
+
+
 # --- a corrupt model file ---------------------------------------------------------------
 
 

@@ -295,8 +295,14 @@ def setup(ls: SmalltalkLanguageServer) -> None:
         types.CompletionOptions(trigger_characters=TRIGGERS),
         empty=lambda: types.CompletionList(is_incomplete=False, items=[]),
     )
-    def on_completion(params: types.CompletionParams) -> types.CompletionList:
+    async def on_completion(params: types.CompletionParams) -> types.CompletionList:
         ctx = common.context_at(ls, params.text_document.uri, params.position)
         if ctx is None:
-            return types.CompletionList(is_incomplete=False, items=[])
-        return complete(ls, ctx, names)
+            result = types.CompletionList(is_incomplete=False, items=[])
+        else:
+            result = complete(ls, ctx, names)
+        # Other sources (the coder model, for clients without inline completion) add theirs.
+        extra = [item for source in ls.completion_sources for item in await source(params)]
+        if extra:
+            result.items = [*result.items, *extra]
+        return result

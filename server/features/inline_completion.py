@@ -4,8 +4,8 @@ Wiring only: models load in the background after `initialized` (with `$/progress
 `smalltalk/status` notification on every state change), a failed model gets one
 `window/showMessage` naming the file and the problem, and `textDocument/inlineCompletion`
 runs the completion pipeline (server.completion.pipeline) with generation on the coder's
-worker. Clients without inline completion get the suggestion as a completion item through
-`model_completion_items`.
+worker. Clients without inline completion get the suggestion as a completion item (a
+`completion_sources` entry of the static completion feature).
 """
 
 from __future__ import annotations
@@ -155,8 +155,14 @@ class ModelFeature:
         return suggestion if suggestion is not None and suggestion.text else None
 
     async def completion_items(self, params: types.CompletionParams) -> list[types.CompletionItem]:
-        """The model's suggestion as a completion item, for clients without inline completion."""
-        if _client_has_inline_completion(self.ls):
+        """The model's suggestion as a completion item, for clients without inline completion.
+
+        Only for explicitly invoked completion (context.triggerKind = Invoked): the model may
+        take its whole time budget, and completion while typing must stay instant.
+        """
+        kind = params.context.trigger_kind if params.context is not None else None
+        invoked = kind == types.CompletionTriggerKind.Invoked
+        if not invoked or _client_has_inline_completion(self.ls):
             return []
         suggestion = await self.suggest(params.text_document.uri, params.position)
         if suggestion is None:
@@ -204,9 +210,7 @@ def setup(ls: SmalltalkLanguageServer) -> None:
     ls.on_initialized.append(feature.start)
     ls.on_shutdown.append(feature.close)
     ls.on_settings_changed.append(feature.settings_changed)
-    sources = getattr(ls, "completion_sources", None)
-    if isinstance(sources, list):
-        sources.append(feature.completion_items)
+    ls.completion_sources.append(feature.completion_items)
 
     @ls.handler(
         types.TEXT_DOCUMENT_INLINE_COMPLETION,
