@@ -181,6 +181,72 @@ async def measure(client: LanguageClient, root: Path, requests: int, mix: str) -
     return results
 
 
+class _InProcess:
+    """Just what the feature functions need of the server, for timing them without
+    JSON-RPC (the figures then show the server's own cost apart from the transport)."""
+
+    def __init__(self, root: Path) -> None:
+        from server.documents import OpenDocuments
+        from server.project_model import ProjectModel
+        from server.workspace import WorkspaceIndex
+
+        self.project = ProjectModel()
+        began, cpu = time.perf_counter(), time.process_time()
+        stats = WorkspaceIndex(self.project, [root]).scan()
+        self.scan = (time.perf_counter() - began, time.process_time() - cpu, stats.cached)
+        self.documents = OpenDocuments()
+        self.texts: dict[str, str] = {}
+
+    def snapshot(self, uri: str):  # type: ignore[no-untyped-def]
+        return self.documents.parse(uri, self.texts[uri], 1)[0]
+
+    def document_text(self, uri: str) -> str | None:
+        return self.texts.get(uri)
+
+
+def measure_in_process(root: Path, requests: int, mix: str) -> tuple[tuple, dict]:
+    from server.features import common, completion, hover, navigation
+
+    ls = _InProcess(root)
+    rng = random.Random(7)
+    docs = []
+    for path in rng.sample(sorted(root.rglob("*.class.st")), 50):
+        uri = from_fs_path(str(path)) or ""
+        ls.texts[uri] = path.read_text()
+        ls.documents.opened(uri)
+        docs.append((uri, _positions(ls.texts[uri], mix)))
+    names = completion.NameIndex()
+    calls = {
+        "hover": lambda ctx: hover.hover_markdown(ls, ctx),  # type: ignore[arg-type]
+        "definition": lambda ctx: navigation.definition(ls, ctx),  # type: ignore[arg-type]
+        "references": lambda ctx: navigation.references(ls, ctx, False),  # type: ignore[arg-type]
+        "completion": lambda ctx: completion.complete(ls, ctx, names),  # type: ignore[arg-type]
+    }
+    results: dict[str, list[float]] = {}
+    for kind, call in calls.items():
+        times = []
+        for _ in range(requests):
+            uri, spots = rng.choice(docs)
+            pos = rng.choice(spots)
+            began = time.perf_counter()
+            ctx = common.context_at(ls, uri, pos)  # type: ignore[arg-type]
+            if ctx is not None:
+                call(ctx)
+            times.append((time.perf_counter() - began) * 1000)
+        results[kind] = times
+    return ls.scan, results
+
+
+def _table(title: str, results: dict[str, list[float]]) -> None:
+    print(title)
+    print(f"  {'request':<11} {'p50':>7} {'p95':>7} {'max':>8}")
+    for kind, times in results.items():
+        print(
+            f"  {kind:<11} {statistics.median(times):7.2f} {_pct(times, 0.95):7.2f}"
+            f" {max(times):8.1f}"
+        )
+
+
 def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
@@ -194,7 +260,8 @@ async def main_async(args: argparse.Namespace) -> None:
         if root.exists() and any(root.iterdir()) and args.keep:
             files = sum(1 for _ in root.rglob("*.st"))
             print(f"project: {files} files in {root} (kept)")
-            shutil.rmtree(root / ".smalltalk-lsp", ignore_errors=True)
+            if not args.warm_only:
+                shutil.rmtree(root / ".smalltalk-lsp", ignore_errors=True)
         else:
             began = time.perf_counter()
             files = generate(root, args.copies)
@@ -202,21 +269,25 @@ async def main_async(args: argparse.Namespace) -> None:
         load = os.getloadavg()[0]
         print(f"cpu: {os.cpu_count()} cores, load average {load:.2f}")
 
-        client, wall, line = await start(root)
-        print(f"cold start: {wall:.2f}s to scan end ({line})")
-        await stop(client)
+        if not args.warm_only:
+            client, wall, line = await start(root)
+            print(f"cold start: {wall:.2f}s to scan end ({line})")
+            await stop(client)
         client, wall, line = await start(root)
         print(f"warm restart: {wall:.2f}s to scan end, process start included ({line})")
         for mix in ("project", "any"):
             results = await measure(client, root, args.requests, mix)
-            print(f"latency over {args.requests} requests each, {mix} tokens (ms):")
-            print(f"  {'request':<11} {'p50':>7} {'p95':>7} {'max':>8}")
-            for kind, times in results.items():
-                print(
-                    f"  {kind:<11} {statistics.median(times):7.2f} {_pct(times, 0.95):7.2f}"
-                    f" {max(times):8.1f}"
-                )
+            _table(f"over stdio, {args.requests} requests each, {mix} tokens (ms):", results)
         await stop(client)
+        for mix in ("project", "any"):
+            scan, results = measure_in_process(root, args.requests, mix)
+            if mix == "project":
+                print(
+                    f"in process: warm scan {scan[0]:.2f}s wall, {scan[1]:.2f}s CPU"
+                    f" ({scan[2]} files from the cache)"
+                )
+            _table(f"in process, {args.requests} requests each, {mix} tokens (ms):", results)
+        print(f"load average at the end: {os.getloadavg()[0]:.2f}")
     finally:
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)
@@ -227,6 +298,9 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=1000, help="copies of the 10-file sample")
     parser.add_argument("--requests", type=int, default=500, help="requests of each kind")
     parser.add_argument("--keep", help="generate into (and reuse) this folder")
+    parser.add_argument(
+        "--warm-only", action="store_true", help="with --keep: skip the cold start, reuse its cache"
+    )
     asyncio.run(main_async(parser.parse_args()))
 
 

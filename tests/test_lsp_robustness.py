@@ -290,3 +290,39 @@ async def test_restart_loads_the_cache(tmp_path):
         finally:
             await client.stop()
     assert (root / ".smalltalk-lsp" / "cache.sqlite").is_file()
+
+
+async def test_serve_over_tcp(tmp_path):
+    import socket
+    import sys
+
+    from pytest_lsp.client import make_test_lsp_client
+
+    root = copy_sample("tonel", tmp_path)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "server", "serve", "--tcp", f"127.0.0.1:{port}"
+    )
+    client = make_test_lsp_client()
+    try:
+        for _ in range(200):
+            try:
+                await client.start_tcp("127.0.0.1", port)
+                break
+            except OSError:
+                await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the server did not listen")
+        await start_session(client, root)
+        found = await client.workspace_symbol_async(types.WorkspaceSymbolParams(query="SRRgSt"))
+        assert found and found[0].name == "SRRegionalStore"
+        await client.shutdown_async(None)
+        client.exit(None)
+        await asyncio.wait_for(server.wait(), 30)
+    finally:
+        if server.returncode is None:
+            server.kill()
+            await server.wait()
+        await client.stop()

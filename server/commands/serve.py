@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 HELP = "run the language server (stdio by default)"
 
@@ -39,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             address = parse_address(args.tcp)
         except ValueError as err:
-            print(f"smalltalk-lsp serve: {err}")
+            print(f"smalltalk-lsp serve: {err}", file=sys.stderr)
             return 2
     ls = create_server()
     if args.log_level:

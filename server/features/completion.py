@@ -32,7 +32,7 @@ from smalltalk_grammar.model import MethodDef
 if TYPE_CHECKING:
     from server.lsp import SmalltalkLanguageServer
 
-LIMIT = 100
+LIMIT = 50
 TRIGGERS = ["#"]
 _WORD = re.compile(r"[A-Za-z0-9_]")
 
