@@ -11,12 +11,14 @@ import logging
 from typing import TYPE_CHECKING
 
 from lsprotocol import types
-from pygls.uris import to_fs_path
 
 if TYPE_CHECKING:
     from server.lsp import SmalltalkLanguageServer
 
 log = logging.getLogger(__name__)
+
+# Watched-file events with more files than this are re-parsed on a worker thread.
+INLINE_REFRESH = 20
 
 
 def setup(ls: SmalltalkLanguageServer) -> None:
@@ -44,12 +46,17 @@ def setup(ls: SmalltalkLanguageServer) -> None:
     @ls.handler(types.WORKSPACE_DID_CHANGE_WATCHED_FILES)
     def did_change_watched_files(params: types.DidChangeWatchedFilesParams) -> None:
         index = ls.index
-        for change in params.changes:
-            path = to_fs_path(change.uri) if change.uri.startswith("file:") else None
-            if not path:
-                continue
-            path = ls.path_of(change.uri)
-            if index is None:
-                continue
-            for changed in index.refresh_path(path):
-                ls.run_hooks(ls.on_file_changed, changed)
+        paths = [ls.path_of(c.uri) for c in params.changes if c.uri.startswith("file:")]
+        if index is None or not paths:
+            return
+
+        def refresh() -> None:
+            for path in paths:
+                for changed in index.refresh_path(path):
+                    ls.call_threadsafe(ls.run_hooks, ls.on_file_changed, changed)
+
+        # A branch switch changes many files at once: parse them off the event loop.
+        if len(paths) <= INLINE_REFRESH:
+            refresh()
+        else:
+            ls.thread_pool.submit(refresh)
