@@ -134,7 +134,14 @@ def test_selection_of_prose_disables_explain():
 def test_selection_of_code_offers_explain():
     code = "^ self rights select: [ :each | each territory = aTerritory ]"
     s = site("tonel", code, length=len(code))
-    assert offered(s)["explain"] is None
+    assert offered(s) == {"explain": None}
+
+
+def test_selected_comment_is_a_description():
+    needle = '"Forget every right whose licence ended before aDate"'
+    s = site("tonel", needle, length=len(needle))
+    assert s.selection == "Forget every right whose licence ended before aDate"
+    assert {"design", "implement"} <= set(offered(s))
 
 
 def test_filetree_method_gets_no_code_actions_that_add_code():

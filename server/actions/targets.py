@@ -87,6 +87,8 @@ def site_at(source: SourceFile, text: str, start: int, end: int) -> Site:
     if class_name is None and len({c.name for c in source.classes}) == 1:
         class_name = source.classes[0].name
     selection = text[start:end].strip() if end > start else ""
+    if re.fullmatch(r'"[^"]*"', selection):
+        selection = selection[1:-1].strip()  # a selected comment is its words
     return Site(
         path=source.path or "",
         format=source.format,
@@ -115,13 +117,13 @@ def offered(site: Site) -> dict[ActionKind, str | None]:
     """The actions offered at a site, each with None or the reason it is disabled."""
     found: dict[ActionKind, str | None] = {}
     code_ok = site.format in CODE_FORMATS
+    prose = bool(site.selection) and not looks_like_smalltalk(site.selection)
     if site.selection:
-        found["explain"] = None if looks_like_smalltalk(site.selection) else (
-            "the selection is not Smalltalk code"
-        )
+        found["explain"] = "the selection is not Smalltalk code" if prose else None
     elif site.method is not None or site.cls is not None:
         found["explain"] = None
-    if site.selection or site.comment:
+    # A description of what is wanted: selected words, or the comment at the cursor.
+    if prose or site.comment:
         found["design"] = None
         if code_ok and site.class_name:
             found["implement"] = None
