@@ -2,7 +2,7 @@
 // packaged .vsix installed, the Tonel sample project open, the real server with its embedded
 // default models. Run through run.sh (which sets everything up):
 //
-//   node e2e.mjs [--screenshots] [--only 1,3] [--keep]
+//   node e2e.mjs [--screenshots] [--only 1,3] [--keep] [--trace]
 //
 // --screenshots  saves a PNG of each step into screenshots/ (failures are always saved)
 // --only         runs only the given steps (numbers as in STEPS below)
