@@ -40,7 +40,7 @@ class StoreCorrupt(RuntimeError):
     """The database file is damaged, truncated or not ours."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class UnitRecord:
     """What the index remembers of a unit: enough to find it again in the project model."""
 
