@@ -20,6 +20,9 @@ from typing import Any
 
 import httpx
 
+# The team server's key, given to the language server in this environment variable.
+TEAM_KEY = "team-key-7f3a9c"
+TEAM_KEY_ENV = "SMALLTALK_LSP_TEST_TEAM_KEY"
 SERVER_THREADS = 2
 SERVER_CTX = 4096
 START_TIMEOUT_S = 240.0
@@ -40,6 +43,9 @@ def model_entry(path: Path | str, alias: str, **extra: Any) -> dict[str, Any]:
         "n_threads_batch": SERVER_THREADS,
         "n_ctx": SERVER_CTX,
         "flash_attn": True,
+        # The server's default keeps logits for every prompt token (n_ctx x 262k floats on
+        # Gemma 3): gigabytes nothing here reads.
+        "logits_all": False,
         "verbose": False,
         **extra,
     }
@@ -120,10 +126,12 @@ class LlamaServer:
 
 
 def plain_server(
-    folder: Path, model: Path | str, alias: str, port: int | None = None
+    folder: Path, model: Path | str, alias: str, port: int | None = None,
+    threads: int = SERVER_THREADS,
 ) -> LlamaServer:
     """A one-model server: `python -m llama_cpp.server --model=... --port=... --n_threads=2`."""
-    return LlamaServer(folder, [model_entry(model, alias)], port=port)
+    entry = model_entry(model, alias, n_threads=threads, n_threads_batch=threads)
+    return LlamaServer(folder, [entry], port=port)
 
 
 def remote_options(

@@ -120,6 +120,9 @@ class _LoopThread:
             await asyncio.gather(*tasks, return_exceptions=True)
             await before
 
+        if threading.current_thread() is self.thread:  # closed by a listener on this loop
+            self.loop.create_task(shutdown()).add_done_callback(lambda _: self.loop.stop())
+            return
         try:
             self.submit(shutdown()).result(_CLOSE_WAIT_S)
         except (concurrent.futures.TimeoutError, RuntimeError) as err:
