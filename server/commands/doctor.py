@@ -48,6 +48,7 @@ def inspect_models(root: Path) -> tuple[list[ModelReport], Any, list[str]]:
     from server.engine.embedded import ModelNotFound, resolve_model_path
     from server.engine.gguf_info import GGUFError, read_gguf
     from server.engine.memory import plan_memory, role_needs
+    from server.engine.registry import role_batch
     from server.engine.types import ROLES
 
     loaded = load_settings(root)
@@ -83,11 +84,8 @@ def inspect_models(root: Path) -> tuple[list[ModelReport], Any, list[str]]:
         report.fim = info.has_fim
         report.fim_tokens = info.fim_tokens
         report.chat_template = info.has_chat_template
-        needs.append(
-            role_needs(
-                role, info, n_ctx, settings.cpu_settings.batch_size, report.shares_weights_with
-            )
-        )
+        batch = role_batch(settings, role)
+        needs.append(role_needs(role, info, n_ctx, batch, report.shares_weights_with))
     plan = plan_memory(needs) if needs else None
     return reports, plan, loaded.problems
 

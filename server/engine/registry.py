@@ -64,11 +64,23 @@ def role_spec(settings: Settings, role: Role, workspace: Path | None = None) -> 
         name=name,
         path=resolve_model_path(name, workspace),
         n_ctx=settings.n_ctx_for(role),
-        n_batch=cpu.batch_size,
+        n_batch=role_batch(settings, role),
         n_threads=cpu.threads,
         mmap=settings.mmap,
         mlock=settings.mlock,
     )
+
+
+# Prompt-processing batch of the roles other than the coder. Their prompts are evaluated once
+# (no per-keystroke reuse), where a 128-token batch is about as fast on a CPU as a larger one,
+# and the compute buffer it reserves is a quarter: a second role on the coder's weights then
+# adds little memory.
+LEAN_BATCH = 128
+
+
+def role_batch(settings: Settings, role: Role) -> int:
+    batch = settings.cpu_settings.batch_size
+    return batch if role == "coder" else min(batch, LEAN_BATCH)
 
 
 class LlamaEngine:

@@ -150,7 +150,8 @@ class ModelFeature:
                 suggestion.source,
                 suggestion.text,
                 suggestion.raw,
-                {k: round(v) for k, v in suggestion.timings.items()},
+                {k: round(v) for k, v in suggestion.timings.items()}
+                | _tokens(suggestion),
             )
         return suggestion if suggestion is not None and suggestion.text else None
 
@@ -182,6 +183,17 @@ class ModelFeature:
                 data={"source": "model"},
             )
         ]
+
+
+def _tokens(suggestion: Suggestion) -> dict[str, int]:
+    generation = suggestion.generation
+    if generation is None:
+        return {}
+    return {
+        "prompt_tokens": generation.prompt_tokens,
+        "reused_tokens": generation.reused_tokens,
+        "generated_tokens": generation.generated_tokens,
+    }
 
 
 def _client_has_inline_completion(ls: SmalltalkLanguageServer) -> bool:
