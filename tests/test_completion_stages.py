@@ -206,3 +206,56 @@ def test_prompt_results_are_keyed_by_adapter() -> None:
     cache.store_prompt_result("m", "", "p", 8, "raw")
     assert cache.prompt_result("m", "", "p", 8) == "raw"
     assert cache.prompt_result("m", "lora", "p", 8) is None
+
+
+# --- the pipeline with a scripted engine (the real one is in test_completion_e2e) -------
+
+
+class ScriptedEngine:
+    """Answers every prompt with the same text and counts the calls."""
+
+    model_id = "scripted.gguf"
+    fim = None
+
+    def __init__(self, answer: str) -> None:
+        self.answer = answer
+        self.prompts: list[str] = []
+
+    def generate(self, prompt, params, cancel, stop_check=None):  # type: ignore[no-untyped-def]
+        from server.engine.types import Generation
+
+        self.prompts.append(prompt)
+        text = self.answer
+        cut = stop_check(text) if stop_check else None
+        return Generation(text[:cut] if cut is not None else text, "stop")
+
+
+def test_pipeline_serves_typing_through_and_repeats_from_cache() -> None:
+    from server.completion.pipeline import CompletionOptions, complete
+
+    engine = ScriptedEngine("rights size\n")
+    cache = SuggestionCache()
+    text = TONEL.replace("\tCURSOR", "\t^ self CURSOR")
+    offset = text.index("CURSOR")
+    clean = text.replace("CURSOR", "")
+    first = complete(CompletionRequest("u", clean, offset), engine, cache=cache)
+    assert first.text == "rights size" and first.source == "model"
+    typed = clean[:offset] + "ri" + clean[offset:]
+    second = complete(CompletionRequest("u", typed, offset + 2), engine, cache=cache)
+    assert second.text == "ghts size" and second.source == "typed-through"
+    again = complete(CompletionRequest("other", clean, offset), engine, cache=cache)
+    assert again.source == "cache" and again.text == "rights size"
+    assert len(engine.prompts) == 1
+    lora = CompletionOptions(adapter_key="lora-a")
+    complete(CompletionRequest("u", clean, offset), engine, options=lora, cache=cache)
+    assert len(engine.prompts) == 2
+
+
+def test_stop_check_ends_generation_at_the_method_end() -> None:
+    from server.completion.pipeline import complete
+
+    engine = ScriptedEngine("^ startDate\n]\n\n{ #category : #accessing }\nSRLicence >> x [")
+    offset = TONEL.index("CURSOR")
+    result = complete(CompletionRequest("u", TONEL.replace("CURSOR", ""), offset), engine)
+    assert result.raw == "^ startDate\n"
+    assert result.text == "^ startDate"
