@@ -140,11 +140,17 @@ class EvalEngine:
             set_context_adapters(self._score_ctx, ())
 
     def generate(self, prompt: str, max_tokens: int, stop: tuple[str, ...]) -> str:
+        """Greedy text after `prompt`, through the serving context; a stop string that ended
+        it is kept at its end (the `]` that closes a method is part of an implement target)."""
         params = GenerateParams(max_tokens=max_tokens, stop=stop, adapters=self._wanted,
                                 adapter_key=self.adapter_key)
         result = self.engine.generate(prompt, params, CancelToken())
         if result.stop_reason == "error":
             raise EvalError(f"generation failed: {result.error}")
+        if result.stop_reason == "stop":
+            ended = [s for s in stop if s != "\n"]
+            if ended:
+                return result.text + ended[0]
         return result.text
 
     def nll(self, prompt: str, target: str) -> tuple[float, int]:
@@ -284,10 +290,11 @@ def measure(engine: EvalEngine, examples: list[Example], generate: int, config: 
     for example in examples[:generate]:
         prompt, target = render(example, engine.fim)
         line = example.mode == "line"
+        # Line suggestions end at the line end; block ones at the `]` closing the method.
         raw = engine.generate(
             prompt,
             config.max_tokens_line if line else config.max_tokens_block,
-            ("\n",) if line else (),
+            ("\n",) if line else ("\n]",),
         )
         completion = cut_completion(example, raw)
         if example.kind == "fim":

@@ -124,7 +124,13 @@ def load_base(
 
 def _load_hf(folder: Path, gguf_file: str | None) -> tuple[Any, Any]:
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+    except ImportError as err:
+        raise BaseModelError(
+            f"training needs transformers and peft: pip install -e '.[train]' ({err})"
+        ) from err
 
     where = folder / gguf_file if gguf_file else folder
     kwargs: dict[str, Any] = {"gguf_file": gguf_file} if gguf_file else {}

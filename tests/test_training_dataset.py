@@ -156,3 +156,23 @@ def test_base_model_that_transformers_cannot_load(tmp_path: Path) -> None:
         load_base(str(folder))
     with pytest.raises(BaseModelError, match="does not exist"):
         load_base(str(tmp_path / "missing.gguf"))
+
+
+def test_cli_stages_report_bad_input(tmp_path: Path) -> None:
+    dataset = tmp_path / "ds"
+    write_dataset(build_dataset(TONEL), dataset)
+    junk = tmp_path / "junk.gguf"
+    junk.write_bytes(b"not a model at all")
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "server", "adapters", *args],
+                              capture_output=True, text=True, timeout=120)
+
+    failed = cli("train", str(dataset), "--out", str(tmp_path / "run"), "--base-model",
+                 str(junk), "--steps", "2", "--no-progress")
+    assert failed.returncode == 1
+    assert "adapters train:" in failed.stderr and "junk.gguf" in failed.stderr
+    failed = cli("export", str(tmp_path / "run"), "--name", "x")
+    assert failed.returncode == 1 and "not a finished train run" in failed.stderr
+    failed = cli("eval", str(tmp_path), "--limit", "1")
+    assert failed.returncode == 1 and "no dataset here" in failed.stderr

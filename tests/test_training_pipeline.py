@@ -35,7 +35,11 @@ from adapters.validation import validate_adapter
 
 TONEL = Path(__file__).parent / "fixtures" / "sample" / "tonel"
 
-TINY = TrainConfig(steps=4, max_seq_len=96, rank=8, alpha=16, learning_rate=1e-2,
+# Every projection the export maps (attention and MLP); four steps at this rate lower the NLL
+# of the examples seen by about 15% in llama.cpp (higher rates overshoot on four steps).
+TINY = TrainConfig(steps=4, max_seq_len=96, rank=8, alpha=16, learning_rate=1e-3,
+                   target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                                   "up_proj", "down_proj"],
                    checkpoint_every=2, kinds=["fim", "implement"], threads=1)
 
 
@@ -80,36 +84,31 @@ def test_pipeline(dataset_dir: Path, hf_gemma, gemma_model, tmp_path: Path) -> N
     assert path == adapters_dir / "sample-style.gguf"
     info = validate_adapter(path, gemma_model.path)
     assert info.architecture == "gemma3" and info.alpha == 16.0 and info.ranks == [8]
-    assert len(info.pairs) == 2 * 18  # q_proj and v_proj of 18 blocks
+    assert len(info.pairs) == 7 * 18  # seven projections of 18 blocks
     manifest_file = manifest_path_for(path)
     assert manifest_file is not None
     manifest = read_manifest(manifest_file)
     assert manifest.base_architecture == "gemma3" and manifest.training["steps"] == 4
 
-    # In llama.cpp on the quantized base the adapter changes what the coder writes, and it
-    # moves the likelihood of the examples it was trained on as the PEFT model does in
-    # PyTorch (a wrong tensor mapping, a transposed or mis-scaled pair would not).
+    # In llama.cpp on the quantized base the adapter changes what the coder writes and makes
+    # the examples it was trained on more likely.
     examples, _ = training_examples(dataset_dir, TINY.kinds)
     seen = [examples[example_index(step, 0, 1, len(examples), TINY.seed)] for step in range(4)]
-    scored = sorted(seen, key=lambda e: len(e.prefix))[:2]
     engine = EvalEngine("gemma3-270m", n_ctx=1024, threads=1, loaded=gemma_model)
     try:
         outputs: dict[str, list[str]] = {}
-        llama_nll: dict[str, float] = {}
+        nll: dict[str, float] = {}
         for key, adapter in (("base", None), ("adapter", path)):
             engine.use(adapter)
-            llama_nll[key] = sum(engine.nll(*render(e, engine.fim))[0] for e in scored)
+            nll[key] = sum(engine.nll(*render(e, engine.fim))[0] for e in seen)
             outputs[key] = [engine.generate(e.prefix, 24, ()) for e in seen]
         engine.use(None)
         assert engine.generate(seen[0].prefix, 24, ()) == outputs["base"][0]
     finally:
         engine.close()
+    print(f"NLL of the trained examples: {nll}")
     assert outputs["adapter"] != outputs["base"]
-    torch_nll = _torch_nll(hf_gemma, run_dir / "adapter", scored)
-    llama_delta = llama_nll["adapter"] - llama_nll["base"]
-    torch_delta = torch_nll["adapter"] - torch_nll["base"]
-    assert abs(torch_delta) > 1.0, torch_nll
-    assert 0.5 < llama_delta / torch_delta < 2.0, (llama_nll, torch_nll)
+    assert nll["adapter"] < nll["base"] * 0.95, nll
 
     # eval: held-out figures with and without the adapter, written as JSON.
     report_path = tmp_path / "eval.json"
@@ -167,29 +166,55 @@ def test_full_disk_during_a_checkpoint(dataset_dir: Path, hf_gemma, tmp_path: Pa
               progress=False)
 
 
-def _torch_nll(base, adapter_dir: Path, examples) -> dict[str, float]:
-    """Summed target NLL of examples under the PEFT adapter and with it disabled, in PyTorch."""
+
+def test_exported_adapter_acts_in_llama_cpp_as_in_peft(hf_gemma, gemma_model,
+                                                       tmp_path: Path) -> None:
+    """A PEFT LoRA with random weights on every projection the export maps moves the NLL of a
+    text in llama.cpp (quantized base) as it does in PyTorch: a wrong tensor name, a transposed
+    or mis-scaled pair, or a permuted q/k (as llama.cpp does for llama models) would not."""
     import copy
 
-    from peft import PeftModel
+    from peft import LoraConfig, get_peft_model
 
-    model = PeftModel.from_pretrained(copy.deepcopy(base.model), str(adapter_dir))
+    from adapters.export import export_adapter
+
+    torch.manual_seed(0)
+    targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    model = get_peft_model(copy.deepcopy(hf_gemma.model),
+                           LoraConfig(r=4, lora_alpha=8, target_modules=targets))
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0.0, 0.04)
     model.eval()
+    model.save_pretrained(str(tmp_path / "peft"))
+    exported = export_adapter(tmp_path / "peft", gemma_model.path, tmp_path / "out", "random")
 
-    def total() -> float:
-        found = 0.0
-        for example in examples:
-            prompt, target = render(example, base.fim)
-            p = base.tokenizer(prompt, add_special_tokens=True)["input_ids"]
-            t = base.tokenizer(target, add_special_tokens=False)["input_ids"]
-            ids = torch.tensor([p + t])
-            with torch.no_grad():
-                logits = model(input_ids=ids, logits_to_keep=len(t) + 1).logits[0, :-1]
-            found += float(torch.nn.functional.cross_entropy(logits, ids[0, -len(t):],
-                                                             reduction="sum"))
-        return found
+    prompt = (TONEL / "StreamingRights-Core" / "SRStore.class.st").read_text()[:900]
+    target = "\n\n{ #category : #accessing }\nSRStore >> size [\n\n\t^ self rights size\n]"
+    p = hf_gemma.tokenizer(prompt, add_special_tokens=True)["input_ids"]
+    t = hf_gemma.tokenizer(target, add_special_tokens=False)["input_ids"]
+    ids = torch.tensor([p + t])
 
-    adapted = total()
+    def torch_nll() -> float:
+        with torch.no_grad():
+            logits = model(input_ids=ids, logits_to_keep=len(t) + 1).logits[0, :-1]
+        return float(torch.nn.functional.cross_entropy(logits, ids[0, -len(t):],
+                                                       reduction="sum"))
+
+    in_torch = {"adapter": torch_nll()}
     with model.disable_adapter():
-        plain = total()
-    return {"base": plain, "adapter": adapted}
+        in_torch["base"] = torch_nll()
+    engine = EvalEngine("gemma3-270m", n_ctx=1024, threads=1, loaded=gemma_model)
+    try:
+        in_llama = {}
+        for key, adapter in (("base", None), ("adapter", Path(exported.path))):
+            engine.use(adapter)
+            in_llama[key] = engine.nll(prompt, target)[0]
+    finally:
+        engine.close()
+    print(f"target NLL: PyTorch {in_torch}, llama.cpp {in_llama}")
+    torch_delta = in_torch["adapter"] - in_torch["base"]
+    llama_delta = in_llama["adapter"] - in_llama["base"]
+    assert abs(torch_delta) > 5.0, in_torch
+    assert 0.75 < llama_delta / torch_delta < 1.33, (in_torch, in_llama)
