@@ -275,10 +275,13 @@ def _after(doc: _Doc, offset: int, budget: int) -> str:
 
 
 def _cut_points(line: str) -> list[int]:
-    """Offsets in a line where a suggestion may start: after the indentation and after each
-    space, leaving at least two characters to predict."""
+    """Offsets in a line where a suggestion may start: after the indentation, and at each
+    space after it, leaving at least two characters to predict. The space goes to the target:
+    the prompt then ends with a whole word, as its tokens do when it is tokenized alone (a
+    prompt ending in a lone space token is text the model almost never saw, and its loss
+    swamps the rest)."""
     indent = len(line) - len(line.lstrip())
-    points = [indent] + [i + 1 for i, ch in enumerate(line) if ch == " " and i + 1 > indent]
+    points = [indent] + [i for i, ch in enumerate(line) if ch == " " and i > indent]
     return [p for p in points if len(line[p:].strip()) >= 2]
 
 

@@ -4,7 +4,7 @@ For each sampled method of the train split (held-out classes are never shown to 
 the reasoner writes an explanation ("explain") and a design note ("design"), which become
 instruction examples in the coder's own medium, Smalltalk text:
 
-- explain: the class and the method, then `"Explanation of Foo>>bar:` -> the explanation.
+- explain: the class and the method, then `"Foo>>bar: explained:` -> the explanation.
 - design: the implement prompt -> the design note as a comment, then the method body.
 
 R1-style `<think>` sections are dropped; only the answer is kept. Each answer is appended to
@@ -83,17 +83,28 @@ def question(example: Example, kind: TeachKind) -> str:
     )
 
 
-def clean_answer(text: str) -> str:
-    """The answer without thinking, code fences or double quotes (it becomes a comment)."""
+def clean_answer(text: str, max_sentences: int = 3) -> str:
+    """The answer without thinking, code fences or double quotes (it becomes a comment), cut
+    at its first repeated sentence (small teachers loop), at `max_sentences`, and before an
+    unfinished last sentence."""
     text = _THINK.sub("", text)
     text = re.sub(r"```.*?(```|$)", "", text, flags=re.DOTALL)
     text = " ".join(text.replace('"', "'").split())
-    return text.strip()
+    kept: list[str] = []
+    for sentence in re.split(r"(?<=[.!?])\s+", text):
+        if not sentence or sentence in kept:
+            break
+        kept.append(sentence)
+        if len(kept) == max_sentences:
+            break
+    if len(kept) > 1 and not kept[-1].endswith((".", "!", "?")):
+        kept.pop()
+    return " ".join(kept).strip()
 
 
 def lesson(example: Example, kind: TeachKind, note: str) -> Example:
     if kind == "explain":
-        prefix = f'{example.header}\n\n{example.source}\n\n"Explanation of {example.method}:\n'
+        prefix = f'{example.header}\n\n{example.source}\n\n"{example.method} explained:\n'
         middle = note + '"'
         method_before = ""
     else:

@@ -176,3 +176,32 @@ def test_cli_stages_report_bad_input(tmp_path: Path) -> None:
     assert failed.returncode == 1 and "not a finished train run" in failed.stderr
     failed = cli("eval", str(tmp_path), "--limit", "1")
     assert failed.returncode == 1 and "no dataset here" in failed.stderr
+
+
+def test_teach_answers_become_lessons() -> None:
+    from adapters.teach import TeachConfig, chat_renderer, clean_answer, lesson, question, sample
+
+    assert clean_answer('<think>plan</think> It adds "x". It answers it. It adds "x".') == (
+        "It adds 'x'. It answers it.")
+    assert clean_answer("<think>never finished") == ""
+    assert clean_answer("One. Two. Three. Four.") == "One. Two. Three."
+    examples = build_dataset(TONEL).train
+    chosen = sample(examples, TeachConfig(limit=3))
+    assert len(chosen) == 3 and all(e.kind == "implement" for e in chosen)
+    example = next(e for e in examples if e.method == "SRStore>>addRight:"
+                   and e.kind == "implement")
+    assert "SRStore >> addRight: aRight [" in question(example, "explain")
+    assert "`addRight: aRight`" in question(example, "design")
+    explain = lesson(example, "explain", "It adds a right.")
+    assert explain.prefix.endswith('"SRStore>>addRight: explained:\n')
+    assert explain.middle == 'It adds a right."' and explain.split == "train"
+    design = lesson(example, "design", "Add it to the rights.")
+    assert design.prefix == example.prefix
+    assert design.middle == '\n\t"Add it to the rights."' + example.middle
+    assert parses(design, design.middle)
+    chatml = "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}" \
+             "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n" \
+             "{% endif %}"
+    rendered = chat_renderer(chatml)([{"role": "user", "content": "hi"}])
+    assert rendered == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    assert chat_renderer(None)([{"role": "user", "content": "hi"}]) == "User: hi\n\nAssistant:"
