@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -481,7 +482,9 @@ def setup(ls: SmalltalkLanguageServer) -> None:
     @ls.command(COMMAND_LIST)
     async def list_adapters(*args: Any) -> list[dict[str, Any]]:
         m = manager()
+        started = time.perf_counter()
         await _call(m.sync)
+        log.debug("adapters: list synced in %.0f ms", (time.perf_counter() - started) * 1000)
         return m.listing()
 
     @ls.command(COMMAND_ACTIVATE)
