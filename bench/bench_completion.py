@@ -3,11 +3,11 @@
     .venv/bin/python bench/bench_completion.py [--rounds 3] [--threads 2]
 
 (a) Latency of `textDocument/inlineCompletion` over stdio against the real server, and of
-    llama-cpp-python's `Llama.create_completion` called directly on the same prompt (rebuilt
-    in process with the server's own prompt stage) with the same model, threads, batch and
-    context size. Rounds alternate between the two so load from other jobs hits both alike; a
-    changed first line makes every round's prompt new to both (no cache answers). Both raw
-    outputs are compared: equal text means equal work. Target: ratio under 1.10.
+    llama-cpp-python's `Llama.create_completion` called directly on the same prompt (the one
+    the server logs at debug level) with the same model, threads, batch and context size.
+    Rounds alternate between the two so load from other jobs hits both alike; a changed first
+    line makes every round's prompt new to both (no cache answers). Both raw outputs are
+    compared: equal text means equal work. Target: ratio under 1.10.
 (b) Over stdio too: the request after typing one character (a character that is not the
     suggestion's first, so the typed-through cache cannot answer) against the cold request of
     the same round. Target: at least 5x faster (KV-cache reuse of the prompt's front).
@@ -78,32 +78,28 @@ def end_of(text: str) -> types.Position:
 # --- (a) and (b): the server over stdio against llama-cpp-python --------------------------
 
 
-def build_prompt_in_process(root: Path, path: Path, text: str) -> tuple[str, int, tuple[str, ...]]:
-    """The prompt the server builds for `text` with the cursor at its end."""
-    from server.completion.context import build_context
-    from server.completion.pipeline import CompletionOptions
-    from server.completion.prompt import build_prompt
-    from server.completion.providers import ClassContextProvider
-    from server.completion.types import CompletionRequest
-    from server.project_model import ProjectModel
-    from smalltalk_grammar import iter_project, parse, parse_file
+def last_prompt(client: LanguageClient, seen: int) -> tuple[str, bool]:
+    """The prompt the server logged (at debug level) for its last request, and whether it was
+    a single-line one."""
+    from server.completion.pipeline import PROMPT_MARK
 
-    project = ProjectModel(parse_file(p) for p in iter_project(root))
-    full = text + CLOSE
-    source = parse(full, str(path))
-    project.put(source)
-    request = CompletionRequest(
-        from_fs_path(str(path)) or "", full, len(text), str(path), source.format
-    )
+    for message in reversed(client.log_messages[seen:]):
+        head, mark, prompt = message.message.partition(PROMPT_MARK)
+        if mark:
+            return prompt, "(line mode)" in head
+    raise RuntimeError("the server logged no prompt (is it running with --log-level DEBUG?)")
+
+
+def _direct(llm: Any, prompt: str, line_mode: bool) -> tuple[float, dict[str, Any]]:
+    """llama-cpp-python on the prompt, with the server's limits for the mode (the defaults)."""
+    from server.completion.pipeline import CompletionOptions
+
     options = CompletionOptions()
-    ctx = build_context(
-        request, [ClassContextProvider(lambda: project)], options.prefix_chars,
-        options.suffix_chars,
-    )
-    prompt = build_prompt(
-        ctx, None, options.max_tokens_line, options.max_tokens_block, options.context_chars
-    )
-    return prompt.text, prompt.max_tokens, prompt.stop
+    max_tokens = options.max_tokens_line if line_mode else options.max_tokens_block
+    stop = ["\n"] if line_mode else []
+    started = time.perf_counter()
+    out = llm.create_completion(prompt, max_tokens=max_tokens, temperature=0.0, stop=stop)
+    return (time.perf_counter() - started) * 1000, out
 
 
 async def inline(client: LanguageClient, uri: str, pos: types.Position) -> str:
@@ -131,12 +127,17 @@ def set_text(client: LanguageClient, uri: str, version: int, text: str) -> None:
     )
 
 
-def last_raw(client: LanguageClient, seen: int) -> str | None:
+def last_raw(client: LanguageClient, seen: int) -> tuple[str | None, float]:
+    """The raw model output the server logged for its last request, and the time its engine
+    spent on it (prompt processing and generation)."""
     for message in reversed(client.log_messages[seen:]):
         match = _RAW.search(message.message)
         if match:
-            return str(ast.literal_eval(match.group("raw")))
-    return None
+            figures = ast.literal_eval(message.message[match.end() - 1 :])
+            return str(ast.literal_eval(match.group("raw"))), figures["prompt_ms"] + figures[
+                "generate_ms"
+            ]
+    return None, 0.0
 
 
 async def server_vs_direct(rounds: int, threads: int, work: Path) -> dict[str, Any]:
@@ -186,7 +187,8 @@ async def server_vs_direct(rounds: int, threads: int, work: Path) -> dict[str, A
         n_ctx=2048,
         n_batch=512,
         n_ubatch=512,
-        n_threads=threads,
+        # The server's defaults: generation on half the threads (CpuSettings).
+        n_threads=max(1, threads // 2),
         n_threads_batch=threads,
         swa_full=True,
         verbose=False,
@@ -195,16 +197,34 @@ async def server_vs_direct(rounds: int, threads: int, work: Path) -> dict[str, A
     version = 1
     try:
         # Round 0 warms both sides up (page cache, allocations) and is not counted.
+        template: str | None = None
+        line_mode = True
         for index in range(rounds + 1):
             text = round_text(base, index)
+            # Odd rounds call llama-cpp-python first, even rounds the server first, so neither
+            # side always runs right after the other. The direct call needs the server's
+            # prompt before the server has built it: round 0's with this round's first line,
+            # checked against what the server logs.
+            direct_first = index % 2 == 1 and template is not None
+            direct: tuple[float, dict[str, Any]] | None = None
+            if direct_first and template is not None:
+                predicted = template.replace('"bench round 0"', f'"bench round {index}"', 1)
+                direct = _direct(llm, predicted, line_mode)
             version += 1
             set_text(client, uri, version, text + CLOSE)
             seen = len(client.log_messages)
             started = time.perf_counter()
             suggestion = await inline(client, uri, end_of(text))
             server_ms = (time.perf_counter() - started) * 1000
-            await asyncio.sleep(0.2)  # the debug log line with the raw output follows
-            server_raw = last_raw(client, seen)
+            await asyncio.sleep(0.2)  # the debug log lines follow the answer
+            server_raw, engine_ms = last_raw(client, seen)
+            prompt, line_mode = last_prompt(client, seen)
+            if template is None:
+                template = prompt
+            if direct_first and template.replace(
+                '"bench round 0"', f'"bench round {index}"', 1
+            ) != prompt:
+                raise RuntimeError("the predicted prompt differs from the server's")
 
             typed = next(c for c in "xrsq" if not suggestion.startswith(c))
             version += 1
@@ -213,34 +233,27 @@ async def server_vs_direct(rounds: int, threads: int, work: Path) -> dict[str, A
             await inline(client, uri, end_of(text + typed))
             warm_ms = (time.perf_counter() - started) * 1000
 
-            prompt, max_tokens, stop = build_prompt_in_process(root, path, text)
-            started = time.perf_counter()
-            out = llm.create_completion(
-                prompt, max_tokens=max_tokens, temperature=0.0, stop=list(stop)
-            )
-            direct_ms = (time.perf_counter() - started) * 1000
-            direct_raw = out["choices"][0]["text"]  # type: ignore[index]
-            row = (
-                {
-                    "server_ms": server_ms,
-                    "direct_ms": direct_ms,
-                    "warm_ms": warm_ms,
-                    "same_output": server_raw == direct_raw,
-                    "server_raw": server_raw,
-                    "direct_raw": direct_raw,
-                    "suggestion": suggestion,
-                    "prompt_tokens": out["usage"]["prompt_tokens"],  # type: ignore[index]
-                    "generated_tokens": out["usage"]["completion_tokens"],  # type: ignore[index]
-                }
-            )
+            if direct is None:
+                direct = _direct(llm, prompt, line_mode)
+            direct_ms, out = direct
+            direct_raw = out["choices"][0]["text"]
+            row = {
+                "server_ms": server_ms,
+                "server_engine_ms": engine_ms,
+                "direct_ms": direct_ms,
+                "warm_ms": warm_ms,
+                "same_output": server_raw == direct_raw,
+                "suggestion": suggestion,
+                "prompt_tokens": out["usage"]["prompt_tokens"],
+            }
             if index > 0:
                 rows.append(row)
             print(
-                f"  round {index}{' (warm-up)' if index == 0 else ''}: server {server_ms:.0f} ms, "
-                f"direct {direct_ms:.0f} ms, "
-                f"after one typed character {warm_ms:.0f} ms; "
-                f"{row['prompt_tokens']} prompt tokens, suggestion {suggestion!r}, "
-                f"same raw output: {row['same_output']}",
+                f"  round {index}{' (warm-up)' if index == 0 else ''}: server {server_ms:.0f} ms "
+                f"(engine {engine_ms:.0f} ms), direct {direct_ms:.0f} ms"
+                f"{' (called first)' if direct_first else ''}, after one typed character "
+                f"{warm_ms:.0f} ms; {row['prompt_tokens']} prompt tokens, suggestion "
+                f"{suggestion!r}, same raw output: {row['same_output']}",
                 flush=True,
             )
     finally:
@@ -386,6 +399,8 @@ def main() -> int:
     rows = served["rounds"]
     server = statistics.median(r["server_ms"] for r in rows)
     direct = statistics.median(r["direct_ms"] for r in rows)
+    ratios = [r["server_ms"] / r["direct_ms"] for r in rows]
+    overhead = statistics.median(r["server_ms"] - r["server_engine_ms"] for r in rows)
     warm = statistics.median(r["warm_ms"] for r in rows)
     same = all(r["same_output"] for r in rows)
     print(f"\nload average at the end {os.getloadavg()[0]:.1f}")
@@ -394,7 +409,12 @@ def main() -> int:
     print(
         f"| (a) inline completion, cold prompt ({rows[0]['prompt_tokens']} tokens), median of "
         f"{len(rows)} | {server:.0f} ms over stdio | {direct:.0f} ms llama-cpp-python direct | "
-        f"{server / direct:.2f} | < 1.10 |"
+        f"{server / direct:.2f} (median of the rounds' ratios {statistics.median(ratios):.2f}) "
+        f"| < 1.10 |"
+    )
+    print(
+        f"| (a') the server's own share: over stdio minus its engine's prompt and generation "
+        f"time (median) | {overhead:.1f} ms | | | |"
     )
     print(
         f"| (b) after typing one character vs cold (server, median) | {warm:.0f} ms | "

@@ -34,7 +34,13 @@ class ModelsConfig(_Section):
 
 
 class CpuSettings(_Section):
+    # Threads for prompt processing (batched, compute-bound).
     threads: int = Field(default_factory=lambda: os.cpu_count() or 1, gt=0)
+    # Threads for generating tokens one by one (memory-bound); None means half of `threads`
+    # (the physical cores on a machine with hyperthreads). More threads than free cores make
+    # llama.cpp's threads wait on each other: on a busy 2-core machine one generation thread
+    # was 4-17x faster than two (BENCHMARKS.md).
+    generation_threads: int | None = Field(default=None, gt=0)
     batch_size: int = Field(default=512, gt=0)
     context_length: int = Field(default=4096, gt=0)
 

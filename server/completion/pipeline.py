@@ -26,6 +26,7 @@ from server.engine.types import CancelToken, GenerateParams, Generation, StopChe
 from server.engine.worker import InferenceWorker
 
 log = logging.getLogger(__name__)
+PROMPT_MARK = "<<<prompt>>>"
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,9 @@ def prepare(
         adapter_key=options.adapter_key,
     )
     prepared = Prepared(ctx, prompt, params, key, started)
+    # The whole prompt, for debugging suggestions (and for bench_completion, which sends the
+    # very same prompt to llama-cpp-python).
+    log.debug("prompt for %s (%s mode):\n%s%s", request.uri, prompt.mode, PROMPT_MARK, prompt.text)
     if options.temperature == 0:
         raw = cache.prompt_result(key.model_id, key.adapter_key, prompt.text, prompt.max_tokens)
         if raw is not None:

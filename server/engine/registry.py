@@ -44,9 +44,12 @@ class RoleSpec:
     path: Path
     n_ctx: int
     n_batch: int
+    # Generation threads (see CpuSettings.generation_threads).
     n_threads: int
     mmap: bool
     mlock: bool
+    # Prompt-processing threads; 0 means n_threads.
+    n_threads_batch: int = 0
 
     @property
     def weights_key(self) -> tuple[str, bool, bool]:
@@ -65,7 +68,8 @@ def role_spec(settings: Settings, role: Role, workspace: Path | None = None) -> 
         path=resolve_model_path(name, workspace),
         n_ctx=settings.n_ctx_for(role),
         n_batch=role_batch(settings, role),
-        n_threads=cpu.threads,
+        n_threads=cpu.generation_threads or max(1, cpu.threads // 2),
+        n_threads_batch=cpu.threads,
         mmap=settings.mmap,
         mlock=settings.mlock,
     )
@@ -96,6 +100,7 @@ class LlamaEngine:
             n_ctx=min(spec.n_ctx, max(model.n_ctx_train, 1)),
             n_batch=spec.n_batch,
             n_threads=spec.n_threads,
+            n_threads_batch=spec.n_threads_batch,
             swa_full=spec.role == "coder",
         )
 

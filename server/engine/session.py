@@ -32,6 +32,7 @@ class LlamaSession:
         n_batch: int,
         n_threads: int,
         swa_full: bool = True,
+        n_threads_batch: int | None = None,
     ) -> None:
         lib = llama()
         self.model = model
@@ -41,8 +42,10 @@ class LlamaSession:
         # One ubatch per decode call: an aborted call then leaves exactly the tokens of the
         # earlier calls in the KV cache.
         params.n_ubatch = n_batch
+        # Generation (one token at a time) and prompt processing (batches) may use different
+        # thread counts; see CpuSettings.generation_threads.
         params.n_threads = n_threads
-        params.n_threads_batch = n_threads
+        params.n_threads_batch = n_threads_batch or n_threads
         # A full-size sliding-window cache lets a prefix be kept while the rest is replaced
         # (Gemma 3); without it, reuse of partial prefixes fails on SWA models.
         params.swa_full = swa_full

@@ -44,7 +44,9 @@ class ModelFeature:
         self.registry: ModelRegistry | None = None
         self.cache = SuggestionCache(ls.settings.completion.cache_size)
         # Retrieval adds its provider here (see `context_providers`); order is prompt order.
-        self.providers: list[ContextProvider] = [ClassContextProvider(lambda: ls.project)]
+        # While none is added, the class definition and sibling selectors stand in.
+        self.providers: list[ContextProvider] = []
+        self.default_provider = ClassContextProvider(lambda: ls.project)
         # The active LoRA adapter set, as a key (the adapters feature sets it).
         self.adapter_key = ""
         self.adapters: list[str] = []
@@ -140,7 +142,7 @@ class ModelFeature:
         )
         options = CompletionOptions.from_settings(settings, self.adapter_key)
         suggestion = await complete_async(
-            request, engine, worker, self.providers, options, self.cache
+            request, engine, worker, self.providers or [self.default_provider], options, self.cache
         )
         if suggestion is not None:
             log.debug(
@@ -211,7 +213,8 @@ def feature_of(ls: SmalltalkLanguageServer) -> ModelFeature | None:
 
 
 def context_providers(ls: SmalltalkLanguageServer) -> list[ContextProvider]:
-    """The ordered list retrieval appends its context provider to."""
+    """The ordered list retrieval appends its context provider to (it then replaces the
+    built-in class-and-siblings provider)."""
     feature = feature_of(ls)
     return feature.providers if feature is not None else []
 
