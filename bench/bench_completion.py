@@ -188,7 +188,7 @@ async def server_vs_direct(rounds: int, threads: int, work: Path) -> dict[str, A
         n_batch=512,
         n_ubatch=512,
         # The server's defaults: generation on half the threads (CpuSettings).
-        n_threads=max(1, threads // 2),
+        n_threads=max(1, threads // 2),  # CpuSettings.token_threads
         n_threads_batch=threads,
         swa_full=True,
         verbose=False,

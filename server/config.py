@@ -41,6 +41,11 @@ class CpuSettings(_Section):
     # llama.cpp's threads wait on each other: on a busy 2-core machine one generation thread
     # was 4-17x faster than two (BENCHMARKS.md).
     generation_threads: int | None = Field(default=None, gt=0)
+
+    @property
+    def token_threads(self) -> int:
+        """Threads for generation: `generation_threads`, else half of `threads`."""
+        return self.generation_threads or max(1, self.threads // 2)
     batch_size: int = Field(default=512, gt=0)
     context_length: int = Field(default=4096, gt=0)
 

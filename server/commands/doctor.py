@@ -114,9 +114,17 @@ def _describe(report: ModelReport) -> list[str]:
     return lines
 
 
+def _threads(root: Path) -> tuple[int, int]:
+    from server.config import load_settings
+
+    cpu = load_settings(root).settings.cpu_settings
+    return cpu.threads, cpu.token_threads
+
+
 def run(args: argparse.Namespace) -> int:
     root = (args.root or Path.cwd()).absolute()
     reports, plan, problems = inspect_models(root)
+    threads = _threads(root)
     broken = [r for r in reports if not r.ok]
     fits = plan is None or plan.fits
     if args.json:
@@ -127,7 +135,8 @@ def run(args: argparse.Namespace) -> int:
                     "memory": None
                     if plan is None
                     else plan.model_dump() | {"fits": plan.fits},
-                    "threads": os.cpu_count(),
+                    "threads": {"prompt": threads[0], "generation": threads[1]},
+                    "cpu_count": os.cpu_count(),
                     "settings_problems": problems,
                 },
                 indent=2,
@@ -138,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"settings: {problem}")
         for report in reports:
             print("\n".join(_describe(report)))
+        print(f"threads: {threads[0]} for prompts, {threads[1]} for generation")
         if plan is not None:
             print("memory plan:")
             for line in plan.describe():
