@@ -95,6 +95,16 @@ def test_cancel_stops_prompt_processing_and_leaves_a_usable_cache(session):
     assert session.generate(PROMPT, LINE, CancelToken()).text == reference.text
 
 
+def test_a_prompt_past_its_budget_is_finished_for_the_next_request(session):
+    session.reset()
+    warm = GenerateParams(max_tokens=8, warm_past_budget=True)
+    late = session.generate(PROMPT, warm, CancelToken(budget_s=0.001))
+    assert late.stop_reason == "budget" and late.text == ""
+    assert len(session.tokens) == late.prompt_tokens  # the whole prompt is in the cache
+    again = session.generate(PROMPT, LINE, CancelToken())
+    assert again.reused_tokens == again.prompt_tokens - 1
+
+
 def test_budget_returns_what_is_ready(session):
     session.reset()
     result = session.generate(PROMPT, GenerateParams(max_tokens=200), CancelToken(budget_s=0.001))

@@ -26,6 +26,8 @@ from server.engine.types import CancelToken, GenerateParams, Generation, StopChe
 from server.engine.worker import InferenceWorker
 
 log = logging.getLogger(__name__)
+# How long past the budget to wait for a generation the budget has just cut.
+_GRACE_S = 0.1
 PROMPT_MARK = "<<<prompt>>>"
 
 
@@ -86,6 +88,7 @@ def prepare(
         stop=prompt.stop,
         budget_s=options.budget_ms / 1000,
         adapter_key=options.adapter_key,
+        warm_past_budget=True,
     )
     prepared = Prepared(ctx, prompt, params, key, started)
     # The whole prompt, for debugging suggestions (and for bench_completion, which sends the
@@ -185,8 +188,17 @@ async def complete_async(
 
     job = worker.submit(run, key=request.uri, budget_s=prepared.params.budget_s)
     job.future.add_done_callback(lambda done: _log_stop(request.uri, job.cancel, done))
+    deadline = job.cancel.deadline
+    # Wait until the budget is spent (and a moment for a cut generation to arrive); a prompt
+    # still being evaluated then goes on in the background, so the next request finds it in
+    # the KV cache.
+    wait = None if deadline is None else max(0.0, deadline - time.monotonic()) + _GRACE_S
     try:
-        generation = await asyncio.wrap_future(job.future)
+        generation = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(job.future)), wait)
+    except TimeoutError:
+        log.debug("completion for %s: budget spent on the prompt; it finishes in the background",
+                  request.uri)
+        return None
     except asyncio.CancelledError:
         # $/cancelRequest: stop the model too, not just this coroutine.
         job.cancel.cancel()

@@ -65,13 +65,17 @@ class LlamaSession:
         self.tokens: list[int] = []
         self.kv_key = ""
         self._cancel: CancelToken | None = None
+        # True while a prompt is evaluated past its budget to warm the cache.
+        self._warming = False
         self._lock = threading.Lock()
         # Applies each request's LoRA set and keeps per-set KV snapshots (adapters.runtime).
         self.adapters = ContextAdapters(self, model.adapters, self._lock)
 
         def _should_abort(_data: Any) -> bool:
             cancel = self._cancel
-            return cancel is not None and cancel.should_stop()
+            if cancel is None:
+                return False
+            return cancel.cancelled or (cancel.expired and not self._warming)
 
         self._abort = lib.ggml_abort_callback(_should_abort)
         lib.llama_set_abort_callback(ctx, self._abort, None)
@@ -179,11 +183,17 @@ class LlamaSession:
         prompt_done = 0.0
         if not tokens:
             return result("error", error="empty prompt")
-        if cancel.should_stop():
+        if cancel.cancelled or (cancel.expired and not params.warm_past_budget):
             return result(_why(cancel))
-        rc = self._decode(tokens[reused:])
+        self._warming = params.warm_past_budget
+        try:
+            rc = self._decode(tokens[reused:])
+        finally:
+            self._warming = False
         if rc == _ABORTED:
             return result(_why(cancel))
+        if cancel.should_stop():
+            return result(_why(cancel))  # the prompt is in the cache; no time left to generate
         if rc != 0:
             self.reset()
             return result("error", error=f"llama_decode returned {rc}")

@@ -49,6 +49,10 @@ class GenerateParams:
     adapters: tuple[tuple[str, float], ...] = ()
     # Parse special-token texts (FIM markers, chat markers) in the prompt as tokens.
     parse_special: bool = True
+    # When the budget runs out during prompt processing, finish the prompt anyway (and then
+    # stop): the KV cache is warm for the next request. Completions want this; the caller
+    # stops waiting at the budget. A cancel still stops the prompt mid-batch.
+    warm_past_budget: bool = False
 
 
 @dataclass(frozen=True)
