@@ -195,18 +195,26 @@ async def _demo_completion(
     await _wait_for(
         lambda: client.status.get("models", {}).get("coder") in ("ready", "failed"), timeout
     )
-    started = time.monotonic()
-    result = await client.text_document_inline_completion_async(
-        types.InlineCompletionParams(
-            text_document=doc,
-            position=cursor,
-            context=types.InlineCompletionContext(
-                trigger_kind=types.InlineCompletionTriggerKind.Invoked
-            ),
-        )
+    params = types.InlineCompletionParams(
+        text_document=doc,
+        position=cursor,
+        context=types.InlineCompletionContext(
+            trigger_kind=types.InlineCompletionTriggerKind.Invoked
+        ),
     )
-    elapsed = (time.monotonic() - started) * 1000
-    items = result.items if isinstance(result, types.InlineCompletionList) else (result or [])
+    items: Any = []
+    # On a slow or busy machine the first request can spend its time budget reading the
+    # prompt; the server finishes it in the background, so asking again (as an editor does
+    # when the user pauses) finds it cached.
+    for attempt in range(4):
+        started = time.monotonic()
+        result = await client.text_document_inline_completion_async(params)
+        elapsed = (time.monotonic() - started) * 1000
+        items = result.items if isinstance(result, types.InlineCompletionList) else (result or [])
+        if items or client.status.get("models", {}).get("coder") != "ready":
+            break
+        print(f"(no suggestion within the budget, attempt {attempt + 1}; asking again)")
+        await asyncio.sleep(2)
     if not items:
         print(f"(no suggestion; coder status: {client.status.get('models', {}).get('coder')})")
         return
