@@ -31,6 +31,9 @@ class ModelsConfig(_Section):
     # Per-role context sizes; None means cpu_settings.context_length.
     coder_n_ctx: int | None = Field(default=None, gt=0)
     reasoner_n_ctx: int | None = Field(default=None, gt=0)
+    # A Hugging Face checkpoint folder of the coder's model, for training adapters when
+    # transformers cannot load its GGUF; None trains on the GGUF itself.
+    coder_training_checkpoint: str | None = None
 
 
 class CpuSettings(_Section):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -172,6 +173,17 @@ def test_cli_stages_report_bad_input(tmp_path: Path) -> None:
                  str(junk), "--steps", "2", "--no-progress")
     assert failed.returncode == 1
     assert "adapters train:" in failed.stderr and "junk.gguf" in failed.stderr
+    # Without --base-model the coder of the project's settings is trained.
+    project = tmp_path / "project"
+    shutil.copytree(TONEL, project)
+    (project / "smalltalk-lsp.toml").write_text('[models]\ncode_generation = "models/mine.gguf"\n')
+    write_dataset(build_dataset(project), project / "ds")
+    failed = cli("train", str(project / "ds"), "--steps", "2", "--no-progress")
+    assert failed.returncode == 1
+    assert f"{project / 'models' / 'mine.gguf'} does not exist" in failed.stderr
+    (project / "smalltalk-lsp.toml").write_text('[models]\ncode_generation = "off"\n')
+    failed = cli("eval", str(project / "ds"))
+    assert failed.returncode == 1 and "models.code_generation is off" in failed.stderr
     failed = cli("export", str(tmp_path / "run"), "--name", "x")
     assert failed.returncode == 1 and "not a finished train run" in failed.stderr
     failed = cli("eval", str(tmp_path), "--limit", "1")

@@ -42,7 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("teach", help="the reasoning model writes explanations and design notes")
     p.add_argument("dataset", type=Path)
-    p.add_argument("--model", default="smollm2-135m", help="reasoning model (name or GGUF)")
+    p.add_argument("--model", help="reasoning model, name or GGUF (default: models.reasoning "
+                   "from the project's settings)")
     p.add_argument("--limit", type=int, default=16, help="methods to teach (default 16)")
     p.add_argument("--kinds", type=_csv, default=["explain", "design"])
     p.add_argument("--max-tokens", type=int, default=160)
@@ -52,8 +53,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("train", help="train a LoRA with peft on CPU (resumes a killed run)")
     p.add_argument("dataset", type=Path)
     p.add_argument("--out", type=Path, help="run folder (default: beside the dataset, 'run')")
-    p.add_argument("--base-model", default="gemma3-270m",
-                   help="embedded name, GGUF path or Hugging Face checkpoint folder")
+    p.add_argument("--base-model",
+                   help="embedded name, GGUF path or Hugging Face checkpoint folder (default: "
+                        "models.coder_training_checkpoint or models.code_generation from the "
+                        "project's settings)")
     p.add_argument("--rank", type=int, default=8)
     p.add_argument("--alpha", type=int, default=16)
     p.add_argument("--dropout", type=float, default=0.0)
@@ -83,7 +86,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("eval", help="held-out figures with and without an adapter")
     p.add_argument("dataset", type=Path)
     p.add_argument("--adapter", type=Path, help="a GGUF LoRA (omit for the base alone)")
-    p.add_argument("--model", default="gemma3-270m", help="coder model (name or GGUF)")
+    p.add_argument("--model", help="coder model, name or GGUF (default: "
+                   "models.code_generation from the project's settings)")
     p.add_argument("--split", choices=["eval", "train"], default="eval")
     p.add_argument("--limit", type=int, help="examples to score (default: all)")
     p.add_argument("--generate", type=int, help="of those, examples to generate (default: all)")
@@ -130,7 +134,8 @@ def _dataset(args: argparse.Namespace) -> dict[str, Any]:
 def _teach(args: argparse.Namespace) -> dict[str, Any]:
     from adapters.teach import TeachConfig, teach
 
-    config = TeachConfig(model=args.model, limit=args.limit, kinds=args.kinds,
+    model = args.model or _setting(args.dataset, "reasoning")
+    config = TeachConfig(model=model, limit=args.limit, kinds=args.kinds,
                          max_tokens=args.max_tokens, threads=args.threads)
     return teach(args.dataset, config, progress=not args.no_progress).model_dump()
 
@@ -138,8 +143,9 @@ def _teach(args: argparse.Namespace) -> dict[str, Any]:
 def _train(args: argparse.Namespace) -> dict[str, Any]:
     from adapters.train import TrainConfig, train
 
+    base_model = args.base_model or _setting(args.dataset, "training")
     config = TrainConfig(
-        base_model=args.base_model, rank=args.rank, alpha=args.alpha, dropout=args.dropout,
+        base_model=base_model, rank=args.rank, alpha=args.alpha, dropout=args.dropout,
         target_modules=args.target_modules, steps=args.steps, learning_rate=args.lr,
         max_seq_len=args.max_seq_len, batch_size=args.batch_size,
         warmup_steps=args.warmup_steps, checkpoint_every=args.checkpoint_every,
@@ -168,7 +174,8 @@ def _export(args: argparse.Namespace) -> dict[str, Any]:
 def _eval(args: argparse.Namespace) -> dict[str, Any]:
     from adapters.evaluate import EvalConfig, evaluate
 
-    config = EvalConfig(model=args.model, split=args.split, limit=args.limit,
+    model = args.model or _setting(args.dataset, "code_generation")
+    config = EvalConfig(model=model, split=args.split, limit=args.limit,
                         generate_limit=args.generate, threads=args.threads)
     out = args.out or args.dataset / "eval.json"
     report = evaluate(args.dataset, args.adapter, config, out=out)
@@ -176,6 +183,32 @@ def _eval(args: argparse.Namespace) -> dict[str, Any]:
     if report.with_adapter is not None:
         summary["adapter"] = report.with_adapter.model_dump()
     return summary
+
+
+def _setting(dataset: Path, key: str) -> str:
+    """A model from the settings of the dataset's project (`smalltalk-lsp.toml` there or the
+    user's), as an embedded name or an absolute path. `training` is the coder's training
+    checkpoint if one is set, else the coder."""
+    from adapters.dataset import DatasetError, read_manifest
+    from server.config import load_settings
+    from server.engine.embedded import EMBEDDED, resolve_model_path
+
+    project = Path(read_manifest(dataset).project)
+    loaded = load_settings(project)
+    for problem in loaded.problems:
+        log.warning("settings: %s", problem)
+    models = loaded.settings.models
+    if key == "training":
+        key = "code_generation"
+        value = models.coder_training_checkpoint or models.code_generation
+    else:
+        value = getattr(models, key)
+    if value.strip().lower() in ("", "off", "none"):
+        raise DatasetError(f"models.{key} is off in the settings of {project}; name a model "
+                           "on the command line")
+    if value.strip().lower() in EMBEDDED:
+        return value.strip()
+    return str(resolve_model_path(value, project))
 
 
 def _project_dir(project: Path) -> Path:
