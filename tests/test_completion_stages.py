@@ -167,7 +167,8 @@ def test_prefix_only_prompt_puts_context_first() -> None:
     ctx = CursorContext(**{**ctx.__dict__, "snippets": (ContextSnippet('"project"'),)})
     prompt = build_prompt(ctx, None)
     assert prompt.text.startswith('"project"\n\n')
-    assert prompt.text.endswith(ctx.prefix)
+    assert ctx.prefix.endswith("\n\t")
+    assert prompt.text.endswith(ctx.prefix[:-1])  # the tab before the cursor is left out
     assert prompt.mode == "block" and prompt.stop == ()
 
 
@@ -175,7 +176,7 @@ def test_fim_prompt_uses_the_models_tokens() -> None:
     ctx = ctx_at(TONEL.replace("\tCURSOR", "\t^ fee CURSOR"))
     fim = FimTokens("<PRE>", "<SUF>", "<MID>")
     prompt = build_prompt(ctx, fim)
-    assert prompt.text == f"<PRE>{ctx.prefix}<SUF>{ctx.suffix}<MID>"
+    assert prompt.text == f"<PRE>{ctx.prefix.rstrip()}<SUF>{ctx.suffix}<MID>"
     assert prompt.stop == ("\n",)
 
 

@@ -57,11 +57,13 @@ def offset_of(text: str, line: int, col: int) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    # Problems reach the user as one line on stderr; the log is for --verbose.
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.CRITICAL,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    # Problems reach the user as one line on stderr; the log is for --verbose. The level is
+    # on the handler: loggers with a level of their own (llama.cpp's) would pass a root level.
+    handler = logging.StreamHandler()
+    handler.setLevel(logging.DEBUG if args.verbose else logging.CRITICAL)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+    logging.getLogger().setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     try:
         path, line, col = parse_location(args.location)
         from server.documents import read_text

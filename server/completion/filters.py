@@ -24,6 +24,21 @@ _SPECIAL = re.compile(
 _BANG = re.compile(r"(?<!!)!(?!!)")
 
 
+def drop_outside_methods(text: str, ctx: CursorContext) -> str | None:
+    """Between methods (class definitions, comments, Tonel pragmas) nothing can check a
+    suggestion, and a small model there writes prose: suggest only inside a method."""
+    return text if ctx.method is not None else None
+
+
+def drop_typed_whitespace(text: str, ctx: CursorContext) -> str | None:
+    """The prompt leaves out the spaces and tabs before the cursor; the model writes them
+    again, but the user has already typed them."""
+    typed = ctx.line_prefix[len(ctx.line_prefix.rstrip(" \t")) :]
+    if not typed:
+        return text
+    return text[len(typed) :] if text.startswith(typed) else text.lstrip(" \t")
+
+
 def cut_special_tokens(text: str, ctx: CursorContext) -> str | None:
     match = _SPECIAL.search(text)
     return text[: match.start()] if match else text
@@ -104,13 +119,7 @@ def keep_balanced(text: str, ctx: CursorContext) -> str | None:
 
 
 def trim_whitespace(text: str, ctx: CursorContext) -> str | None:
-    text = text.rstrip()
-    if ctx.mode == "line" and not ctx.line_prefix.strip():
-        return text
-    if ctx.mode == "line" and ctx.line_prefix.endswith((" ", "\t")):
-        # The user already typed the space.
-        return text.lstrip(" \t")
-    return text
+    return text.rstrip()
 
 
 def longest_parsing_prefix(text: str, ctx: CursorContext) -> str | None:
@@ -157,6 +166,8 @@ def drop_empty(text: str, ctx: CursorContext) -> str | None:
 
 
 FILTERS: tuple[Filter, ...] = (
+    drop_outside_methods,
+    drop_typed_whitespace,
     cut_special_tokens,
     cut_at_bang,
     cut_at_line_end,

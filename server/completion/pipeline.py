@@ -79,6 +79,10 @@ def prepare(
         cache.remember(key, request.text, request.offset, rest)
         return Suggestion(rest, "line", source="typed-through", timings=_since(started))
     ctx = build_context(request, providers, options.prefix_chars, options.suffix_chars)
+    if ctx.method is None:
+        # Outside any method nothing could check a suggestion (filters.drop_outside_methods):
+        # do not spend the model on one.
+        return Suggestion("", ctx.mode, timings=_since(started))
     prompt = build_prompt(
         ctx, engine.fim, options.max_tokens_line, options.max_tokens_block, options.context_chars
     )

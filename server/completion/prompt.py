@@ -35,7 +35,11 @@ def build_prompt(
     context_chars: int = 1500,
 ) -> Prompt:
     project = render_snippets(ctx.snippets, context_chars)
-    front = project + ctx.prefix
+    # Spaces or tabs right before the cursor end the prompt badly: tokenizers attach a space to
+    # the word after it, so a prompt ending in one makes the model pick unlikely tokens (Gemma
+    # answers `^ ` with `1` but `^` with ` self rights size`). They are left out here and the
+    # `drop_typed_whitespace` filter takes them off the suggestion's start.
+    front = project + ctx.prefix.rstrip(" \t")
     if fim is not None:
         text = f"{fim.prefix}{front}{fim.suffix}{ctx.suffix}{fim.middle}"
     else:
