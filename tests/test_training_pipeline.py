@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from adapters.catalogue import Catalogue
 from adapters.dataset import build_dataset, read_examples, write_dataset
 from adapters.evaluate import EvalConfig, EvalEngine, evaluate
 from adapters.export import export_run
@@ -61,7 +62,7 @@ def test_pipeline(dataset_dir: Path, hf_gemma, gemma_model, tmp_path: Path) -> N
     assert {e.kind for e in taught} <= {"explain", "design"} and len(taught) == first.written
     assert all(e.split == "train" and e.middle.strip() for e in taught)
     again = teach(dataset_dir, config, progress=False)
-    assert again.done_before == first.written and again.written == first.skipped
+    assert again.done_before == first.written and again.written == 0
     with open(dataset_dir / "teach.jsonl", "a") as handle:
         handle.write('{"id": "half a li')
     repaired = teach(dataset_dir, config, progress=False)
@@ -89,6 +90,11 @@ def test_pipeline(dataset_dir: Path, hf_gemma, gemma_model, tmp_path: Path) -> N
     assert manifest_file is not None
     manifest = read_manifest(manifest_file)
     assert manifest.base_architecture == "gemma3" and manifest.training["steps"] == 4
+    catalogue = Catalogue([adapters_dir])
+    assert catalogue.refresh().added == ["sample-style"]
+    entry = catalogue.get("sample-style")
+    assert entry is not None and entry.usable and entry.base_model == "gemma3-270m"
+    assert entry.base_architecture == "gemma3" and entry.purpose == "completion"
 
     # In llama.cpp on the quantized base the adapter changes what the coder writes and makes
     # the examples it was trained on more likely.
