@@ -248,6 +248,8 @@ async def server_vs_direct(rounds: int, threads: int, work: Path) -> dict[str, A
             }
             if index > 0:
                 rows.append(row)
+            if not row["same_output"]:
+                print(f"  round {index}: server raw {server_raw!r}, direct raw {direct_raw!r}")
             print(
                 f"  round {index}{' (warm-up)' if index == 0 else ''}: server {server_ms:.0f} ms "
                 f"(engine {engine_ms:.0f} ms), direct {direct_ms:.0f} ms"
