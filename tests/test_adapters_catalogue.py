@@ -287,6 +287,10 @@ def test_catalogue_discovers_bare_files_manifests_and_errors(
     assert acme is not None and acme.scale == 0.7 and acme.pattern == ["Acme-*"]
     smol = catalogue.get("smol")
     assert smol is not None and smol.base_architecture == "llama" and smol.role() == "reasoner"
+    # A bare file without a purpose goes to the role whose model has its architecture.
+    assert bare.role({"coder": "llama", "reasoner": "gemma3"}) == "reasoner"
+    assert bare.role({"coder": "gemma3", "reasoner": "gemma3"}) == "coder"
+    assert acme.role({"coder": "llama", "reasoner": "gemma3"}) == "coder"  # its manifest says
     cut = catalogue.get("cut")
     assert cut is not None and not cut.usable and cut.error_check == "gguf"
     assert "truncated" in (cut.error or "")
