@@ -106,6 +106,24 @@ async def complete(client: LanguageClient, version: int) -> str:
     return insert if isinstance(insert, str) else insert.value
 
 
+async def model_item(client: LanguageClient) -> types.CompletionItem:
+    """The model's completion item at the end of the method that `complete` wrote."""
+    path = client.root / STORE  # type: ignore[attr-defined]
+    text = path.read_text(encoding="utf-8") + EMPTY_METHOD
+    at = types.Position(line=text.count("\n"), character=len(text.rsplit("\n", 1)[-1]))
+    result = await client.text_document_completion_async(
+        types.CompletionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri_of(path)),
+            position=at,
+            context=types.CompletionContext(trigger_kind=types.CompletionTriggerKind.Invoked),
+        )
+    )
+    assert isinstance(result, types.CompletionList)
+    items = [i for i in result.items if (i.data or {}).get("source") == "model"]
+    assert len(items) == 1, result.items[:3]
+    return items[0]
+
+
 def watched(client: LanguageClient, path: Path, kind: types.FileChangeType) -> None:
     client.workspace_did_change_watched_files(
         types.DidChangeWatchedFilesParams(changes=[types.FileEvent(uri=uri_of(path), type=kind)])
@@ -147,10 +165,16 @@ async def test_an_active_adapter_changes_the_completion(client: LanguageClient) 
     )
     with_house = await complete(client, 3)
     assert with_house != base
+    # The suggestion as a completion item (this client has no inline completion) names
+    # the adapter that produced it.
+    item = await model_item(client)
+    assert item.detail == "coder model + house"
+    assert isinstance(item.text_edit, types.TextEdit) and item.text_edit.new_text == with_house
     items = await listing(client)
     assert items["house"]["active"] and items["house"]["loaded"]
     await command(client, "smalltalk.adapters.deactivate", "house")
     assert await complete(client, 4) == base
+    assert (await model_item(client)).detail == "coder model"
     assert (await listing(client))["house"]["loaded"] is False
     # A scale: half the adapter is another set, with its own suggestion.
     activated = await command(client, "smalltalk.adapters.activate", "house", 0.5)
