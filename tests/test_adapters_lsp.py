@@ -43,8 +43,8 @@ def folder_of(client: LanguageClient) -> Path:
 async def client(lsp_client: LanguageClient, tmp_path_factory):
     lsp_client.statuses = []  # type: ignore[attr-defined]
 
-    # Unannotated on purpose: pygls tries to structure an annotated `params` into that type,
-    # and with `object` the handler is never called.
+    # Unannotated on purpose: pygls hands a parameter annotated `object` (a supertype of the
+    # client class) the client itself instead of the params.
     @lsp_client.feature("smalltalk/status")
     def on_status(params):  # type: ignore[no-untyped-def]
         lsp_client.statuses.append(  # type: ignore[attr-defined]
