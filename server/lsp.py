@@ -28,6 +28,7 @@ from pygls.uris import from_fs_path, to_fs_path
 from server import documents, logging_setup
 from server.config import Settings, load_settings
 from server.features import (
+    adapters,
     ai_hover,
     code_actions,
     completion,
@@ -117,6 +118,8 @@ class SmalltalkLanguageServer(LanguageServer):
         self.on_settings_changed: list[Callable[[Settings], None]] = []
         # Path of a file whose parse changed (created, edited, deleted).
         self.on_file_changed: list[Callable[[str], None]] = []
+        # Paths of every workspace/didChangeWatchedFiles event, whatever the file (adapters).
+        self.on_watched_files: list[Callable[[list[str]], None]] = []
         # (uri, parse) of an open document after each (re)parse; diagnostics listen here.
         self.on_document_parsed: list[Callable[[str, SourceFile], None]] = []
         # uri of a document the client closed.
@@ -307,6 +310,7 @@ FEATURES: list[Callable[[SmalltalkLanguageServer], None]] = [
     semantic_tokens.setup,
     inline_completion.setup,
     indexing.setup,  # after inline_completion: adds its context provider
+    adapters.setup,  # after inline_completion: picks the adapters of each request
     code_actions.setup,
     ai_hover.setup,  # after code_actions: shares its models and worker
 ]

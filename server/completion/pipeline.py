@@ -42,9 +42,16 @@ class CompletionOptions:
     context_chars: int = 1500
     # The active LoRA adapter set; part of every cache key.
     adapter_key: str = ""
+    # That set as (name, scale) pairs, applied to the context for this request.
+    adapters: tuple[tuple[str, float], ...] = ()
 
     @classmethod
-    def from_settings(cls, settings: Settings, adapter_key: str = "") -> CompletionOptions:
+    def from_settings(
+        cls,
+        settings: Settings,
+        adapter_key: str = "",
+        adapters: tuple[tuple[str, float], ...] = (),
+    ) -> CompletionOptions:
         c = settings.completion
         return cls(
             budget_ms=c.budget_ms,
@@ -52,6 +59,7 @@ class CompletionOptions:
             max_tokens_block=c.max_tokens_block,
             temperature=c.temperature,
             adapter_key=adapter_key,
+            adapters=adapters,
         )
 
 
@@ -92,6 +100,7 @@ def prepare(
         stop=prompt.stop,
         budget_s=options.budget_ms / 1000,
         adapter_key=options.adapter_key,
+        adapters=options.adapters,
         warm_past_budget=True,
     )
     prepared = Prepared(ctx, prompt, params, key, started)

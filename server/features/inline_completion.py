@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
@@ -28,6 +29,7 @@ from smalltalk_grammar.model import Position
 from smalltalk_grammar.text import offset_at
 
 if TYPE_CHECKING:
+    from server.features.adapters import AdapterSelection
     from server.lsp import SmalltalkLanguageServer
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,8 @@ class ModelFeature:
         # The active LoRA adapter set, as a key (the adapters feature sets it).
         self.adapter_key = ""
         self.adapters: list[str] = []
+        # (role, file path) -> the adapters of a request (server.features.adapters sets it).
+        self.select_adapters: Callable[[str, str | None], AdapterSelection] | None = None
         self._reported: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
 
@@ -140,7 +144,11 @@ class ModelFeature:
             path=snap.path,
             source_format=snap.source.format,
         )
-        options = CompletionOptions.from_settings(settings, self.adapter_key)
+        selection = self.select_adapters("coder", snap.path) if self.select_adapters else None
+        if selection is not None:
+            options = CompletionOptions.from_settings(settings, selection.key, selection.pairs)
+        else:
+            options = CompletionOptions.from_settings(settings, self.adapter_key)
         suggestion = await complete_async(
             request, engine, worker, self.providers or [self.default_provider], options, self.cache
         )
@@ -177,7 +185,7 @@ class ModelFeature:
             types.CompletionItem(
                 label=label if len(label) <= 60 else label[:57] + "...",
                 kind=types.CompletionItemKind.Snippet,
-                detail="coder model",
+                detail=self.model_label(params.text_document.uri),
                 sort_text="~model",
                 filter_text=label,
                 insert_text_format=types.InsertTextFormat.PlainText,
@@ -185,6 +193,13 @@ class ModelFeature:
                 data={"source": "model"},
             )
         ]
+
+    def model_label(self, uri: str) -> str:
+        """"coder model", with the adapters that apply to the document if any."""
+        if self.select_adapters is None:
+            return "coder model"
+        label = self.select_adapters("coder", self.ls.path_of(uri)).label
+        return f"coder model + {label}" if label else "coder model"
 
 
 def _tokens(suggestion: Suggestion) -> dict[str, int]:

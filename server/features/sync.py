@@ -45,6 +45,7 @@ def setup(ls: SmalltalkLanguageServer) -> None:
 
     @ls.handler(types.WORKSPACE_DID_CHANGE_WATCHED_FILES)
     def did_change_watched_files(params: types.DidChangeWatchedFilesParams) -> None:
+        ls.run_hooks(ls.on_watched_files, [ls.path_of(c.uri) for c in params.changes])
         index = ls.index
         paths = [ls.path_of(c.uri) for c in params.changes if c.uri.startswith("file:")]
         if index is None or not paths:
