@@ -52,6 +52,10 @@ def _make_client() -> DemoClient:
     def on_log(params: types.LogMessageParams) -> None:
         pass
 
+    @client.feature(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+    def on_diagnostics(params: types.PublishDiagnosticsParams) -> None:
+        pass
+
     @client.feature(types.WINDOW_WORK_DONE_PROGRESS_CREATE)
     def on_progress_create(params: types.WorkDoneProgressCreateParams) -> None:
         return None
