@@ -8,12 +8,12 @@ so the facts of unchanged methods are reused.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 from pygls.uris import to_fs_path
 
+from server.stamp_cache import StampCache
 from smalltalk_grammar import DocumentParser, SourceFile, parse_file
 from smalltalk_grammar.text import decode
 
@@ -109,31 +109,17 @@ class OpenDocuments:
 
 
 # Text and parse of closed files that requests asked about, keyed by path and file stamp.
-_DISK: OrderedDict[tuple[str, int, int], Snapshot] = OrderedDict()
-_DISK_LIMIT = 64
-_DISK_LOCK = threading.Lock()
+_DISK: StampCache[Snapshot] = StampCache(limit=64)
 
 
-def disk_snapshot(path: str) -> Snapshot | None:
-    """A closed file's text with its parse."""
-    try:
-        stat = Path(path).stat()
-    except (OSError, ValueError):
-        return None
-    key = (path, stat.st_mtime_ns, stat.st_size)
-    with _DISK_LOCK:
-        found = _DISK.get(key)
-        if found is not None:
-            _DISK.move_to_end(key)
-            return found
+def _load_snapshot(path: str) -> Snapshot | None:
     text = read_text(path)
     if text is None:
         return None
     # parse_file, not parse: FileTree properties.json and the decoding warnings need it.
-    source = parse_file(Path(path))
-    snap = Snapshot(path, text, source)
-    with _DISK_LOCK:
-        _DISK[key] = snap
-        if len(_DISK) > _DISK_LIMIT:
-            _DISK.popitem(last=False)
-    return snap
+    return Snapshot(path, text, parse_file(Path(path)))
+
+
+def disk_snapshot(path: str) -> Snapshot | None:
+    """A closed file's text with its parse."""
+    return _DISK.get(path, _load_snapshot)

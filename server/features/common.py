@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import re
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lsprotocol import types
@@ -15,6 +12,7 @@ from pygls.uris import from_fs_path
 from server.documents import Snapshot, read_text
 from server.features.analysis import MethodTree, Target, method_at, method_tree, target_at
 from server.project_model import ProjectModel
+from server.stamp_cache import StampCache
 from smalltalk_grammar import MethodDef, Position, Range, offset_at, position_at
 
 if TYPE_CHECKING:
@@ -134,9 +132,7 @@ def word_target(
 
 # --- texts of other files (references and implementors point into them) -----------------------
 
-_TEXTS: OrderedDict[tuple[str, int, int], str] = OrderedDict()
-_TEXTS_LIMIT = 2048
-_TEXTS_LOCK = threading.Lock()
+_TEXTS: StampCache[str] = StampCache(limit=2048)
 
 
 def file_text(ls: SmalltalkLanguageServer, path: str) -> str | None:
@@ -144,24 +140,7 @@ def file_text(ls: SmalltalkLanguageServer, path: str) -> str | None:
     uri = uri_of(path)
     if ls.documents.is_open(uri):
         return ls.document_text(uri)
-    try:
-        stat = Path(path).stat()
-    except (OSError, ValueError):
-        return None
-    key = (path, stat.st_mtime_ns, stat.st_size)
-    with _TEXTS_LOCK:
-        found = _TEXTS.get(key)
-        if found is not None:
-            _TEXTS.move_to_end(key)
-            return found
-    text = read_text(path)
-    if text is None:
-        return None
-    with _TEXTS_LOCK:
-        _TEXTS[key] = text
-        if len(_TEXTS) > _TEXTS_LIMIT:
-            _TEXTS.popitem(last=False)
-    return text
+    return _TEXTS.get(path, read_text)
 
 
 def file_format(ls: SmalltalkLanguageServer, path: str) -> str:
