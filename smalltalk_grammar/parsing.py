@@ -12,7 +12,7 @@ import gc
 import logging
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -264,11 +264,12 @@ def _is_binary(path: Path) -> bool:
     return b"\x00" in head and not head.startswith((b"\xff\xfe", b"\xfe\xff"))
 
 
-def iter_project(root: Path) -> Iterator[Path]:
+def iter_project(root: Path, trusted: Container[str] = ()) -> Iterator[Path]:
     """Every file worth parsing under `root` (or `root` itself when it is a file), in a stable
     order: `.st` files that are not binary and FileTree class/extension/trait properties.json;
     version-control, tool and environment directories are skipped, symlinked directories are
-    not followed."""
+    not followed. Paths in `trusted` (say, files the caller parsed before and knows unchanged)
+    are yielded without reading their content to tell whether they are binary."""
     root = Path(root)
     if root.is_file():
         if _wanted(root):
@@ -278,7 +279,7 @@ def iter_project(root: Path) -> Iterator[Path]:
         dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS)
         for name in sorted(filenames):
             path = Path(dirpath, name)
-            if _wanted(path):
+            if str(path) in trusted or _wanted(path):
                 yield path
 
 
