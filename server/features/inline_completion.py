@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STATUS_NOTIFICATION = "smalltalk/status"
+# At start, models load once the workspace scan is done or after this many seconds.
+MODEL_LOAD_SCAN_HEAD_START_S = 3.0
 _ATTRIBUTE = "inline_completion_feature"
 
 
@@ -64,14 +66,19 @@ class ModelFeature:
         registry = ModelRegistry(self.ls.settings, root)
         registry.listeners.append(self._state_changed)
         self.registry = registry
-        self._load_in_background(ROLES)
+        self._load_in_background(ROLES, after_scan=True)
 
-    def _load_in_background(self, roles: tuple[Role, ...]) -> None:
+    def _load_in_background(self, roles: tuple[Role, ...], after_scan: bool = False) -> None:
         registry = self.registry
         if registry is None:
             return
 
         def run() -> None:
+            if after_scan:
+                # On 2 cores a model load beside the workspace scan slows both; a warm scan
+                # ends in about a second, a cold one on a large project does not hold the
+                # models back longer than this.
+                self.ls.scan_done.wait(MODEL_LOAD_SCAN_HEAD_START_S)
             for role in roles:
                 if registry.settings.model_for(role) is None:
                     registry.load(role)  # reports "off"
