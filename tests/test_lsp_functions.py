@@ -306,6 +306,19 @@ def test_scan_uses_the_cache_and_notices_changes(tmp_path: Path):
     assert (tmp_path / ".smalltalk-lsp" / ".gitignore").read_text() == "*\n"
 
 
+def test_a_cached_file_turned_binary_leaves_the_index(tmp_path: Path):
+    # Unchanged cached files skip the binary sniff; a changed one must not.
+    (tmp_path / "Shape.class.st").write_text(SHAPES)
+    circle = tmp_path / "Circle.class.st"
+    circle.write_text(CIRCLE)
+    WorkspaceIndex(ProjectModel(), [tmp_path]).scan()
+    circle.write_bytes(b"\x00\x01binary\x00" * 100)
+    model = ProjectModel()
+    stats = WorkspaceIndex(model, [tmp_path]).scan()
+    assert (stats.files, stats.cached, stats.parsed) == (1, 1, 0)
+    assert model.paths() == [str(tmp_path / "Shape.class.st")]
+
+
 def test_refresh_path_follows_the_disk(tmp_path: Path):
     model = ProjectModel()
     index = WorkspaceIndex(model, [tmp_path], use_cache=False)
