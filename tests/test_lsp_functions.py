@@ -367,3 +367,54 @@ def test_offsets_round_trip_through_lsp_positions():
     text = "a\r\nbb\rccc\n"
     pos = common.model_position(types.Position(line=2, character=1))
     assert offset_at(text, pos) == text.index("ccc") + 1
+
+
+# --- references ---------------------------------------------------------------------------------
+
+
+class _Server:
+    """What the navigation functions read of the language server."""
+
+    def __init__(self, model: ProjectModel) -> None:
+        from server.documents import OpenDocuments
+
+        self.project = model
+        self.documents = OpenDocuments()
+        self.texts: dict[str, str] = {}
+
+    def snapshot(self, uri: str):  # type: ignore[no-untyped-def]
+        return self.documents.parse(uri, self.texts[uri], 1)[0]
+
+    def document_text(self, uri: str) -> str | None:
+        return self.texts.get(uri)
+
+
+def test_repeated_references_follow_model_changes(tmp_path: Path):
+    from server.features import navigation
+
+    shape, circle = tmp_path / "Shape.class.st", tmp_path / "Circle.class.st"
+    shape.write_text(SHAPES)
+    circle.write_text(CIRCLE)
+    model = ProjectModel([parse(SHAPES, str(shape)), parse(CIRCLE, str(circle))])
+    ls = _Server(model)
+    uri = common.uri_of(str(shape))
+    ls.texts[uri] = SHAPES
+    ls.documents.opened(uri)
+    offset = at(SHAPES, "drawOn: aCanvas.", skip=1)
+    line = SHAPES[:offset].count("\n")
+    pos = types.Position(line=line, character=offset - SHAPES.rfind("\n", 0, offset) - 1)
+
+    def senders() -> list[str]:
+        ctx = common.context_at(ls, uri, pos)  # type: ignore[arg-type]
+        assert ctx is not None and ctx.target is not None and ctx.target.name == "drawOn:"
+        found = navigation.references(ls, ctx, False)  # type: ignore[arg-type]
+        return [f"{Path(loc.uri).name}:{loc.range.start.line}" for loc in found]
+
+    first = senders()
+    assert first == [f"Shape.class.st:{line}"]
+    assert senders() == first  # answered again (from the cache) alike
+    # A new sender elsewhere: the next answer has it.
+    extra = tmp_path / "Square.class.st"
+    extra.write_text(CIRCLE.replace("Circle", "Square").replace("#area", "#drawOn:"))
+    model.put(parse(extra.read_text(), str(extra)))
+    assert senders() == [*first, "Square.class.st:9"]

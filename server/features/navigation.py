@@ -11,6 +11,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 from lsprotocol import types
@@ -28,6 +30,11 @@ log = logging.getLogger(__name__)
 # Beyond this many methods, references point at the method's selector instead of the exact
 # tokens (which means loading and parsing each method).
 EXACT_LIMIT = 300
+# Senders of `new` or `ifTrue:` in a large project are thousands of locations that take tens
+# of milliseconds to gather; they are kept until the project model next changes.
+_CACHED_RESULTS = 32
+_results: OrderedDict[tuple[int, int, str, str, bool], list[types.Location]] = OrderedDict()
+_results_lock = threading.Lock()
 
 
 def class_locations(project: ProjectModel, name: str) -> list[types.Location]:
@@ -132,6 +139,27 @@ def references(
     project = ls.project
     if target.kind == "variable" and target.scope in ("argument", "temporary"):
         return _local_references(ctx, target)
+    if target.kind not in ("selector", "class"):
+        return _gather_references(ls, ctx, target, include_declaration)
+    # The generation is read first: a change while gathering makes the entry unreachable.
+    key = (id(project), project.generation, target.kind, target.name, include_declaration)
+    with _results_lock:
+        cached = _results.get(key)
+        if cached is not None:
+            _results.move_to_end(key)
+            return list(cached)
+    found = _gather_references(ls, ctx, target, include_declaration)
+    with _results_lock:
+        _results[key] = found
+        if len(_results) > _CACHED_RESULTS:
+            _results.popitem(last=False)
+    return list(found)
+
+
+def _gather_references(
+    ls: SmalltalkLanguageServer, ctx: common.Context, target: Target, include_declaration: bool
+) -> list[types.Location]:
+    project = ls.project
     found: list[types.Location] = []
     if include_declaration:
         if target.kind == "selector":
