@@ -360,11 +360,14 @@ def workspace_edit(ls: SmalltalkLanguageServer, edit: CodeEdit) -> types.Workspa
 
 
 def _can_create_files(ls: SmalltalkLanguageServer) -> bool:
+    """Whether the client creates files from a WorkspaceEdit. Resource operations exist only
+    in documentChanges, so a client that lists `create` handles those too (Neovim 0.12 lists
+    it without setting documentChanges)."""
     try:
         ws_edit = ls.client_capabilities.workspace.workspace_edit  # type: ignore[union-attr]
     except AttributeError:
         return False
-    if ws_edit is None or not ws_edit.document_changes:
+    if ws_edit is None:
         return False
     operations = ws_edit.resource_operations or []
     return types.ResourceOperationKind.Create in operations
