@@ -17,15 +17,17 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from pathlib import Path
 from typing import Any, TypeVar, overload
 
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
+from pygls.protocol import LanguageServerProtocol
+from pygls.protocol.language_server import lsp_method
 from pygls.uris import from_fs_path, to_fs_path
 
-from server import documents, logging_setup
+from server import documents, logging_setup, positions
 from server.config import Settings, load_settings
 from server.features import (
     adapters,
@@ -100,9 +102,25 @@ class WorkDone:
         )
 
 
+class SmalltalkProtocol(LanguageServerProtocol):
+    """pygls' protocol, choosing the position encoding the project model counts in."""
+
+    @lsp_method(types.INITIALIZE)
+    def lsp_initialize(self, params: types.InitializeParams) -> Generator[Any, Any, Any]:
+        positions.prefer_code_points(params.capabilities)
+        return (yield from super().lsp_initialize(params))
+
+
 class SmalltalkLanguageServer(LanguageServer):
     def __init__(self) -> None:
-        super().__init__("smalltalk-lsp", VERSION, types.TextDocumentSyncKind.Incremental)
+        super().__init__(
+            "smalltalk-lsp",
+            VERSION,
+            types.TextDocumentSyncKind.Incremental,
+            protocol_cls=SmalltalkProtocol,
+        )
+        self.columns = positions.ClientColumns(self.wide_lines, self.line_text, self._converting)
+        self._wide: dict[str, tuple[int | None, frozenset[int]]] = {}
         self.settings = Settings()
         self.project = ProjectModel()
         self.roots: list[Path] = []
@@ -143,7 +161,7 @@ class SmalltalkLanguageServer(LanguageServer):
         """`@ls.feature` with isolation: an exception is logged and `empty` is answered."""
 
         def decorator(fn: F) -> F:
-            self.feature(method, options)(guarded(method, empty)(fn))
+            self.feature(method, options)(guarded(method, empty)(self.columns.wrap(fn)))
             return fn
 
         return decorator
@@ -224,6 +242,33 @@ class SmalltalkLanguageServer(LanguageServer):
             return snap
         return documents.disk_snapshot(self.path_of(uri))
 
+    # --- columns in the client's encoding (server.positions) --------------------------------
+
+    def wide_lines(self, uri: str) -> frozenset[int]:
+        """The lines of a document that hold a character outside the Basic Multilingual Plane
+        (where utf-16 columns differ from the model's)."""
+        doc = self.workspace.text_documents.get(uri) if self._has_workspace() else None
+        if doc is None:
+            return self.project.wide_lines(self.path_of(uri))
+        cached = self._wide.get(uri)
+        if cached is None or cached[0] != doc.version or doc.version is None:
+            cached = (doc.version, positions.wide_lines(doc.source))
+            self._wide[uri] = cached
+        return cached[1]
+
+    def line_text(self, uri: str, line: int) -> str | None:
+        text = self.document_text(uri)
+        return positions.line_text(text, line) if text is not None else None
+
+    def _converting(self) -> bool:
+        if not self._has_workspace():
+            return False
+        if self.workspace.position_encoding != positions.UTF16:
+            return False
+        if self.project.has_wide_lines():
+            return True
+        return any(self.wide_lines(uri) for uri in list(self.workspace.text_documents))
+
     def _has_workspace(self) -> bool:
         try:
             _ = self.workspace
@@ -260,6 +305,7 @@ class SmalltalkLanguageServer(LanguageServer):
         if handle is not None:
             handle.cancel()
         self.documents.forget(uri)
+        self._wide.pop(uri, None)
         self.run_hooks(self.on_document_closed, uri)
         path = self.path_of(uri)
         # The file on disk is the truth again (or nothing, for a deleted or untitled file).

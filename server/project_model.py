@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 #   "s": {selector: [method index, ...]}           sends and literal symbols
 #   "r": {Capitalised name: [method index, ...]}   class (and global) references
 #   "v": {name: [method index, ...]}               variable references
+#   "w": [line, ...]  (only when not empty)         lines with characters outside the BMP
 Summary = dict[str, Any]
 Loader = Callable[[], SourceFile | None]
 # key -> path -> indices (into the file's classes or methods); a file's removal is one `del`.
@@ -49,7 +50,7 @@ def summarize(source: SourceFile) -> Summary:
             refs.setdefault(name, []).append(i)
         for name in dict.fromkeys(method.variable_references):
             variables.setdefault(name, []).append(i)
-    return {
+    summary: Summary = {
         "c": [[c.name, c.kind, c.superclass] for c in source.classes],
         "m": [
             [
@@ -67,6 +68,10 @@ def summarize(source: SourceFile) -> Summary:
         "r": refs,
         "v": variables,
     }
+    wide = getattr(source, "wide_lines", None)
+    if wide:
+        summary["w"] = list(wide)
+    return summary
 
 
 class MethodRef(NamedTuple):
@@ -104,6 +109,8 @@ class ProjectModel:
         self._variable_refs: _Index = defaultdict(dict)
         # Methods per selector sending it, and per name referring to it (kept as counts so
         # completion can rank thousands of names cheaply).
+        # path -> lines holding characters outside the BMP (utf-16 columns differ there).
+        self._wide: dict[str, frozenset[int]] = {}
         self._send_counts: dict[str, int] = defaultdict(int)
         self._ref_counts: dict[str, int] = defaultdict(int)
         # Bumped on every change, so readers can cache what they derive from the model.
@@ -144,6 +151,8 @@ class ProjectModel:
             if key in self._files:
                 removed = self._remove_unlocked(key)
             self._files[key] = _Entry(summary, source, loader)
+            if summary.get("w"):
+                self._wide[key] = frozenset(summary["w"])
             added: set[str] = set()
             for i, (name, kind, superclass) in enumerate(summary["c"]):
                 self._classes[name].setdefault(key, []).append(i)
@@ -181,6 +190,7 @@ class ProjectModel:
         if entry is None:
             return set()
         summary = entry.summary
+        self._wide.pop(path, None)
         gone: set[str] = set()
         for name, _kind, superclass in summary["c"]:
             if _drop_path(self._classes, name, path):
@@ -263,6 +273,13 @@ class ProjectModel:
     def file(self, path: str) -> SourceFile | None:
         with self._lock:
             return self._source(path)
+
+    def wide_lines(self, path: str) -> frozenset[int]:
+        """Lines of the file with characters outside the Basic Multilingual Plane."""
+        return self._wide.get(path, frozenset())
+
+    def has_wide_lines(self) -> bool:
+        return bool(self._wide)
 
     def paths(self) -> list[str]:
         with self._lock:

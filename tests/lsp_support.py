@@ -36,9 +36,13 @@ def capabilities() -> types.ClientCapabilities:
 
 
 async def start_session(
-    client: LanguageClient, root: Path, options: Any = STATIC_ONLY
+    client: LanguageClient,
+    root: Path,
+    options: Any = STATIC_ONLY,
+    as_client: types.ClientCapabilities | None = None,
 ) -> types.InitializeResult:
-    """Initialize on `root`, and wait until the workspace scan has reported its end."""
+    """Initialize on `root` (as VS Code unless other capabilities are given), and wait until
+    the workspace scan has reported its end."""
     client.registrations = []  # type: ignore[attr-defined]
 
     @client.feature(types.CLIENT_REGISTER_CAPABILITY)
@@ -48,7 +52,7 @@ async def start_session(
     uri = from_fs_path(str(root))
     result = await client.initialize_session(
         types.InitializeParams(
-            capabilities=capabilities(),
+            capabilities=as_client or capabilities(),
             root_uri=uri,
             workspace_folders=[types.WorkspaceFolder(uri=uri, name=root.name)],
             initialization_options=options,

@@ -36,13 +36,12 @@ def diagnostics_of(source: SourceFile) -> list[types.Diagnostic]:
 def setup(ls: SmalltalkLanguageServer) -> None:
     def publish(uri: str, source: SourceFile) -> None:
         doc = ls.workspace.text_documents.get(uri)
-        ls.text_document_publish_diagnostics(
-            types.PublishDiagnosticsParams(
-                uri=uri,
-                diagnostics=diagnostics_of(source),
-                version=doc.version if doc is not None else None,
-            )
+        params = types.PublishDiagnosticsParams(
+            uri=uri,
+            diagnostics=diagnostics_of(source),
+            version=doc.version if doc is not None else None,
         )
+        ls.text_document_publish_diagnostics(ls.columns.to_client(params, uri))
 
     def clear(uri: str) -> None:
         ls.text_document_publish_diagnostics(

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from lsprotocol import types
 from tree_sitter import Query, QueryCursor
 
+from server import positions
 from server.features import common
 from server.features.analysis import LANGUAGE, PSEUDO_VARIABLES, MethodTree
 from server.project_model import ProjectModel
@@ -105,10 +106,12 @@ def _identifier(name: str, node, arguments: set[str], fields: dict[str, int]) ->
     return "variable", 0
 
 
-def encode(text: str, tokens: list[Token]) -> list[int]:
-    """LSP's relative encoding; tokens spanning lines are cut at each line end."""
+def encode(text: str, tokens: list[Token], utf16: bool = False) -> list[int]:
+    """LSP's relative encoding; tokens spanning lines are cut at each line end. With `utf16`
+    columns and lengths count utf-16 code units (see server.positions)."""
     data: list[int] = []
     last_line = last_char = 0
+    wide = positions.wide_lines(text) if utf16 else frozenset()
     for start, end, kind, modifiers in sorted(set(tokens)):
         while start < end:
             pos = position_at(text, start)
@@ -116,22 +119,27 @@ def encode(text: str, tokens: list[Token]) -> list[int]:
             while line_end < end and text[line_end] not in "\r\n":
                 line_end += 1
             if line_end > start:
+                column, length = pos.character, line_end - start
+                if pos.line in wide:
+                    line_start = start - pos.character
+                    column = positions.utf16_length(text[line_start:start])
+                    length = positions.utf16_length(text[start:line_end])
                 delta_line = pos.line - last_line
-                delta_char = pos.character - last_char if delta_line == 0 else pos.character
-                data += [delta_line, delta_char, line_end - start, kind, modifiers]
-                last_line, last_char = pos.line, pos.character
+                delta_char = column - last_char if delta_line == 0 else column
+                data += [delta_line, delta_char, length, kind, modifiers]
+                last_line, last_char = pos.line, column
             start = line_end
             while start < end and text[start] in "\r\n":
                 start += 1
     return data
 
 
-def document_tokens(snap: Snapshot, project: ProjectModel) -> list[int]:
+def document_tokens(snap: Snapshot, project: ProjectModel, utf16: bool = False) -> list[int]:
     tokens: list[Token] = []
     for method in snap.source.methods:
         tree = common.method_tree_of(snap, method)
         tokens += method_tokens(tree, project)
-    return encode(snap.text, tokens)
+    return encode(snap.text, tokens, utf16)
 
 
 def setup(ls: SmalltalkLanguageServer) -> None:
@@ -140,4 +148,5 @@ def setup(ls: SmalltalkLanguageServer) -> None:
         snap = ls.snapshot(params.text_document.uri)
         if snap is None:
             return None
-        return types.SemanticTokens(data=document_tokens(snap, ls.project))
+        utf16 = ls.workspace.position_encoding == positions.UTF16
+        return types.SemanticTokens(data=document_tokens(snap, ls.project, utf16))
