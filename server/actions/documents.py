@@ -61,6 +61,9 @@ def requirement_of(site: Site) -> str:
 def _header(run: Run, site: Site, seconds: float, role_name: str | None) -> str:
     where = site.path.replace("\\", "/").rsplit("/", 1)[-1]
     lines = _lines(site)
+    adapters = run.adapter_labels.get("reasoner")
+    if adapters:
+        role_name = f"{role_name} + {adapters}" if role_name else adapters
     model = f" ({role_name})" if role_name else ""
     return (
         f"_Written by the reasoning model{model} in {seconds:.1f} s, {run.tokens} tokens, "

@@ -5,18 +5,26 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from adapters.manager import AdapterSelection
 from server.actions.chat import Message, render_chat
 from server.actions.formats import CodeEdit
 from server.actions.generate import LongGeneration, generate_yielding
 from server.actions.models import ActionCancelled, ActionError, ActionModels
 from server.actions.targets import ActionKind, Site
-from server.engine.types import CancelToken, GenerateParams, StopCheck, TextEngine
+from server.engine.types import CancelToken, GenerateParams, Role, StopCheck, TextEngine
 from server.project_model import ProjectModel
 from smalltalk_grammar.model import SourceFile
 
 # (tokens generated so far in this action, a short status)
 Progress = Callable[[int, str], None]
+# The LoRA adapters a role's generations apply (chosen for the action's file by the caller).
+SelectAdapters = Callable[[Role], AdapterSelection]
+
+
+def no_adapters(role: Role) -> AdapterSelection:
+    return AdapterSelection()
 
 
 @dataclass(frozen=True)
@@ -76,11 +84,18 @@ class Run:
     worker), pausing for completions, reporting tokens, stopping on cancel."""
 
     def __init__(
-        self, models: ActionModels, cancel: CancelToken, progress: Progress | None = None
+        self,
+        models: ActionModels,
+        cancel: CancelToken,
+        progress: Progress | None = None,
+        adapters: SelectAdapters = no_adapters,
     ) -> None:
         self.models = models
         self.cancel = cancel
         self.progress = progress
+        self.adapters = adapters
+        # The adapters each role generated with, for people ("house-style, idioms×0.5").
+        self.adapter_labels: dict[Role, str] = {}
         self.tokens = 0
         self.pauses = 0
         self.generate_ms = 0.0
@@ -93,16 +108,24 @@ class Run:
                  seed: int = 0) -> LongGeneration:
         engine = self.models.reasoner(self.cancel)
         prompt = render_chat(engine.model.chat_template(), messages)
-        params = GenerateParams(max_tokens=max_tokens, temperature=temperature, seed=seed)
+        params = self._params("reasoner", max_tokens=max_tokens, temperature=temperature,
+                              seed=seed)
         return self.generate(engine, prompt, params, "reasoning model")
 
     def coder(self, prompt: str, max_tokens: int, temperature: float = 0.0, seed: int = 0,
               stop: tuple[str, ...] = (), stop_check: StopCheck | None = None) -> LongGeneration:
         engine = self.models.coder(self.cancel)
-        params = GenerateParams(
-            max_tokens=max_tokens, temperature=temperature, seed=seed, stop=stop
-        )
+        params = self._params("coder", max_tokens=max_tokens, temperature=temperature, seed=seed,
+                              stop=stop)
         return self.generate(engine, prompt, params, "coder model", stop_check)
+
+    def _params(self, role: Role, **values: Any) -> GenerateParams:
+        """GenerateParams with the role's adapters; their key keeps a KV prefix computed
+        under another adapter set from being reused."""
+        selection = self.adapters(role)
+        if selection.label:
+            self.adapter_labels[role] = selection.label
+        return GenerateParams(adapters=selection.pairs, adapter_key=selection.key, **values)
 
     def generate(self, engine: TextEngine, prompt: str, params: GenerateParams, label: str,
                  stop_check: StopCheck | None = None) -> LongGeneration:

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 from server.actions import Run
 from server.actions.summary import SummaryCache, summarize, summary_key
 from server.actions.targets import method_name
+from server.engine.types import Role
+from server.features.adapters import AdapterSelection, adapter_selection
 from server.features.code_actions import ActionsRuntime, runtime_of
 from smalltalk_grammar.model import MethodDef
 
@@ -36,13 +38,21 @@ class AiHover:
         self._failed: set[str] = set()
         self._lock = threading.Lock()
 
-    def _model(self) -> tuple[str, str] | None:
-        """(cache name, label) of the model that writes summaries, or None."""
+    def _model(self, path: str) -> tuple[str, str, AdapterSelection] | None:
+        """(cache name, label, adapters) of the model that writes summaries of a file's
+        methods, or None. The adapters are part of the cache name: a summary written under
+        one adapter set is not shown for another."""
         models = self.runtime.models
-        for role, label in (("reasoner", "reasoning model"), ("coder", "coder model")):
-            name = models.model_name(role)  # type: ignore[arg-type]
+        roles: tuple[tuple[Role, str], ...] = (("reasoner", "reasoning model"),
+                                               ("coder", "coder model"))
+        for role, label in roles:
+            name = models.model_name(role)
             if name is not None:
-                return f"{role}:{name}", label
+                adapters = adapter_selection(self.ls, role, path)
+                cache_name = f"{role}:{name}" + (f"+{adapters.key}" if adapters.key else "")
+                if adapters.label:
+                    label = f"{label} + {adapters.label}"
+                return cache_name, label, adapters
         return None
 
     def extra(self, ctx: Context) -> str | None:
@@ -52,10 +62,10 @@ class AiHover:
         method = ctx.method
         if method is None or (config is not None and not config.hover_summaries):
             return None
-        model = self._model()
+        model = self._model(ctx.snap.path)
         if model is None:
             return None
-        name, label = model
+        name, label, adapters = model
         key = summary_key(method, name)
         cache = SummaryCache(self.runtime.root_for(ctx.snap.path))
         found = cache.get(key)
@@ -67,15 +77,17 @@ class AiHover:
             fresh = key not in self._pending
             self._pending.add(key)
         if fresh:
-            self._queue(method, key, name, cache)
+            self._queue(method, key, name, cache, adapters)
         return PENDING_NOTE.format(label=label)
 
-    def _queue(self, method: MethodDef, key: str, name: str, cache: SummaryCache) -> None:
+    def _queue(self, method: MethodDef, key: str, name: str, cache: SummaryCache,
+               adapters: AdapterSelection) -> None:
         options = self.runtime.options()
 
         def work(cancel: Any) -> None:
             try:
-                run = Run(self.runtime.models, cancel)
+                # The adapters the cache key names, whatever changes while this waits.
+                run = Run(self.runtime.models, cancel, adapters=lambda _role: adapters)
                 text = summarize(method, run, options.summary_max_tokens)
                 if text:
                     cache.put(key, text, name)

@@ -45,7 +45,9 @@ from server.actions import (
 )
 from server.actions.formats import CodeEdit
 from server.actions.notes import read_note
+from server.engine.types import Role
 from server.features import common
+from server.features.adapters import AdapterSelection, adapter_selection
 from smalltalk_grammar.text import offset_at, position_at
 
 if TYPE_CHECKING:
@@ -293,9 +295,13 @@ async def execute(ls: SmalltalkLanguageServer, data: ActionData) -> ActionResult
     progress = _Progress(ls, f"{TITLES[data.kind]}: {inp.site.subject}")
     await progress.begin()
 
+    def adapters(role: Role) -> AdapterSelection:
+        # Asked when a role generates (the model may still be loading when the action starts).
+        return adapter_selection(ls, role, inp.site.path)
+
     def work(cancel: Any) -> ActionResult:
         inp.context = _retrieved(ls, inp)
-        return run_action(inp, Run(runtime.models, cancel, progress.report))
+        return run_action(inp, Run(runtime.models, cancel, progress.report, adapters))
 
     job = runtime.models.submit(work)
     progress.on_cancel.append(job.cancel.cancel)
