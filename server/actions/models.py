@@ -21,7 +21,6 @@ from server.engine.backend import EngineBackend
 from server.engine.registry import LlamaEngine, ModelRegistry
 from server.engine.types import (
     CancelToken,
-    FimTokens,
     GenerateParams,
     Generation,
     Role,
@@ -47,22 +46,13 @@ class ActionCancelled(ActionError):
     pass
 
 
-class _PrivateCoder:
-    """A TextEngine over the coder's weights with a context of its own."""
+class _PrivateCoder(LlamaEngine):
+    """The coder's weights with a context of its own (smaller; closed before the weights)."""
 
     def __init__(self, base: LlamaEngine) -> None:
-        spec = replace(base.spec, n_ctx=min(base.spec.n_ctx, CODER_N_CTX))
+        super().__init__(replace(base.spec, n_ctx=min(base.spec.n_ctx, CODER_N_CTX)), base.model)
         self.base = base
-        self.engine = LlamaEngine(spec, base.model)
         self.closing = threading.Event()
-
-    @property
-    def model_id(self) -> str:
-        return self.engine.model_id
-
-    @property
-    def fim(self) -> FimTokens | None:
-        return self.engine.fim
 
     def generate(
         self,
@@ -73,11 +63,11 @@ class _PrivateCoder:
     ) -> Generation:
         if self.closing.is_set():
             return Generation("", "error", error="the coder model was unloaded")
-        return self.engine.generate(prompt, params, _Either(cancel, self.closing), stop_check)
+        return super().generate(prompt, params, _Either(cancel, self.closing), stop_check)
 
     def close(self) -> None:
         self.closing.set()
-        self.engine.close()  # waits for a generation in progress (it stops within a token)
+        super().close()  # waits for a generation in progress (it stops within a token)
 
 
 class _Either(CancelToken):
