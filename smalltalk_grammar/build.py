@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from smalltalk_grammar import facts as ts
+from smalltalk_grammar.construct import make_method_def
 from smalltalk_grammar.facts import MethodFacts
 from smalltalk_grammar.model import Diagnostic, MethodDef, Side
 from smalltalk_grammar.text import ByteMap, LineIndex
@@ -56,7 +57,7 @@ def method_facts(source: str) -> MethodFacts:
     """Facts of a standalone method source (chunk or bracket style pattern and body)."""
     data = source.encode("utf-8")
     tree = ts.parse_bytes(data)
-    found = ts.collect(tree.root_node, data, ByteMap(source), 0)
+    found = ts.collect(tree.root_node, data, ByteMap(source), 0, source)
     if found.selector is None:
         guess_pattern(source, found)
     return found
@@ -104,11 +105,15 @@ def make_method(
     start: int,
     end: int,
     found: MethodFacts,
-    to_abs: Callable[[int], int],
     diagnostics: list[Diagnostic],
+    to_abs: Callable[[int], int] | None = None,
+    base: int = 0,
 ) -> MethodDef:
     """A MethodDef whose `range` is `start..end` of the file; facts offsets go through
-    `to_abs`. Syntax errors of the method are appended to `diagnostics`."""
+    `to_abs`, or (without it) are shifted by `base`. Syntax errors of the method are appended
+    to `diagnostics`."""
+    if to_abs is None:
+        to_abs = base.__add__
     if found.selector_span is not None:
         sel_start, sel_end = (to_abs(found.selector_span[0]), to_abs(found.selector_span[1]))
     else:
@@ -117,26 +122,26 @@ def make_method(
         diagnostics.append(
             Diagnostic(range=index.range(to_abs(err_start), to_abs(err_end)), message=message)
         )
-    # One validation of nested plain data: much cheaper than building each Position first.
-    return MethodDef.model_validate(
+    # The facts are cached and may serve other methods: the method gets its own lists.
+    return make_method_def(
         {
-            "class": class_name,
+            "class_name": class_name,
             "side": side,
             "selector": found.selector or "",
-            "keywords": found.keywords,
+            "keywords": [*found.keywords],
             "category": category if category is not None else found.pragma_category,
             "comment": found.comment,
             "source": source,
-            "range": index.range_dict(start, end),
-            "selector_range": index.range_dict(sel_start, sel_end),
+            "range": index.range(start, end),
+            "selector_range": index.range(sel_start, sel_end),
             "start_offset": start,
             "end_offset": end,
-            "sends": found.sends,
-            "symbols": found.symbols,
-            "class_references": found.class_references,
-            "variable_references": found.variable_references,
-            "arguments": found.arguments,
-            "temporaries": found.temporaries,
+            "sends": [*found.sends],
+            "symbols": [*found.symbols],
+            "class_references": [*found.class_references],
+            "variable_references": [*found.variable_references],
+            "arguments": [*found.arguments],
+            "temporaries": [*found.temporaries],
         }
     )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 import tree_sitter_pharo
 from tree_sitter import Language, Node, Parser, Tree
@@ -35,79 +36,95 @@ def parse_bytes(data: bytes, old_tree: Tree | None = None) -> Tree:
 
 
 # Node kinds as small ints: one kind name may have several ids (aliases), so map every id.
-_NAMES = [LANGUAGE.node_kind_for_id(i) or "" for i in range(LANGUAGE.node_kind_count)]
-_CODES = {
-    name: code
-    for code, name in enumerate(
-        [
-            "other",
-            "identifier",
-            "unary_identifier",
-            "binary_operator",
-            "keyword",
-            "keyword_message",
-            "cascaded_keyword_message",
-            "unary_message",
-            "cascaded_unary_message",
-            "binary_message",
-            "cascaded_binary_message",
-            "symbol",
-            "block_argument",
-            "temporaries",
-            "comment",
-            "ERROR",
-            "pragma",
-            "unary_selector",
-            "binary_selector",
-            "keyword_selector",
-            "method_metadata",
-            "method_header",
-            "string",
-            "number",
-            "character",
-            "method_body",
-            "method",
-            "source",
-            "method_definition",
-            "literal_array",
-        ]
-    )
-}
-# Indexed by kind_id; ERROR nodes have the id 65535, so the table covers every 16-bit id.
-_KIND = [_CODES.get(name, 0) for name in _NAMES] + [0] * (65536 - len(_NAMES))
-_KIND[65535] = _CODES["ERROR"]
+# Kinds below LEAF may have children and are walked into; LEAF and above are read where the
+# walk meets them and never walked into (leaves, and subtrees read as a whole).
 (
     OTHER,
-    IDENT,
-    UNARY_ID,
-    BINOP,
-    KEYWORD,
     KW_MSG,
     CKW_MSG,
     UN_MSG,
     CUN_MSG,
     BIN_MSG,
     CBIN_MSG,
-    SYMBOL,
-    BLOCK_ARG,
-    TEMPS,
-    COMMENT,
     ERROR,
-    PRAGMA,
+    # Walked into but read only outside methods (Tonel files, class definitions).
+    METHOD_DEF,
+    CLASS_DEF,
+    HEADER_PAIR,
+    STON_PAIR,
+    STON_VALUE,
+    STON_ARRAY,
+    LEAF,
+    IDENT,
+    KEYWORD,
+    UNARY_ID,
+    BINOP,
+    SYMBOL,
+    TEMPS,
+    BLOCK_ARG,
+    COMMENT,
     UN_SEL,
     BIN_SEL,
     KW_SEL,
-    METADATA,
     HEADER,
+    PRAGMA,
+    METADATA,
+    OPEN,
+    CLOSE,
     STRING,
-    NUMBER,
-    CHARACTER,
-    BODY,
-    METHOD,
-    SOURCE,
-    METHOD_DEF,
-    LIT_ARRAY,
-) = range(30)
+    CLASS_KW,
+) = range(33)
+_CODES = {
+    "keyword_message": KW_MSG,
+    "cascaded_keyword_message": CKW_MSG,
+    "unary_message": UN_MSG,
+    "cascaded_unary_message": CUN_MSG,
+    "binary_message": BIN_MSG,
+    "cascaded_binary_message": CBIN_MSG,
+    "ERROR": ERROR,
+    "method_definition": METHOD_DEF,
+    "class_definition": CLASS_DEF,
+    "class_header_pair": HEADER_PAIR,
+    "ston_pair": STON_PAIR,
+    "ston_value": STON_VALUE,
+    "ston_array": STON_ARRAY,
+    "identifier": IDENT,
+    "keyword": KEYWORD,
+    "unary_identifier": UNARY_ID,
+    "binary_operator": BINOP,
+    "symbol": SYMBOL,
+    "temporaries": TEMPS,
+    "block_argument": BLOCK_ARG,
+    "comment": COMMENT,
+    "unary_selector": UN_SEL,
+    "binary_selector": BIN_SEL,
+    "keyword_selector": KW_SEL,
+    "method_header": HEADER,
+    "pragma": PRAGMA,
+    "method_metadata": METADATA,
+    "[": OPEN,
+    "]": CLOSE,
+    "string": STRING,
+    "class_keyword": CLASS_KW,
+    # Named leaves that carry no facts.
+    "number": LEAF,
+    "character": LEAF,
+    "self": LEAF,
+    "super": LEAF,
+    "thisContext": LEAF,
+    "true": LEAF,
+    "false": LEAF,
+    "nil": LEAF,
+}
+_NAMES = [LANGUAGE.node_kind_for_id(i) or "" for i in range(LANGUAGE.node_kind_count)]
+_KIND = [
+    _CODES.get(name, OTHER if LANGUAGE.node_kind_is_named(i) else LEAF)
+    for i, name in enumerate(_NAMES)
+]
+# ERROR nodes have the id 65535, so the table covers every 16-bit id.
+_KIND += [OTHER] * (65536 - len(_KIND))
+_KIND[65535] = ERROR
+KIND = _KIND
 
 
 def kind(node: Node) -> int:
@@ -131,6 +148,15 @@ class MethodFacts:
     # `<category: 'x'>` (GNU Smalltalk writes method categories this way).
     pragma_category: str | None = None
     errors: list[tuple[int, int, str]] = field(default_factory=list)
+    # Of a Tonel `method_definition`, so that a cached entry needs no tree: the header's
+    # children (count, first one's text, whether the second is `class`, the last one's span)
+    # and the method's own `[` end and `]` start.
+    header_parts: int | None = None
+    owner: str = ""
+    class_side: bool = False
+    header_tail: tuple[int, int] | None = None
+    body_open: int | None = None
+    body_close: int | None = None
 
 
 def comment_text(raw: str) -> str:
@@ -154,87 +180,125 @@ def symbol_value(raw: str) -> str:
 _PSEUDO = frozenset({"self", "super", "thisContext", "true", "false", "nil"})
 
 
-def collect(root: Node, data: bytes, bmap: ByteMap, base: int) -> MethodFacts:
+def collect(
+    root: Node,
+    data: bytes,
+    bmap: ByteMap,
+    base: int,
+    text: str | None = None,
+    facts: MethodFacts | None = None,
+) -> MethodFacts:
     """Facts of the method under `root` (a `method`, `method_definition` or `source` node).
 
-    `data` is the byte string the tree was parsed from; offsets come out as characters of the
-    decoded text minus `base`.
+    `data` is the byte string the tree was parsed from and `text` (optional) the same text
+    decoded; offsets come out as characters of the decoded text minus `base`. `facts` may
+    come with the pattern already read (a Tonel header read from its text); the walk then
+    leaves the header alone.
 
     Speed matters here (every method of a project passes through): one TreeCursor walk, a
-    table lookup per node, and work only at the few node kinds that carry facts. Message
-    selectors are read at the message node, so identifier leaves need no parent context.
+    table lookup per node, leaves never asked for children, and work only at the few node
+    kinds that carry facts. A message's selector is read from its keyword/identifier/operator
+    leaves as the walk reaches them (the kind of each node on the path down is kept per
+    depth), so message nodes need no child lists; the message takes its place in `sends`
+    when the walk enters it, so the order is the tree's pre-order.
     """
-    facts = MethodFacts()
-    sends: list[str] = []
+    if facts is None:
+        facts = MethodFacts()
+    # str (unary, binary), list of keyword parts (keyword message), or None while unread.
+    sends: list[str | list[str] | None] = []
     symbols: list[str] = []
     refs: list[str] = []
-    declared: list[str] = []
+    declared: list[str] = list(facts.arguments)
+    temporaries = facts.temporaries
     check_missing = root.has_error
     error_end = -1  # end byte of the last ERROR reported: nested ERRORs repeat it
     kinds = _KIND
+    # For ASCII text byte offsets are character offsets: slice the str, no decoding.
+    chars = text if text is not None and bmap.ascii else None
+    limit = 64
+    path = [OTHER] * limit  # the kind of the node at each depth above the current one
+    slots: list[Any] = [None] * limit  # per depth: a message's entry in `sends`
+    depth = 0
     cursor = root.walk()
     while True:
-        node = cursor.node
-        assert node is not None
+        node: Node = cursor.node  # type: ignore[assignment]  # never None inside a tree
         k = kinds[node.kind_id]
-        descend = True
-        if k:
-            if k == IDENT:
-                refs.append(data[node.start_byte : node.end_byte].decode("utf-8", "replace"))
-            elif k == KW_MSG or k == CKW_MSG:
-                sends.append(
-                    "".join(
-                        data[c.start_byte : c.end_byte].decode("utf-8", "replace")
-                        for c in node.children
-                        if kinds[c.kind_id] == KEYWORD
-                    )
+        if check_missing and node.is_missing:
+            at = bmap.to_char(node.start_byte) - base
+            facts.errors.append((at, at, f"missing '{node.type}'"))
+        if k >= LEAF:
+            if k == LEAF or k == STRING:
+                pass
+            elif k == IDENT:
+                s, e = node.start_byte, node.end_byte
+                refs.append(
+                    chars[s:e] if chars is not None else data[s:e].decode("utf-8", "replace")
                 )
-            elif k == UN_MSG or k == CUN_MSG or k == BIN_MSG or k == CBIN_MSG:
-                want = UNARY_ID if k == UN_MSG or k == CUN_MSG else BINOP
-                for c in node.children:
-                    if kinds[c.kind_id] == want:
-                        sends.append(data[c.start_byte : c.end_byte].decode("utf-8", "replace"))
-                        break
+            elif k == KEYWORD:
+                if path[depth - 1] == KW_MSG or path[depth - 1] == CKW_MSG:
+                    s, e = node.start_byte, node.end_byte
+                    slots[depth - 1].append(
+                        chars[s:e] if chars is not None else data[s:e].decode("utf-8", "replace")
+                    )
+            elif k == UNARY_ID or k == BINOP:
+                parent = path[depth - 1]
+                if (
+                    (parent == UN_MSG or parent == CUN_MSG)
+                    if k == UNARY_ID
+                    else (parent == BIN_MSG or parent == CBIN_MSG)
+                ) and sends[slots[depth - 1]] is None:  # the message's first selector child
+                    s, e = node.start_byte, node.end_byte
+                    sends[slots[depth - 1]] = (
+                        chars[s:e] if chars is not None else data[s:e].decode("utf-8", "replace")
+                    )
+            elif k == OPEN or k == CLOSE:
+                if depth == 1:  # the brackets of a Tonel method_definition
+                    if k == OPEN:
+                        facts.body_open = bmap.to_char(node.end_byte) - base
+                    else:
+                        facts.body_close = bmap.to_char(node.start_byte) - base
             elif k == SYMBOL:
+                s, e = node.start_byte, node.end_byte
                 value = symbol_value(
-                    data[node.start_byte : node.end_byte].decode("utf-8", "replace")
+                    chars[s:e] if chars is not None else data[s:e].decode("utf-8", "replace")
                 )
                 if value:
                     symbols.append(value)
-                descend = False
             elif k == TEMPS:
                 for c in node.children:
                     if kinds[c.kind_id] == IDENT:
                         name = data[c.start_byte : c.end_byte].decode("utf-8", "replace")
-                        facts.temporaries.append(name)
+                        temporaries.append(name)
                         declared.append(name)
-                descend = False
             elif k == BLOCK_ARG:
                 raw = data[node.start_byte : node.end_byte].decode("utf-8", "replace")
                 name = raw.lstrip(":").strip()
-                facts.temporaries.append(name)
+                temporaries.append(name)
                 declared.append(name)
             elif k == COMMENT:
                 if facts.comment is None:
                     raw = data[node.start_byte : node.end_byte].decode("utf-8", "replace")
                     facts.comment = comment_text(raw)
+            elif k == HEADER:
+                if facts.header_parts is None:
+                    _header(node, facts, data, bmap, base)
+                    declared.extend(facts.arguments)
             elif k == UN_SEL or k == BIN_SEL or k == KW_SEL:
                 if facts.selector is None:
                     _pattern(node, facts, data, bmap, base)
                     declared.extend(facts.arguments)
-                descend = False
-            elif k == HEADER:
-                # `Foo class >> pattern`: the class name is no reference; read the pattern.
-                for c in node.children:
-                    if kinds[c.kind_id] in (UN_SEL, BIN_SEL, KW_SEL):
-                        _pattern(c, facts, data, bmap, base)
-                        declared.extend(facts.arguments)
-                descend = False
             elif k == PRAGMA:
                 _pragma(node, facts, data, symbols)
-                descend = False
-            elif k == METADATA:
-                descend = False
+        else:
+            if not k:
+                pass
+            elif k == KW_MSG or k == CKW_MSG:
+                parts: list[str] = []
+                slots[depth] = parts
+                sends.append(parts)
+            elif k == UN_MSG or k == CUN_MSG or k == BIN_MSG or k == CBIN_MSG:
+                slots[depth] = len(sends)
+                sends.append(None)
             elif k == ERROR:
                 if node.start_byte >= error_end:
                     error_end = node.end_byte
@@ -248,29 +312,60 @@ def collect(root: Node, data: bytes, bmap: ByteMap, base: int) -> MethodFacts:
                             f"syntax error near '{shown}'",
                         )
                     )
-        if check_missing and node.is_missing:
-            at = bmap.to_char(node.start_byte) - base
-            facts.errors.append((at, at, f"missing '{node.type}'"))
-        if descend and cursor.goto_first_child():
-            continue
+            if cursor.goto_first_child():
+                path[depth] = k
+                depth += 1
+                if depth == limit:
+                    limit += 64
+                    path.extend([OTHER] * 64)
+                    slots.extend([None] * 64)
+                continue
         while not cursor.goto_next_sibling():
             if not cursor.goto_parent():
                 break
+            depth -= 1
         else:
             continue
         break
 
-    facts.sends = list(dict.fromkeys(sends))
-    facts.symbols = list(dict.fromkeys(symbols))
-    hidden = _PSEUDO.union(declared)
+    facts.sends = list(
+        dict.fromkeys(
+            [
+                send if send.__class__ is str else "".join(send)  # type: ignore[arg-type]
+                for send in sends
+                if send is not None
+            ]
+        )
+    )
+    if symbols:
+        facts.symbols = list(dict.fromkeys(symbols))
+    hidden = _PSEUDO.union(declared) if declared else _PSEUDO
     classes = facts.class_references
     variables = facts.variable_references
     for name in dict.fromkeys(refs):
         if name not in hidden:
             (classes if name[0].isupper() else variables).append(name)
-    if len(facts.temporaries) > 1:
-        facts.temporaries = list(dict.fromkeys(facts.temporaries))
+    if len(temporaries) > 1:
+        facts.temporaries = list(dict.fromkeys(temporaries))
     return facts
+
+
+def _header(node: Node, facts: MethodFacts, data: bytes, bmap: ByteMap, base: int) -> None:
+    """`Foo class >> pattern`: the class name is no reference; read the pattern, and what a
+    Tonel reader needs of the header."""
+    parts = node.children
+    facts.header_parts = len(parts)
+    if parts:
+        first, last = parts[0], parts[-1]
+        facts.owner = data[first.start_byte : first.end_byte].decode("utf-8", "replace")
+        facts.class_side = len(parts) > 1 and _KIND[parts[1].kind_id] == CLASS_KW
+        facts.header_tail = (
+            bmap.to_char(last.start_byte) - base,
+            bmap.to_char(last.end_byte) - base,
+        )
+    for c in parts:
+        if _KIND[c.kind_id] in (UN_SEL, BIN_SEL, KW_SEL):
+            _pattern(c, facts, data, bmap, base)
 
 
 def _pattern(node: Node, facts: MethodFacts, data: bytes, bmap: ByteMap, base: int) -> None:

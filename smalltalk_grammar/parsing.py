@@ -13,9 +13,9 @@ import logging
 import os
 import re
 from collections.abc import Container, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tree_sitter import Tree
 
@@ -24,7 +24,15 @@ from smalltalk_grammar import filetree
 from smalltalk_grammar.bracket import parse_brackets
 from smalltalk_grammar.build import FactsCache, make_method
 from smalltalk_grammar.chunk import parse_chunks
-from smalltalk_grammar.model import Diagnostic, Position, Range, SourceFile, SourceFormat
+from smalltalk_grammar.construct import make_source_file
+from smalltalk_grammar.model import (
+    Diagnostic,
+    MethodDef,
+    Position,
+    Range,
+    SourceFile,
+    SourceFormat,
+)
 from smalltalk_grammar.text import ByteMap, LineIndex, decode, line_ending
 from smalltalk_grammar.tonel import looks_like_tonel, parse_tonel
 
@@ -94,30 +102,39 @@ def parse_text(
 
 def _parse_text(text: str, path: str | None, state: ParseState, encoding: str) -> SourceFile:
     index = LineIndex(text)
-    result = SourceFile(
-        path=path, format="method", encoding=encoding, line_ending=line_ending(text)
-    )
+    # The result is built once at the end; `given` are the fields counted as set, as if they
+    # had been assigned one by one.
+    values: dict[str, Any] = {
+        "path": path,
+        "format": "method",
+        "encoding": encoding,
+        "line_ending": line_ending(text),
+    }
+    given = set(values)
+    diagnostics: list[Diagnostic] = []
     if not text.strip():
-        result.diagnostics.append(
+        diagnostics.append(
             Diagnostic(range=_START, message="empty file: nothing to parse", severity="information")
         )
         state.tree = state.data = None
-        return result
+        values["diagnostics"] = diagnostics
+        return make_source_file(values, given)
     location = filetree.method_location(path)
     if location is not None:
-        result.format = "filetree"
-        result.methods, result.diagnostics = filetree.parse_method_file(
+        values["format"] = "filetree"
+        values["methods"], values["diagnostics"] = filetree.parse_method_file(
             text, location, index, state.cache
         )
         state.tree = state.data = None
-        return result
+        return make_source_file(values)
     fmt = detect_format(text)
-    result.format = fmt
+    values["format"] = fmt
+    values["diagnostics"] = diagnostics
     if fmt != state.format:
         state.tree = None
     state.format = fmt
     if fmt == "method" and len(text) > METHOD_LIMIT:
-        result.diagnostics.append(
+        diagnostics.append(
             Diagnostic(
                 range=_START,
                 message=f"not a recognised Smalltalk file format, and too large ({len(text)} "
@@ -125,44 +142,54 @@ def _parse_text(text: str, path: str | None, state: ParseState, encoding: str) -
             )
         )
         state.tree = state.data = None
-        return result
+        return make_source_file(values, given)
     if fmt in ("tonel", "method"):
         data = text.encode("utf-8")
         tree = ts.parse_bytes(data, state.tree)
         state.tree, state.data = tree, data
         if fmt == "tonel":
             found = parse_tonel(text, data, tree, index, state.cache)
-            result.classes, result.methods = found.classes, found.methods
-            result.diagnostics.extend(found.diagnostics)
-        else:
-            _bare_method(text, data, tree, index, state, result)
-        return result
+            values["classes"], values["methods"] = found.classes, found.methods
+            diagnostics.extend(found.diagnostics)
+            return make_source_file(values, given | {"classes", "methods"})
+        methods: list[MethodDef] = []
+        values["methods"] = methods
+        _bare_method(text, data, tree, index, state, methods, diagnostics)
+        return make_source_file(values, given)
     state.tree = state.data = None
     if fmt == "chunk":
-        result.classes, result.methods, diags = parse_chunks(text, index, state.cache)
+        values["classes"], values["methods"], diags = parse_chunks(text, index, state.cache)
+        given |= {"classes", "methods"}
     else:
-        result.classes, result.methods, result.doits, diags = parse_brackets(
+        values["classes"], values["methods"], values["doits"], diags = parse_brackets(
             text, index, state.cache
         )
-    result.diagnostics.extend(diags)
-    return result
+        given |= {"classes", "methods", "doits"}
+    diagnostics.extend(diags)
+    return make_source_file(values, given)
 
 
 def _bare_method(
-    text: str, data: bytes, tree: Tree, index: LineIndex, state: ParseState, result: SourceFile
+    text: str,
+    data: bytes,
+    tree: Tree,
+    index: LineIndex,
+    state: ParseState,
+    methods: list[MethodDef],
+    diagnostics: list[Diagnostic],
 ) -> None:
     """A file holding one method (pattern and body), as an editor shows a method alone."""
     start = len(text) - len(text.lstrip())
     source = text.strip()
     found = state.cache.lookup(source)
     if found is None:
-        found = ts.collect(tree.root_node, data, ByteMap(text), start)
+        found = ts.collect(tree.root_node, data, ByteMap(text), start, text)
         if found.selector is None:
             from smalltalk_grammar.build import guess_pattern
 
             guess_pattern(source, found)
         state.cache.store(source, found)
-    result.methods.append(
+    methods.append(
         make_method(
             index,
             class_name="",
@@ -172,8 +199,8 @@ def _bare_method(
             start=start,
             end=start + len(source),
             found=found,
-            to_abs=lambda offset: start + offset,
-            diagnostics=result.diagnostics,
+            base=start,
+            diagnostics=diagnostics,
         )
     )
 
@@ -217,9 +244,10 @@ def _parse(text: str | bytes, path: str | None, state: ParseState) -> SourceFile
 def parse_file(path: Path, cache: FactsCache | None = None) -> SourceFile:
     """One file from disk: any `.st` format, a FileTree method file (class and side from its
     folders) or a FileTree class `properties.json` (with README.md as the comment)."""
-    path = Path(path)
+    if not isinstance(path, Path):
+        path = Path(path)
     try:
-        data = path.read_bytes()
+        data = read_bytes(str(path))
     except OSError as err:
         return _failed(str(path), f"cannot read file: {err.strerror or err}")
     try:
@@ -229,6 +257,22 @@ def parse_file(path: Path, cache: FactsCache | None = None) -> SourceFile:
     except Exception as err:
         log.exception("parsing %s failed", path)
         return _failed(str(path), f"internal parser error: {err!r}")
+
+
+def read_bytes(path: str) -> bytes:
+    """A file's bytes: what Path.read_bytes does, with fewer layers (this runs per file)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        size = os.fstat(fd).st_size
+        data = os.read(fd, size + 1)  # one byte more: a file that grew shows it here
+        if len(data) <= size:
+            return data
+        parts = [data]
+        while chunk := os.read(fd, 1 << 20):
+            parts.append(chunk)
+        return b"".join(parts)
+    finally:
+        os.close(fd)
 
 
 def _properties(path: Path, data: bytes) -> SourceFile:
@@ -297,15 +341,18 @@ def parse_path(path: Path) -> list[SourceFile]:
         return [parse_file(p, cache) for p in iter_project(Path(path))]
 
 
-@contextmanager
-def paused_gc() -> Iterator[None]:
-    """Parsing allocates many small objects and no reference cycles; the cyclic collector's
-    full passes over an already large heap (a parsed project, an open document's last
-    result) cost more than the parse itself. The outermost user turns it back on."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
+class paused_gc:
+    """`with paused_gc():` Parsing allocates many small objects and no reference cycles; the
+    cyclic collector's full passes over an already large heap (a parsed project, an open
+    document's last result) cost more than the parse itself. The outermost user turns it back
+    on. (A class, not a generator: it is entered once per file.)"""
+
+    __slots__ = ("enabled",)
+
+    def __enter__(self) -> None:
+        self.enabled = gc.isenabled()
+        gc.disable()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
             gc.enable()

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from itertools import accumulate
 from typing import Literal
 
+from smalltalk_grammar.construct import make_range
 from smalltalk_grammar.model import Position, Range
 
 LineEnding = Literal["lf", "crlf", "cr", "mixed", "none"]
@@ -95,7 +96,14 @@ class LineIndex:
         return {"line": line, "character": offset - self.starts[line]}
 
     def range(self, start: int, end: int) -> Range:
-        return Range.model_validate(self.range_dict(start, end))
+        # position() twice, inlined: every method and class asks for two of these.
+        starts = self.starts
+        size = len(self.text)
+        start = 0 if start < 0 else size if start > size else start
+        end = 0 if end < 0 else size if end > size else end
+        line = bisect_right(starts, start) - 1
+        end_line = bisect_right(starts, end) - 1
+        return make_range(line, start - starts[line], end_line, end - starts[end_line])
 
     def range_dict(self, start: int, end: int) -> dict[str, dict[str, int]]:
         return {"start": self.position_dict(start), "end": self.position_dict(end)}

@@ -18,8 +18,9 @@ from tree_sitter import Node, Tree
 from smalltalk_grammar import facts as ts
 from smalltalk_grammar import lexer
 from smalltalk_grammar.build import FactsCache, make_method
-from smalltalk_grammar.facts import comment_text, symbol_value
-from smalltalk_grammar.model import ClassDef, ClassKind, Diagnostic, MethodDef, Side
+from smalltalk_grammar.construct import make_class_def
+from smalltalk_grammar.facts import MethodFacts, comment_text, symbol_value
+from smalltalk_grammar.model import ClassDef, ClassKind, Diagnostic, MethodDef
 from smalltalk_grammar.text import ByteMap, LineIndex
 
 _DEFINITION = re.compile(r"\A\s*(?:\"[^\"]*\"\s*)*(Class|Trait|Extension|Package)\s*\{")
@@ -34,6 +35,80 @@ _NEXT_ITEM = re.compile(
     r"[ \t]*(?:\r\n|\r|\n)\s*(?:\{|[A-Za-z_][\w.]*(?:[ \t]+class)?[ \t]*>>|\Z)|\s*\Z"
 )
 _KINDS: dict[str, ClassKind] = {"Class": "class", "Trait": "trait", "Extension": "extension"}
+
+
+# A plain Tonel method header (`Foo class >> at: i put: v`), read from its text instead of its
+# nodes; anything else (comments, trailing dots) is read from the nodes.
+_ID = r"[A-Za-z_][A-Za-z0-9_]*"
+_SP = r"[ \t\r\n\f]"
+_METHOD_HEADER = re.compile(
+    rf"(?P<owner>{_ID})(?:{_SP}+(?P<side>class|classSide))?{_SP}*>>(?:{_SP}+|(?=[A-Za-z_]))"
+    rf"(?:(?P<kw>{_ID}:{_SP}*{_ID}(?:{_SP}+{_ID}:{_SP}*{_ID})*)"
+    rf"|(?P<bin>[-+\\/*~<>=@,%|&?!]+){_SP}*(?P<arg>{_ID})"
+    rf"|(?P<un>{_ID}))"
+)
+_KEYWORD_ARG = re.compile(rf"({_ID}:){_SP}*({_ID})")
+_PATTERN_PART = re.compile(rf"{_ID}:?|[-+\\/*~<>=@,%|&?!]+")
+
+
+def _header_facts(text: str, start: int, end: int) -> MethodFacts | None:
+    """The facts a header gives (what `facts._header` reads from its nodes), offsets relative
+    to `start`; None when the header is not a plain one."""
+    m = _METHOD_HEADER.fullmatch(text, start, end)
+    if m is None:
+        return None
+    facts = MethodFacts()
+    facts.owner = m.group("owner")
+    facts.class_side = m.group("side") is not None
+    facts.header_parts = 4 if facts.class_side else 3
+    keywords = m.group("kw")
+    if keywords is not None:
+        pattern_start, pattern_end = m.span("kw")
+        pairs = _KEYWORD_ARG.findall(keywords)
+        facts.keywords = [keyword for keyword, _ in pairs]
+        facts.arguments = [argument for _, argument in pairs]
+        facts.selector = "".join(facts.keywords)
+    elif m.group("bin") is not None:
+        pattern_start, pattern_end = m.start("bin"), m.end("arg")
+        facts.selector = m.group("bin")
+        facts.arguments = [m.group("arg")]
+    else:
+        pattern_start, pattern_end = m.span("un")
+        facts.selector = m.group("un")
+    facts.header_tail = facts.pattern_span = (pattern_start - start, pattern_end - start)
+    # The selector range stays on the pattern's first line: cut after the last part that
+    # starts before the first line break.
+    breaks = [
+        i
+        for i in (
+            text.find("\n", pattern_start, pattern_end),
+            text.find("\r", pattern_start, pattern_end),
+        )
+        if i >= 0
+    ]
+    selector_end = pattern_end
+    if breaks:
+        cut = min(breaks)
+        for part in _PATTERN_PART.finditer(text, pattern_start, cut):
+            selector_end = part.end()
+    facts.selector_span = (pattern_start - start, selector_end - start)
+    return facts
+
+
+_categories: dict[str, str | None] = {}
+
+
+def _category(metadata: str) -> str | None:
+    """The category in a method's metadata (`{ #category : #accessing }`); the few distinct
+    metadata texts of a project are remembered."""
+    if metadata in _categories:
+        return _categories[metadata]
+    found = _CATEGORY.search(metadata)
+    category = symbol_value(found.group(1)) if found else None
+    if len(_categories) >= 4096:
+        _categories.clear()
+    _categories[metadata] = category
+    return category
 
 
 def looks_like_tonel(text: str) -> bool:
@@ -70,17 +145,18 @@ class TonelReader:
     # --- clean trees ----------------------------------------------------------------------
 
     def _clean(self, root: Node) -> None:
+        kinds = ts.KIND
         for top in root.children:
             comment: Node | None = None
             for child in top.children:
-                kind = child.type
-                if kind == "comment":
+                kind = kinds[child.kind_id]
+                if kind == ts.COMMENT:
                     comment = child
                     continue
-                if kind == "class_definition":
-                    self._class(child, comment)
-                elif kind == "method_definition":
+                if kind == ts.METHOD_DEF:
                     self._method_node(child)
+                elif kind == ts.CLASS_DEF:
+                    self._class(child, comment)
                 comment = None
 
     def _node_text(self, node: Node) -> str:
@@ -94,17 +170,18 @@ class TonelReader:
         header = node.child(1)
         if kind_node is None or header is None:
             return
+        kinds = ts.KIND
         values: dict[str, tuple[Node, str | list[str] | None]] = {}
         for pair in header.children:
-            if pair.type != "class_header_pair":
+            if kinds[pair.kind_id] != ts.HEADER_PAIR:
                 continue
-            if pair.child_count == 1 and pair.children[0].type == "ston_pair":
-                pair = pair.children[0]
-            if pair.child_count < 3:
+            parts = pair.children
+            if len(parts) == 1 and kinds[parts[0].kind_id] == ts.STON_PAIR:
+                parts = parts[0].children
+            if len(parts) < 3:
                 continue
-            key = symbol_value(self._node_text(pair.children[0]))
-            value_node = pair.children[2]
-            values[key] = (value_node, self._ston(value_node))
+            value_node = parts[2]
+            values[symbol_value(self._node_text(parts[0]))] = (value_node, self._ston(value_node))
         name_entry = values.get("name")
         if name_entry is None or not isinstance(name_entry[1], str):
             self._error(node, "class definition without #name")
@@ -130,7 +207,7 @@ class TonelReader:
             name_start += 1
         kind = _KINDS.get(self._node_text(kind_node), "class")
         self.result.classes.append(
-            ClassDef.model_validate(
+            make_class_def(
                 {
                     "name": name_entry[1],
                     "superclass": text_value("superclass"),
@@ -141,75 +218,82 @@ class TonelReader:
                     "class_variables": list_value("classVars"),
                     "class_instance_variables": list_value("classInstVars"),
                     "traits": text_value("traits"),
-                    "range": self.index.range_dict(
+                    "range": self.index.range(
                         self._char(node.start_byte), self._char(node.end_byte)
                     ),
-                    "name_range": self.index.range_dict(name_start, self._char(name_node.end_byte)),
+                    "name_range": self.index.range(name_start, self._char(name_node.end_byte)),
                 }
             )
         )
 
     def _ston(self, node: Node) -> str | list[str] | None:
-        kind = node.type
-        if kind == "ston_value" and node.child_count:
+        kind = ts.KIND[node.kind_id]
+        if kind == ts.STON_VALUE and node.child_count:
             return self._ston(node.children[0])
-        if kind in ("symbol", "string"):
+        if kind == ts.SYMBOL or kind == ts.STRING:
             return symbol_value(self._node_text(node))
-        if kind == "ston_array":
+        if kind == ts.STON_ARRAY:
             items = [self._ston(c) for c in node.children if c.is_named]
             return [i for i in items if isinstance(i, str)]
-        if kind == "identifier":
+        if kind == ts.IDENT:
             return self._node_text(node)
         return None
 
     def _method_node(self, node: Node) -> None:
-        header = metadata = opener = closer = None
-        for child in node.children:
-            kind = child.type
-            if kind == "method_header":
+        # Only the metadata and the header are looked up here; everything else (owner, side,
+        # pattern, the body's brackets, sends...) comes from the facts walk, which a re-parse
+        # finds in the cache by the method's text.
+        metadata = header = None
+        cursor = node.walk()
+        more = cursor.goto_first_child()
+        while more:
+            child: Node = cursor.node  # type: ignore[assignment]
+            kind = ts.KIND[child.kind_id]
+            if kind == ts.HEADER:
                 header = child
-            elif kind == "method_metadata":
+                break
+            if kind == ts.METADATA:
                 metadata = child
-            elif kind == "[":
-                opener = child
-            elif kind == "]":
-                closer = child
-        header_parts = header.children if header is not None else []
-        if header is None or len(header_parts) < 3:
+            more = cursor.goto_next_sibling()
+        if header is None:
             self._error(node, "method without a header")
             return
-        selector_node = header_parts[-1]
-        owner = self._node_text(header_parts[0])
-        side: Side = "class" if header_parts[1].type == "class_keyword" else "instance"
-        category = None
-        if metadata is not None:
-            found = _CATEGORY.search(self._node_text(metadata))
-            if found:
-                category = symbol_value(found.group(1))
         to_char = self.bmap.to_char
         start = to_char(header.start_byte)
         end = to_char(node.end_byte)
-        body_start = to_char(opener.end_byte) if opener is not None else end
-        body_end = to_char(closer.start_byte) if closer is not None else end
         text = self.text
-        pattern = text[to_char(selector_node.start_byte) : to_char(selector_node.end_byte)]
-        source = pattern + text[body_start:body_end].rstrip()
         key = text[start:end]
-        found_facts = self.cache.lookup(key)
-        if found_facts is None:
-            found_facts = ts.collect(node, self.data, self.bmap, start)
-            self.cache.store(key, found_facts)
+        found = self.cache.lookup(key)
+        if found is None or found.header_parts is None:
+            found = ts.collect(
+                node,
+                self.data,
+                self.bmap,
+                start,
+                text,
+                _header_facts(text, start, to_char(header.end_byte)),
+            )
+            self.cache.store(key, found)
+        if found.header_parts is None or found.header_parts < 3 or found.header_tail is None:
+            self._error(node, "method without a header")
+            return
+        category = None
+        if metadata is not None:
+            category = _category(self._node_text(metadata))
+        body_start = start + found.body_open if found.body_open is not None else end
+        body_end = start + found.body_close if found.body_close is not None else end
+        pattern = text[start + found.header_tail[0] : start + found.header_tail[1]]
         self.result.methods.append(
             make_method(
                 self.index,
-                class_name=owner,
-                side=side,
+                class_name=found.owner,
+                side="class" if found.class_side else "instance",
                 category=category,
-                source=source,
+                source=pattern + text[body_start:body_end].rstrip(),
                 start=start,
                 end=end,
-                found=found_facts,
-                to_abs=lambda offset: start + offset,
+                found=found,
+                base=start,
                 diagnostics=self.result.diagnostics,
             )
         )

@@ -1,0 +1,211 @@
+"""Model objects built from data the parser produced itself, without validating it again.
+
+Every method of a project becomes a MethodDef with two Ranges of two Positions each: seven
+pydantic objects. Validating plain dicts into them was the largest single cost of parsing
+after tree-sitter itself, much of it allocation (each validated object gets its own
+`__pydantic_fields_set__`). pydantic's `model_construct` is a Python loop over the fields and
+slower still. So the objects are assembled directly, setting exactly the four slots validation
+sets; the frozen Position and Range, and MethodDef (always built with every field), share one
+fields set per class, which `__setattr__` can only add names to that are already in it.
+
+The data must already have the model's types (it comes from the parser, never from outside).
+At import the direct path is checked against validation on a sample; if a pydantic version
+ever disagrees, validation is used instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from smalltalk_grammar.model import ClassDef, MethodDef, Position, Range, SourceFile
+
+log = logging.getLogger(__name__)
+
+_new = object.__new__
+_set = object.__setattr__
+_POSITION_FIELDS = set(Position.model_fields)
+_RANGE_FIELDS = set(Range.model_fields)
+_METHOD_FIELDS = set(MethodDef.model_fields)
+
+
+def _defaults(model: type[Any]) -> list[tuple[str, Any, bool]]:
+    """(name, default, whether the default is a factory) of each field, in order."""
+    return [
+        (name, info.default_factory or info.default, info.default_factory is not None)
+        for name, info in model.model_fields.items()
+    ]
+
+
+_CLASS_FIELDS = _defaults(ClassDef)
+_FILE_FIELDS = _defaults(SourceFile)
+
+
+def _position(line: int, character: int) -> Position:
+    p = _new(Position)
+    _set(p, "__dict__", {"line": line, "character": character})
+    _set(p, "__pydantic_fields_set__", _POSITION_FIELDS)
+    _set(p, "__pydantic_extra__", None)
+    _set(p, "__pydantic_private__", None)
+    return p
+
+
+def _range(start_line: int, start_char: int, end_line: int, end_char: int) -> Range:
+    # _position inlined twice: this runs twice for every method.
+    start = _new(Position)
+    _set(start, "__dict__", {"line": start_line, "character": start_char})
+    _set(start, "__pydantic_fields_set__", _POSITION_FIELDS)
+    _set(start, "__pydantic_extra__", None)
+    _set(start, "__pydantic_private__", None)
+    end = _new(Position)
+    _set(end, "__dict__", {"line": end_line, "character": end_char})
+    _set(end, "__pydantic_fields_set__", _POSITION_FIELDS)
+    _set(end, "__pydantic_extra__", None)
+    _set(end, "__pydantic_private__", None)
+    r = _new(Range)
+    _set(r, "__dict__", {"start": start, "end": end})
+    _set(r, "__pydantic_fields_set__", _RANGE_FIELDS)
+    _set(r, "__pydantic_extra__", None)
+    _set(r, "__pydantic_private__", None)
+    return r
+
+
+def _method(values: dict[str, Any]) -> MethodDef:
+    """`values`: every MethodDef field by name (`class_name`, not the alias), in field order."""
+    m = _new(MethodDef)
+    _set(m, "__dict__", values)
+    _set(m, "__pydantic_fields_set__", _METHOD_FIELDS)
+    _set(m, "__pydantic_extra__", None)
+    _set(m, "__pydantic_private__", None)
+    return m
+
+
+def _class(values: dict[str, Any]) -> ClassDef:
+    """`values`: the ClassDef fields given, by name; the others get their defaults."""
+    full = {
+        name: values[name] if name in values else default() if factory else default
+        for name, default, factory in _CLASS_FIELDS
+    }
+    c = _new(ClassDef)
+    _set(c, "__dict__", full)
+    _set(c, "__pydantic_fields_set__", set(values))
+    _set(c, "__pydantic_extra__", None)
+    _set(c, "__pydantic_private__", None)
+    return c
+
+
+def _source_file(values: dict[str, Any], fields_set: set[str] | None = None) -> SourceFile:
+    """`values`: SourceFile fields by name, the others get their defaults; `fields_set`: the
+    fields counted as set (default: those in `values`). The lists of methods and classes are
+    taken as they are (their items are built already)."""
+    full = {
+        name: values[name] if name in values else default() if factory else default
+        for name, default, factory in _FILE_FIELDS
+    }
+    f = _new(SourceFile)
+    _set(f, "__dict__", full)
+    _set(f, "__pydantic_fields_set__", set(values) if fields_set is None else fields_set)
+    _set(f, "__pydantic_extra__", None)
+    _set(f, "__pydantic_private__", None)
+    return f
+
+
+def _validated_range(start_line: int, start_char: int, end_line: int, end_char: int) -> Range:
+    return Range.model_validate(
+        {
+            "start": {"line": start_line, "character": start_char},
+            "end": {"line": end_line, "character": end_char},
+        }
+    )
+
+
+def _validated_method(values: dict[str, Any]) -> MethodDef:
+    return MethodDef.model_validate(values)
+
+
+def _validated_class(values: dict[str, Any]) -> ClassDef:
+    return ClassDef.model_validate(values)
+
+
+def _validated_source_file(
+    values: dict[str, Any], fields_set: set[str] | None = None
+) -> SourceFile:
+    # Validate only the plain fields; the built items are put in afterwards, unvalidated.
+    items = {k: values[k] for k in ("classes", "methods", "diagnostics", "doits") if k in values}
+    plain = {k: v for k, v in values.items() if k not in items}
+    result = SourceFile.model_validate(plain)
+    for key, value in items.items():
+        setattr(result, key, value)
+    if fields_set is not None:
+        result.__pydantic_fields_set__ = fields_set
+    return result
+
+
+def _same(a: Any, b: Any) -> bool:
+    return (
+        type(a) is type(b)
+        and a == b
+        and a.model_dump() == b.model_dump()
+        and list(a.__dict__) == list(b.__dict__)
+        and a.model_fields_set == b.model_fields_set
+        and a.__pydantic_extra__ == b.__pydantic_extra__
+        and a.__pydantic_private__ == b.__pydantic_private__
+    )
+
+
+def _agrees() -> bool:
+    """The direct path builds what validation builds, for this pydantic version."""
+    try:
+        rng = _range(1, 2, 3, 4)
+        method = {
+            "class_name": "Foo",
+            "side": "class",
+            "selector": "at:put:",
+            "keywords": ["at:", "put:"],
+            "category": None,
+            "comment": "c",
+            "source": "at: i put: v ^ v",
+            "range": rng,
+            "selector_range": _range(1, 2, 1, 9),
+            "start_offset": 5,
+            "end_offset": 30,
+            "sends": ["x"],
+            "symbols": [],
+            "class_references": ["Bar"],
+            "variable_references": [],
+            "arguments": ["i", "v"],
+            "temporaries": [],
+        }
+        cls = {
+            "name": "Foo",
+            "superclass": "Object",
+            "range": rng,
+            "name_range": rng,
+            "traits": None,
+        }
+        return (
+            _same(rng, _validated_range(1, 2, 3, 4))
+            and _same(_method(dict(method)), MethodDef.model_validate(method))
+            and _same(_class(cls), ClassDef.model_validate(cls))
+            and set(MethodDef.model_fields) == set(method)
+        )
+    except Exception:  # any surprise from pydantic's internals: validate instead
+        log.exception("direct model construction failed its check")
+        return False
+
+
+if _agrees():
+    make_range, make_method_def, make_class_def, make_source_file = (
+        _range,
+        _method,
+        _class,
+        _source_file,
+    )
+else:  # pragma: no cover - only with a pydantic whose internals changed
+    log.warning("pydantic internals differ from what construct.py expects; validating instead")
+    make_range, make_method_def, make_class_def, make_source_file = (
+        _validated_range,
+        _validated_method,
+        _validated_class,
+        _validated_source_file,
+    )
