@@ -119,3 +119,29 @@ def test_semantic_tokens_count_utf16_units_on_wide_lines():
     tokens = [(foo, foo + 3, 1, 0), (foo + 4, foo + 7, 2, 0)]
     assert encode(text, tokens) == [1, 4, 3, 1, 0, 0, 4, 3, 2, 0]
     assert encode(text, tokens, utf16=True) == [1, 5, 3, 1, 0, 0, 4, 3, 2, 0]
+
+
+def test_workspace_edits_are_converted_per_document_and_copied():
+    lines = {"file:///a.st": f"{EMOJI}x", "file:///b.st": "plain"}
+    converter = positions.Converter(
+        lambda uri: {0} if EMOJI in lines[uri] else frozenset(),
+        lambda uri, line: lines[uri],
+        "out",
+    )
+    at_x = types.Range(start=types.Position(0, 1), end=types.Position(0, 2))
+    edit = types.WorkspaceEdit(
+        changes={
+            "file:///a.st": [types.TextEdit(range=at_x, new_text="y")],
+            "file:///b.st": [types.TextEdit(range=at_x, new_text="y")],
+        }
+    )
+    converted = converter.convert(edit, None)
+    assert converted.changes["file:///a.st"][0].range.start.character == 2
+    assert converted.changes["file:///b.st"][0].range.start.character == 1
+    assert edit.changes["file:///a.st"][0].range.start.character == 1  # the original is kept
+    identifier = types.OptionalVersionedTextDocumentIdentifier(uri="file:///a.st", version=None)
+    document_edit = types.TextDocumentEdit(
+        text_document=identifier, edits=[types.TextEdit(range=at_x, new_text="y")]
+    )
+    converted = converter.convert(types.WorkspaceEdit(document_changes=[document_edit]), None)
+    assert converted.document_changes[0].edits[0].range.end.character == 3

@@ -344,7 +344,7 @@ def workspace_edit(ls: SmalltalkLanguageServer, edit: CodeEdit) -> types.Workspa
         )
         text_edits.setdefault(uri, []).append(types.TextEdit(range=rng, new_text=change.new_text))
     if not edit.files:
-        return types.WorkspaceEdit(changes=text_edits)
+        return ls.columns.to_client(types.WorkspaceEdit(changes=text_edits))
     if not _can_create_files(ls):
         raise ActionError(
             "this editor cannot create files through workspace edits (no 'create' resource "
@@ -362,7 +362,8 @@ def workspace_edit(ls: SmalltalkLanguageServer, edit: CodeEdit) -> types.Workspa
         identifier = types.OptionalVersionedTextDocumentIdentifier(uri=uri, version=None)
         insert = types.TextEdit(range=types.Range(start=origin, end=origin), new_text=new_file.text)
         changes.append(types.TextDocumentEdit(text_document=identifier, edits=[insert]))
-    return types.WorkspaceEdit(document_changes=changes)
+    # In the client's columns (server.positions); the edits are built in code points.
+    return ls.columns.to_client(types.WorkspaceEdit(document_changes=changes))
 
 
 def _can_create_files(ls: SmalltalkLanguageServer) -> bool:
