@@ -9,7 +9,7 @@ method text can be cached and reused at another place in the file.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import tree_sitter_pharo
@@ -131,32 +131,54 @@ def kind(node: Node) -> int:
     return _KIND[node.kind_id]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class MethodFacts:
-    selector: str | None = None
-    keywords: list[str] = field(default_factory=list)
+    selector: str | None
+    keywords: list[str]
     # The pattern (`at: i put: v`) as (start, end), and the part of it on its first line.
-    pattern_span: tuple[int, int] | None = None
-    selector_span: tuple[int, int] | None = None
-    arguments: list[str] = field(default_factory=list)
-    temporaries: list[str] = field(default_factory=list)
-    sends: list[str] = field(default_factory=list)
-    symbols: list[str] = field(default_factory=list)
-    class_references: list[str] = field(default_factory=list)
-    variable_references: list[str] = field(default_factory=list)
-    comment: str | None = None
+    pattern_span: tuple[int, int] | None
+    selector_span: tuple[int, int] | None
+    arguments: list[str]
+    temporaries: list[str]
+    sends: list[str]
+    symbols: list[str]
+    class_references: list[str]
+    variable_references: list[str]
+    comment: str | None
     # `<category: 'x'>` (GNU Smalltalk writes method categories this way).
-    pragma_category: str | None = None
-    errors: list[tuple[int, int, str]] = field(default_factory=list)
+    pragma_category: str | None
+    errors: list[tuple[int, int, str]]
     # Of a Tonel `method_definition`, so that a cached entry needs no tree: the header's
     # children (count, first one's text, whether the second is `class`, the last one's span)
     # and the method's own `[` end and `]` start.
-    header_parts: int | None = None
-    owner: str = ""
-    class_side: bool = False
-    header_tail: tuple[int, int] | None = None
-    body_open: int | None = None
-    body_close: int | None = None
+    header_parts: int | None
+    owner: str
+    class_side: bool
+    header_tail: tuple[int, int] | None
+    body_open: int | None
+    body_close: int | None
+
+    def __init__(self) -> None:
+        # Written out (not generated): one of these is made for every method.
+        self.selector = None
+        self.keywords = []
+        self.pattern_span = None
+        self.selector_span = None
+        self.arguments = []
+        self.temporaries = []
+        self.sends = []
+        self.symbols = []
+        self.class_references = []
+        self.variable_references = []
+        self.comment = None
+        self.pragma_category = None
+        self.errors = []
+        self.header_parts = None
+        self.owner = ""
+        self.class_side = False
+        self.header_tail = None
+        self.body_open = None
+        self.body_close = None
 
 
 def comment_text(raw: str) -> str:
@@ -215,7 +237,7 @@ def collect(
     kinds = _KIND
     # For ASCII text byte offsets are character offsets: slice the str, no decoding.
     chars = text if text is not None and bmap.ascii else None
-    limit = 64
+    limit = 32
     path = [OTHER] * limit  # the kind of the node at each depth above the current one
     slots: list[Any] = [None] * limit  # per depth: a message's entry in `sends`
     depth = 0
@@ -316,9 +338,9 @@ def collect(
                 path[depth] = k
                 depth += 1
                 if depth == limit:
-                    limit += 64
-                    path.extend([OTHER] * 64)
-                    slots.extend([None] * 64)
+                    limit += 32
+                    path.extend([OTHER] * 32)
+                    slots.extend([None] * 32)
                 continue
         while not cursor.goto_next_sibling():
             if not cursor.goto_parent():
@@ -328,22 +350,19 @@ def collect(
             continue
         break
 
-    facts.sends = list(
-        dict.fromkeys(
-            [
-                send if send.__class__ is str else "".join(send)  # type: ignore[arg-type]
-                for send in sends
-                if send is not None
-            ]
-        )
-    )
+    read: list[str] = []
+    for send in sends:
+        if send.__class__ is str:
+            read.append(send)  # type: ignore[arg-type]
+        elif send is not None:
+            read.append("".join(send))
+    facts.sends = list(dict.fromkeys(read))
     if symbols:
         facts.symbols = list(dict.fromkeys(symbols))
-    hidden = _PSEUDO.union(declared) if declared else _PSEUDO
     classes = facts.class_references
     variables = facts.variable_references
     for name in dict.fromkeys(refs):
-        if name not in hidden:
+        if name not in _PSEUDO and name not in declared:
             (classes if name[0].isupper() else variables).append(name)
     if len(temporaries) > 1:
         facts.temporaries = list(dict.fromkeys(temporaries))

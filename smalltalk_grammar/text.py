@@ -61,6 +61,8 @@ def decode(data: bytes) -> Decoded:
 
 
 def line_ending(text: str) -> LineEnding:
+    if "\r" not in text:  # the common case, in one scan
+        return "lf" if "\n" in text else "none"
     crlf = text.count("\r\n")
     cr = text.count("\r") - crlf
     lf = text.count("\n") - crlf

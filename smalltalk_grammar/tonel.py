@@ -78,32 +78,79 @@ def _header_facts(text: str, start: int, end: int) -> MethodFacts | None:
     facts.header_tail = facts.pattern_span = (pattern_start - start, pattern_end - start)
     # The selector range stays on the pattern's first line: cut after the last part that
     # starts before the first line break.
-    breaks = [
-        i
-        for i in (
-            text.find("\n", pattern_start, pattern_end),
-            text.find("\r", pattern_start, pattern_end),
-        )
-        if i >= 0
-    ]
     selector_end = pattern_end
-    if breaks:
-        cut = min(breaks)
+    cut = text.find("\n", pattern_start, pattern_end)
+    cr = text.find("\r", pattern_start, pattern_end)
+    if cr >= 0 and (cut < 0 or cr < cut):
+        cut = cr
+    if cut >= 0:
         for part in _PATTERN_PART.finditer(text, pattern_start, cut):
             selector_end = part.end()
     facts.selector_span = (pattern_start - start, selector_end - start)
     return facts
 
 
-_categories: dict[str, str | None] = {}
+# A class definition (`Class { #name : #Foo, ... }`) whose values are all symbols, strings,
+# nil or arrays of symbols and strings, read from its text instead of its nodes; anything
+# else (numbers, nested objects, dashed symbols, comments) is read from the nodes.
+_Values = dict[str, tuple[int, int, str | list[str] | None]]
+_WS = r"[ \t\r\n\f]*"
+_END = r"(?=[ \t\r\n\f,}\]])"
+_STON_ATOM = rf"#[A-Za-z0-9_:]+{_END}|#'(?:[^']|'')*'{_END}|'(?:[^']|'')*'{_END}"
+_DEFINITION_OPEN = re.compile(rf"(Class|Trait|Extension){_WS}\{{{_WS}")
+_DEFINITION_PAIR = re.compile(
+    rf"#(?P<key>[A-Za-z0-9_]+)[ \t\r\n\f]+:{_WS}"
+    rf"(?:(?P<atom>{_STON_ATOM})|(?P<nil>nil){_END}|\[(?P<array>[^\]\"]*)\]{_END})"
+    rf"{_WS}(?P<comma>,{_WS})?"
+)
+_STON_ITEMS = re.compile(rf"{_WS}(?:(?:{_STON_ATOM}){_WS},{_WS})*(?:(?:{_STON_ATOM}){_WS})?")
+_STON_ITEM = re.compile(_STON_ATOM)
 
 
-def _category(metadata: str) -> str | None:
+def _simple_definition(text: str, start: int, end: int) -> tuple[str, _Values] | None:
+    opened = _DEFINITION_OPEN.match(text, start, end)
+    if opened is None:
+        return None
+    values: _Values = {}
+    pos = opened.end()
+    while text.startswith("#", pos):
+        pair = _DEFINITION_PAIR.match(text, pos, end)
+        if pair is None:
+            return None
+        key = pair.group("key")
+        if pair.group("atom") is not None:
+            values[key] = (*pair.span("atom"), symbol_value(pair.group("atom")))
+        elif pair.group("nil") is not None:
+            values[key] = (*pair.span("nil"), None)
+        else:
+            items_start, items_end = pair.span("array")
+            if _STON_ITEMS.fullmatch(text, items_start, items_end) is None:
+                return None
+            values[key] = (
+                items_start - 1,
+                items_end + 1,
+                [
+                    symbol_value(m.group())
+                    for m in _STON_ITEM.finditer(text, items_start, items_end)
+                ],
+            )
+        pos = pair.end()
+        if pair.group("comma") is None:
+            break
+    if pos != end - 1 or not text.startswith("}", pos):
+        return None
+    return opened.group(1), values
+
+
+_categories: dict[bytes, str | None] = {}
+
+
+def _category(metadata: bytes) -> str | None:
     """The category in a method's metadata (`{ #category : #accessing }`); the few distinct
     metadata texts of a project are remembered."""
     if metadata in _categories:
         return _categories[metadata]
-    found = _CATEGORY.search(metadata)
+    found = _CATEGORY.search(metadata.decode("utf-8", "replace"))
     category = symbol_value(found.group(1)) if found else None
     if len(_categories) >= 4096:
         _categories.clear()
@@ -166,34 +213,24 @@ class TonelReader:
         return self.bmap.to_char(byte_offset)
 
     def _class(self, node: Node, comment: Node | None) -> None:
-        kind_node = node.child(0)
-        header = node.child(1)
-        if kind_node is None or header is None:
-            return
-        kinds = ts.KIND
-        values: dict[str, tuple[Node, str | list[str] | None]] = {}
-        for pair in header.children:
-            if kinds[pair.kind_id] != ts.HEADER_PAIR:
-                continue
-            parts = pair.children
-            if len(parts) == 1 and kinds[parts[0].kind_id] == ts.STON_PAIR:
-                parts = parts[0].children
-            if len(parts) < 3:
-                continue
-            value_node = parts[2]
-            values[symbol_value(self._node_text(parts[0]))] = (value_node, self._ston(value_node))
+        start, end = self._char(node.start_byte), self._char(node.end_byte)
+        read = _simple_definition(self.text, start, end)
+        if read is None:
+            read = self._definition_nodes(node)
+            if read is None:
+                return
+        kind_text, values = read
         name_entry = values.get("name")
-        if name_entry is None or not isinstance(name_entry[1], str):
+        if name_entry is None or not isinstance(name_entry[2], str):
             self._error(node, "class definition without #name")
             return
-        name_node = name_entry[0]
 
         def text_value(key: str) -> str | None:
-            value = values.get(key, (None, None))[1]
+            value = values.get(key, (0, 0, None))[2]
             return value if isinstance(value, str) else None
 
         def list_value(key: str) -> list[str]:
-            value = values.get(key, (None, None))[1]
+            value = values.get(key, (0, 0, None))[2]
             if isinstance(value, list):
                 return value
             return value.split() if isinstance(value, str) else []
@@ -202,29 +239,50 @@ class TonelReader:
         if category is None and text_value("package"):
             tag = text_value("tag")
             category = f"{text_value('package')}-{tag}" if tag else text_value("package")
-        name_start = self._char(name_node.start_byte)
+        name_start, name_end = name_entry[0], name_entry[1]
         if self.text.startswith("#", name_start):
             name_start += 1
-        kind = _KINDS.get(self._node_text(kind_node), "class")
         self.result.classes.append(
             make_class_def(
                 {
-                    "name": name_entry[1],
+                    "name": name_entry[2],
                     "superclass": text_value("superclass"),
-                    "kind": kind,
+                    "kind": _KINDS.get(kind_text, "class"),
                     "category": category,
                     "comment": comment_text(self._node_text(comment)) if comment else None,
                     "instance_variables": list_value("instVars"),
                     "class_variables": list_value("classVars"),
                     "class_instance_variables": list_value("classInstVars"),
                     "traits": text_value("traits"),
-                    "range": self.index.range(
-                        self._char(node.start_byte), self._char(node.end_byte)
-                    ),
-                    "name_range": self.index.range(name_start, self._char(name_node.end_byte)),
+                    "range": self.index.range(start, end),
+                    "name_range": self.index.range(name_start, name_end),
                 }
             )
         )
+
+    def _definition_nodes(self, node: Node) -> tuple[str, _Values] | None:
+        """The kind (`Class`...) and the header's values, read from the nodes."""
+        kind_node = node.child(0)
+        header = node.child(1)
+        if kind_node is None or header is None:
+            return None
+        kinds = ts.KIND
+        values: _Values = {}
+        for pair in header.children:
+            if kinds[pair.kind_id] != ts.HEADER_PAIR:
+                continue
+            parts = pair.children
+            if len(parts) == 1 and kinds[parts[0].kind_id] == ts.STON_PAIR:
+                parts = parts[0].children
+            if len(parts) < 3:
+                continue
+            value = parts[2]
+            values[symbol_value(self._node_text(parts[0]))] = (
+                self._char(value.start_byte),
+                self._char(value.end_byte),
+                self._ston(value),
+            )
+        return self._node_text(kind_node), values
 
     def _ston(self, node: Node) -> str | list[str] | None:
         kind = ts.KIND[node.kind_id]
@@ -279,7 +337,7 @@ class TonelReader:
             return
         category = None
         if metadata is not None:
-            category = _category(self._node_text(metadata))
+            category = _category(self.data[metadata.start_byte : metadata.end_byte])
         body_start = start + found.body_open if found.body_open is not None else end
         body_end = start + found.body_close if found.body_close is not None else end
         pattern = text[start + found.header_tail[0] : start + found.header_tail[1]]
