@@ -209,13 +209,14 @@ def collect(
     base: int,
     text: str | None = None,
     facts: MethodFacts | None = None,
+    clean: bool = False,
 ) -> MethodFacts:
     """Facts of the method under `root` (a `method`, `method_definition` or `source` node).
 
     `data` is the byte string the tree was parsed from and `text` (optional) the same text
     decoded; offsets come out as characters of the decoded text minus `base`. `facts` may
     come with the pattern already read (a Tonel header read from its text); the walk then
-    leaves the header alone.
+    leaves the header alone. `clean`: the caller knows the tree has no errors.
 
     Speed matters here (every method of a project passes through): one TreeCursor walk, a
     table lookup per node, leaves never asked for children, and work only at the few node
@@ -232,7 +233,7 @@ def collect(
     refs: list[str] = []
     declared: list[str] = list(facts.arguments)
     temporaries = facts.temporaries
-    check_missing = root.has_error
+    check_missing = not clean and root.has_error
     error_end = -1  # end byte of the last ERROR reported: nested ERRORs repeat it
     kinds = _KIND
     # For ASCII text byte offsets are character offsets: slice the str, no decoding.
@@ -275,10 +276,12 @@ def collect(
                     )
             elif k == OPEN or k == CLOSE:
                 if depth == 1:  # the brackets of a Tonel method_definition
+                    at = node.end_byte if k == OPEN else node.start_byte
+                    at = (at if chars is not None else bmap.to_char(at)) - base
                     if k == OPEN:
-                        facts.body_open = bmap.to_char(node.end_byte) - base
+                        facts.body_open = at
                     else:
-                        facts.body_close = bmap.to_char(node.start_byte) - base
+                        facts.body_close = at
             elif k == SYMBOL:
                 s, e = node.start_byte, node.end_byte
                 value = symbol_value(
@@ -356,7 +359,7 @@ def collect(
             read.append(send)  # type: ignore[arg-type]
         elif send is not None:
             read.append("".join(send))
-    facts.sends = list(dict.fromkeys(read))
+    facts.sends = list(dict.fromkeys(read)) if len(read) > 1 else read
     if symbols:
         facts.symbols = list(dict.fromkeys(symbols))
     classes = facts.class_references

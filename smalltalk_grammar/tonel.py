@@ -330,6 +330,7 @@ class TonelReader:
                 start,
                 text,
                 _header_facts(text, start, to_char(header.end_byte)),
+                clean=True,  # read only from trees without errors
             )
             self.cache.store(key, found)
         if found.header_parts is None or found.header_parts < 3 or found.header_tail is None:
