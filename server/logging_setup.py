@@ -100,3 +100,23 @@ def configure(level: str | int | None = None, stderr: bool = True) -> ClientLogH
         # Our records must not also reach the root logger (which may print to stdout).
         logger.propagate = False
     return client
+
+
+class _AnsweredErrors(logging.Filter):
+    """Drops pygls' tracebacks for errors a handler raised on purpose to answer a request
+    (invalid parameters, a failed code action): the client gets the message in the
+    response; a traceback on stderr for each would only look like a crash."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from pygls.exceptions import JsonRpcException, JsonRpcInternalError
+
+        error = record.exc_info[1] if record.exc_info else None
+        return not (
+            isinstance(error, JsonRpcException) and not isinstance(error, JsonRpcInternalError)
+        )
+
+
+def quiet_answered_errors() -> None:
+    logger = logging.getLogger("pygls.protocol.json_rpc")
+    if not any(isinstance(f, _AnsweredErrors) for f in logger.filters):
+        logger.addFilter(_AnsweredErrors())

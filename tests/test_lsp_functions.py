@@ -418,3 +418,25 @@ def test_repeated_references_follow_model_changes(tmp_path: Path):
     extra.write_text(CIRCLE.replace("Circle", "Square").replace("#area", "#drawOn:"))
     model.put(parse(extra.read_text(), str(extra)))
     assert senders() == [*first, "Square.class.st:9"]
+
+
+def test_answered_errors_leave_no_traceback():
+    from pygls.exceptions import JsonRpcInvalidParams
+
+    from server.logging_setup import quiet_answered_errors
+
+    quiet_answered_errors()
+    logger = logging.getLogger("pygls.protocol.json_rpc")
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())  # type: ignore[method-assign]
+    logger.addHandler(handler)
+    try:
+        for error in (JsonRpcInvalidParams("usage: x"), RuntimeError("a real bug")):
+            try:
+                raise error
+            except Exception:
+                logger.exception("Failed to handle request %s", type(error).__name__)
+    finally:
+        logger.removeHandler(handler)
+    assert seen == ["Failed to handle request RuntimeError"]

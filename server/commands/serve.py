@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
         ls.log_handler = logging_setup.configure(args.log_level)
     # pygls logs every message at INFO; keep its own records out of stderr noise.
     logging.getLogger("pygls").setLevel(logging.WARNING)
+    logging_setup.quiet_answered_errors()
     if address is not None:
         ls.start_tcp(*address)
     else:
