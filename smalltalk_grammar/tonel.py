@@ -143,13 +143,15 @@ def _simple_definition(text: str, start: int, end: int) -> tuple[str, _Values] |
 
 
 _categories: dict[bytes, str | None] = {}
+_UNKNOWN = "\0"
 
 
 def _category(metadata: bytes) -> str | None:
     """The category in a method's metadata (`{ #category : #accessing }`); the few distinct
     metadata texts of a project are remembered."""
-    if metadata in _categories:
-        return _categories[metadata]
+    known = _categories.get(metadata, _UNKNOWN)  # one lookup: another thread may clear it
+    if known is not _UNKNOWN:
+        return known
     found = _CATEGORY.search(metadata.decode("utf-8", "replace"))
     category = symbol_value(found.group(1)) if found else None
     if len(_categories) >= 4096:

@@ -111,3 +111,21 @@ def test_outline_and_errors() -> None:
     assert "error 13:" in done.stdout
     missing = _run("no/such/place.st", "--json")
     assert missing.returncode == 2 and "no such file" in missing.stderr
+
+
+def test_json_doits_carry_their_sends() -> None:
+    done = _run(str(SAMPLE / "gnu" / "StreamingRights.st"), "--json")
+    assert done.returncode == 0, done.stderr
+    (obj,) = [json.loads(line) for line in done.stdout.splitlines()]
+    (doit,) = obj["doits"]
+    assert (doit["class"], doit["selector"]) == ("UndefinedObject", "DoIt")
+    assert doit["sends"] == [
+        "named:",
+        "add:",
+        "territories",
+        "code:name:",
+        "asSRTerritoryCode",
+        "showCr:",
+        "printString",
+    ]
+    assert _is_range(doit["range"]) and doit["range"]["start"]["line"] == 372

@@ -312,6 +312,27 @@ def test_gnu_eval_is_a_doit(parsed) -> None:
     assert "asSRTerritoryCode" in doit.sends and doit.temporaries == ["store"]
 
 
+def test_gnu_eval_sends_are_read_like_a_method(parsed) -> None:
+    """The Eval body's sends, in the order they appear (outer message first), for a project
+    model to count as senders: `SourceFile.doits[i].sends`."""
+    (source,) = parsed["gnu"]
+    (doit,) = source.doits
+    assert doit.sends == [
+        "named:",
+        "add:",
+        "territories",
+        "code:name:",
+        "asSRTerritoryCode",
+        "showCr:",
+        "printString",
+    ]
+    assert doit.class_references == ["SRRegionalStore", "SRTerritory", "Transcript"]
+    assert doit.variable_references == [] and doit.symbols == []
+    # The Eval body's statements, from `| store |` to `printString`; no method has them.
+    assert doit.source.splitlines()[1].strip() == "| store |"
+    assert not any("showCr:" in m.sends for m in source.methods)
+
+
 def test_no_diagnostics_on_the_valid_sample(parsed) -> None:
     for files in parsed.values():
         for source in files:
