@@ -112,10 +112,15 @@ def make_method(
     """A MethodDef whose `range` is `start..end` of the file; facts offsets go through
     `to_abs`, or (without it) are shifted by `base`. Syntax errors of the method are appended
     to `diagnostics`."""
+    span = found.selector_span
     if to_abs is None:
-        to_abs = base.__add__
-    if found.selector_span is not None:
-        sel_start, sel_end = (to_abs(found.selector_span[0]), to_abs(found.selector_span[1]))
+        if span is not None:
+            sel_start, sel_end = base + span[0], base + span[1]
+        else:
+            sel_start = sel_end = start
+        to_abs = base.__add__  # for the errors, if any
+    elif span is not None:
+        sel_start, sel_end = to_abs(span[0]), to_abs(span[1])
     else:
         sel_start = sel_end = start
     for err_start, err_end, message in found.errors:

@@ -18,12 +18,18 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from pydantic import BaseModel
+
 from smalltalk_grammar.model import ClassDef, MethodDef, Position, Range, SourceFile
 
 log = logging.getLogger(__name__)
 
 _new = object.__new__
-_set = object.__setattr__
+# The setters of BaseModel's four slots, called directly (cheaper than object.__setattr__).
+_set_dict = BaseModel.__dict__["__dict__"].__set__
+_set_fields = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 _POSITION_FIELDS = set(Position.model_fields)
 _RANGE_FIELDS = set(Range.model_fields)
 _METHOD_FIELDS = set(MethodDef.model_fields)
@@ -43,40 +49,40 @@ _FILE_FIELDS = _defaults(SourceFile)
 
 def _position(line: int, character: int) -> Position:
     p = _new(Position)
-    _set(p, "__dict__", {"line": line, "character": character})
-    _set(p, "__pydantic_fields_set__", _POSITION_FIELDS)
-    _set(p, "__pydantic_extra__", None)
-    _set(p, "__pydantic_private__", None)
+    _set_dict(p, {"line": line, "character": character})
+    _set_fields(p, _POSITION_FIELDS)
+    _set_extra(p, None)
+    _set_private(p, None)
     return p
 
 
 def _range(start_line: int, start_char: int, end_line: int, end_char: int) -> Range:
     # _position inlined twice: this runs twice for every method.
     start = _new(Position)
-    _set(start, "__dict__", {"line": start_line, "character": start_char})
-    _set(start, "__pydantic_fields_set__", _POSITION_FIELDS)
-    _set(start, "__pydantic_extra__", None)
-    _set(start, "__pydantic_private__", None)
+    _set_dict(start, {"line": start_line, "character": start_char})
+    _set_fields(start, _POSITION_FIELDS)
+    _set_extra(start, None)
+    _set_private(start, None)
     end = _new(Position)
-    _set(end, "__dict__", {"line": end_line, "character": end_char})
-    _set(end, "__pydantic_fields_set__", _POSITION_FIELDS)
-    _set(end, "__pydantic_extra__", None)
-    _set(end, "__pydantic_private__", None)
+    _set_dict(end, {"line": end_line, "character": end_char})
+    _set_fields(end, _POSITION_FIELDS)
+    _set_extra(end, None)
+    _set_private(end, None)
     r = _new(Range)
-    _set(r, "__dict__", {"start": start, "end": end})
-    _set(r, "__pydantic_fields_set__", _RANGE_FIELDS)
-    _set(r, "__pydantic_extra__", None)
-    _set(r, "__pydantic_private__", None)
+    _set_dict(r, {"start": start, "end": end})
+    _set_fields(r, _RANGE_FIELDS)
+    _set_extra(r, None)
+    _set_private(r, None)
     return r
 
 
 def _method(values: dict[str, Any]) -> MethodDef:
     """`values`: every MethodDef field by name (`class_name`, not the alias), in field order."""
     m = _new(MethodDef)
-    _set(m, "__dict__", values)
-    _set(m, "__pydantic_fields_set__", _METHOD_FIELDS)
-    _set(m, "__pydantic_extra__", None)
-    _set(m, "__pydantic_private__", None)
+    _set_dict(m, values)
+    _set_fields(m, _METHOD_FIELDS)
+    _set_extra(m, None)
+    _set_private(m, None)
     return m
 
 
@@ -87,10 +93,10 @@ def _class(values: dict[str, Any]) -> ClassDef:
         for name, default, factory in _CLASS_FIELDS
     }
     c = _new(ClassDef)
-    _set(c, "__dict__", full)
-    _set(c, "__pydantic_fields_set__", set(values))
-    _set(c, "__pydantic_extra__", None)
-    _set(c, "__pydantic_private__", None)
+    _set_dict(c, full)
+    _set_fields(c, set(values))
+    _set_extra(c, None)
+    _set_private(c, None)
     return c
 
 
@@ -103,11 +109,15 @@ def _source_file(values: dict[str, Any], fields_set: set[str] | None = None) -> 
         for name, default, factory in _FILE_FIELDS
     }
     f = _new(SourceFile)
-    _set(f, "__dict__", full)
-    _set(f, "__pydantic_fields_set__", set(values) if fields_set is None else fields_set)
-    _set(f, "__pydantic_extra__", None)
-    _set(f, "__pydantic_private__", None)
+    _set_dict(f, full)
+    _set_fields(f, set(values) if fields_set is None else fields_set)
+    _set_extra(f, None)
+    _set_private(f, None)
     return f
+
+
+def _validated_position(line: int, character: int) -> Position:
+    return Position.model_validate({"line": line, "character": character})
 
 
 def _validated_range(start_line: int, start_char: int, end_line: int, end_char: int) -> Range:
@@ -184,7 +194,8 @@ def _agrees() -> bool:
             "traits": None,
         }
         return (
-            _same(rng, _validated_range(1, 2, 3, 4))
+            _same(_position(7, 8), _validated_position(7, 8))
+            and _same(rng, _validated_range(1, 2, 3, 4))
             and _same(_method(dict(method)), MethodDef.model_validate(method))
             and _same(_class(cls), ClassDef.model_validate(cls))
             and set(MethodDef.model_fields) == set(method)
@@ -195,7 +206,8 @@ def _agrees() -> bool:
 
 
 if _agrees():
-    make_range, make_method_def, make_class_def, make_source_file = (
+    make_position, make_range, make_method_def, make_class_def, make_source_file = (
+        _position,
         _range,
         _method,
         _class,
@@ -203,7 +215,8 @@ if _agrees():
     )
 else:  # pragma: no cover - only with a pydantic whose internals changed
     log.warning("pydantic internals differ from what construct.py expects; validating instead")
-    make_range, make_method_def, make_class_def, make_source_file = (
+    make_position, make_range, make_method_def, make_class_def, make_source_file = (
+        _validated_position,
         _validated_range,
         _validated_method,
         _validated_class,

@@ -227,8 +227,9 @@ def collect(
     """
     if facts is None:
         facts = MethodFacts()
-    # str (unary, binary), list of keyword parts (keyword message), or None while unread.
-    sends: list[str | list[str] | None] = []
+    # In the order the walk enters the messages; None while a unary or binary message's
+    # selector is unread.
+    sends: list[str | None] = []
     symbols: list[str] = []
     refs: list[str] = []
     declared: list[str] = list(facts.arguments)
@@ -240,7 +241,7 @@ def collect(
     chars = text if text is not None and bmap.ascii else None
     limit = 32
     path = [OTHER] * limit  # the kind of the node at each depth above the current one
-    slots: list[Any] = [None] * limit  # per depth: a message's entry in `sends`
+    slots: list[Any] = [None] * limit  # per depth: a message's index in `sends`
     depth = 0
     cursor = root.walk()
     while True:
@@ -260,7 +261,7 @@ def collect(
             elif k == KEYWORD:
                 if path[depth - 1] == KW_MSG or path[depth - 1] == CKW_MSG:
                     s, e = node.start_byte, node.end_byte
-                    slots[depth - 1].append(
+                    sends[slots[depth - 1]] += (
                         chars[s:e] if chars is not None else data[s:e].decode("utf-8", "replace")
                     )
             elif k == UNARY_ID or k == BINOP:
@@ -318,9 +319,8 @@ def collect(
             if not k:
                 pass
             elif k == KW_MSG or k == CKW_MSG:
-                parts: list[str] = []
-                slots[depth] = parts
-                sends.append(parts)
+                slots[depth] = len(sends)
+                sends.append("")  # its keywords are added as the walk meets them
             elif k == UN_MSG or k == CUN_MSG or k == BIN_MSG or k == CBIN_MSG:
                 slots[depth] = len(sends)
                 sends.append(None)
@@ -353,12 +353,7 @@ def collect(
             continue
         break
 
-    read: list[str] = []
-    for send in sends:
-        if send.__class__ is str:
-            read.append(send)  # type: ignore[arg-type]
-        elif send is not None:
-            read.append("".join(send))
+    read: list[str] = [send for send in sends if send is not None] if None in sends else sends  # type: ignore[assignment]
     facts.sends = list(dict.fromkeys(read)) if len(read) > 1 else read
     if symbols:
         facts.symbols = list(dict.fromkeys(symbols))

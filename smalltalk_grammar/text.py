@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from itertools import accumulate
 from typing import Literal
 
-from smalltalk_grammar.construct import make_range
+from smalltalk_grammar.construct import make_position, make_range
 from smalltalk_grammar.model import Position, Range
 
 LineEnding = Literal["lf", "crlf", "cr", "mixed", "none"]
@@ -89,7 +89,9 @@ class LineIndex:
         self.starts = starts
 
     def position(self, offset: int) -> Position:
-        return Position.model_validate(self.position_dict(offset))
+        offset = max(0, min(offset, len(self.text)))
+        line = bisect_right(self.starts, offset) - 1
+        return make_position(line, offset - self.starts[line])
 
     def position_dict(self, offset: int) -> dict[str, int]:
         """The position as a plain dict: cheaper to validate as part of a bigger model."""

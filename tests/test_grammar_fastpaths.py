@@ -128,6 +128,7 @@ def test_direct_construction_is_in_use() -> None:
     assert construct.make_method_def is construct._method
     assert construct.make_class_def is construct._class
     assert construct.make_range is construct._range
+    assert construct.make_position is construct._position
     assert construct.make_source_file is construct._source_file
 
 
