@@ -27,15 +27,16 @@ import {
 import { screenText, waitFor, Workbench } from './lib/workbench.mjs';
 
 const SHOTS = path.join(E2E_DIR, 'screenshots');
-const LICENCE = 'SRLicence.class.st';
-const LICENCE_PATH = path.join('StreamingRights-Core', LICENCE);
-const ADAPTER = 'e2e-house-style';
-// Empty methods the completion steps type into (one each, so no step sees another's edit).
-const STUBS = {
-  accept: 'isExpiredOn: aDate',
-  adapter: 'isLongerThan: aLicence',
-  restart: 'daysLeftOn: aDate',
-};
+// What the tests add to the sample: empty methods to complete in, and the adapter of step 4.
+// tests/test_vscode_e2e_fixture.py checks the same fixture against the server alone.
+const FIXTURE = JSON.parse(fs.readFileSync(path.join(E2E_DIR, 'fixture.json'), 'utf8'));
+const LICENCE_PATH = FIXTURE.file;
+const LICENCE = path.basename(LICENCE_PATH);
+const ADAPTER = FIXTURE.adapter.name;
+// Method pattern of the stub each completion step works in (one each, so no step sees
+// another's edit), and what its body starts with.
+const STUBS = Object.fromEntries(Object.entries(FIXTURE.stubs).map(([use, stub]) => [use, stub.pattern]));
+const BODIES = Object.fromEntries(Object.values(FIXTURE.stubs).map((stub) => [stub.pattern, stub.body]));
 // Generous: the first suggestion of a cold model and an explanation from the reasoner on a
 // shared 2-core machine.
 const MODELS_READY_MS = 180_000;
@@ -65,12 +66,16 @@ function seconds(ms) {
   return `${(ms / 1000).toFixed(1)} s`;
 }
 
-/** Appends the empty stub methods to the Tonel copy of SRLicence; answers their body lines. */
+/**
+ * Appends the stub methods to the Tonel copy of SRLicence, in the fixture's order: the
+ * adapter step's comes first, so what step 1 accepts further down is not in its prompt (the
+ * coder without fill-in-the-middle sees only the text before the cursor).
+ */
 function addStubs(workspace) {
   const file = path.join(workspace, LICENCE_PATH);
   let text = fs.readFileSync(file, 'utf8').replace(/\s*$/, '\n');
-  for (const pattern of Object.values(STUBS)) {
-    text += `\n{ #category : #testing }\nSRLicence >> ${pattern} [\n\n\t\n]\n`;
+  for (const { pattern, body } of Object.values(FIXTURE.stubs)) {
+    text += `\n{ #category : #testing }\nSRLicence >> ${pattern} [\n\n\t${body}\n]\n`;
   }
   fs.writeFileSync(file, text);
 }
@@ -95,22 +100,28 @@ function locate(workspace, relPath, needle, offset = 0) {
   throw new Error(`"${needle}" not found in ${relPath}`);
 }
 
-/** The body line of a stub (the tab-only line after the pattern), cursor after the tab. */
+/** The body line of a stub (after the pattern and a blank line), cursor after what it holds. */
 function stubBody(workspace, pattern) {
   const at = locate(workspace, LICENCE_PATH, `SRLicence >> ${pattern} [`);
-  return { line: at.line + 2, column: 5 };
+  return { line: at.line + 2, column: 5 + BODIES[pattern].length };
 }
 
-/** A seeded random LoRA for the coder, mild enough that it still writes code, only other code. */
+/**
+ * The fixture's seeded random LoRA for the coder: at this strength it still writes code, only
+ * other code (stronger ones write punctuation the filters drop: no suggestion at all).
+ */
 function writeAdapter(workspace) {
   const target = path.join(workspace, '.smalltalk-lsp', 'adapters', `${ADAPTER}.gguf`);
+  const { rank, seed, strength } = FIXTURE.adapter;
   const script = [
     'import sys',
     'from adapters import testing',
     'from server.engine.embedded import resolve_model_path',
-    "testing.write_lora(sys.argv[1], resolve_model_path('gemma3-270m'), rank=4, seed=1, strength=0.15)",
+    'rank, seed, strength = int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])',
+    "testing.write_lora(sys.argv[1], resolve_model_path('gemma3-270m'), rank=rank, seed=seed, strength=strength)",
   ].join('\n');
-  execFileSync(PYTHON, ['-c', script, target], { cwd: REPO, stdio: 'inherit', timeout: 120_000 });
+  const args = ['-c', script, target, String(rank), String(seed), String(strength)];
+  execFileSync(PYTHON, args, { cwd: REPO, stdio: 'inherit', timeout: 120_000 });
   return target;
 }
 
@@ -164,6 +175,33 @@ class Run {
     await this.wb.command('File: Save All');
     await this.wb.command('View: Close All Editors');
     await waitFor('all editors closed', async () => (await this.wb.tabNames()).length === 0, 10_000);
+  }
+
+  /**
+   * Waits until the retrieval index is built (its log line), or the server said it goes on
+   * without one. Until then a prompt's project context depends on timing; once it is built
+   * the same cursor gets the same prompt.
+   */
+  async retrievalReady(timeoutMs = MODELS_READY_MS) {
+    return waitFor('the retrieval index', async () => {
+      const file = extensionLogFile(this.dirs.userData);
+      const text = file ? fs.readFileSync(file, 'utf8') : '';
+      return /retrieval index: \d+ units|without similar-code search/.test(text);
+    }, timeoutMs, 500);
+  }
+
+  /**
+   * Asks for a suggestion at the end of a stub's body (Trigger Inline Suggestion, Alt+\ by
+   * default) and answers the ghost text that appears; the document is not edited.
+   */
+  async suggestHere(pattern) {
+    const at = stubBody(this.dirs.workspace, pattern);
+    await this.wb.gotoLine(at.line, at.column);
+    await this.wb.command('Trigger Inline Suggestion');
+    return waitFor(`ghost text in ${pattern}`, async () => {
+      const ghost = await this.wb.ghostText();
+      return ghost.trim() !== '' ? ghost : undefined;
+    }, SUGGESTION_MS, 200);
   }
 
   /** Types `^` at the start of a stub body and answers the ghost text that appears. */
@@ -301,10 +339,12 @@ const STEPS = [
       await r.shot('4-status');
       await r.page.mouse.move(600, 300);
 
-      const plain = await r.suggestAt(STUBS.adapter);
+      // The same prompt with and without the adapter: the project context complete, and the
+      // document left as it is (its body already holds `^`).
+      await r.retrievalReady();
+      const plain = await r.suggestHere(STUBS.adapter);
       log(`    without adapter: ${JSON.stringify(plain)}`);
       await r.wb.escape(1);
-      await r.page.keyboard.press('Control+Z');
 
       await r.wb.statusItem().click();
       await r.wb.quickInput('', ADAPTER);
@@ -318,14 +358,14 @@ const STEPS = [
       }, 60_000);
       log(`    status: ${JSON.stringify(after.text)}`);
 
-      const adapted = await r.suggestAt(STUBS.adapter);
-      log(`    with ${ADAPTER}: ${JSON.stringify(adapted)}`);
+      const started = Date.now();
+      const adapted = await r.suggestHere(STUBS.adapter);
+      log(`    with ${ADAPTER} after ${seconds(Date.now() - started)}: ${JSON.stringify(adapted)}`);
       await r.shot('4-suggestion-with-adapter');
       if (normalize(adapted) === normalize(plain)) {
         throw new Error(`the suggestion did not change with ${ADAPTER}: ${JSON.stringify(adapted)}`);
       }
       await r.wb.escape(1);
-      await r.page.keyboard.press('Control+Z');
     },
   },
   {
