@@ -23,6 +23,7 @@ import {
   State,
 } from 'vscode-languageclient/node';
 import { adapterPickItems, chooseAction, COMMAND_KINDS, isMarkdownUri, parseAdapterList } from './actions';
+import { LogDedup } from './logDedup';
 import { RestartPolicy } from './restart';
 import { describeServerCommand, resolveServerCommand, ServerCommand } from './serverCommand';
 import { didChangeConfigurationParams, RESTART_SETTINGS, toServerConfig } from './settings';
@@ -66,6 +67,52 @@ export interface SmalltalkApi {
   readonly serverCommand: () => ServerCommand | undefined;
   readonly status: () => StatusState;
   readonly renderedStatus: () => RenderedStatus;
+}
+
+// How the client writes window/logMessage into the channel (appendLine: MessageType.Log, the
+// server's DEBUG records).
+const LOG_METHODS = new Set<PropertyKey>(['appendLine', 'debug', 'info', 'warn', 'error']);
+
+/** The channel as the client sees it: every line it logs (server messages included) is also
+ * handed to `seen`. */
+function observedChannel(channel: vscode.LogOutputChannel, seen: (text: string) => void): vscode.LogOutputChannel {
+  return new Proxy(channel, {
+    get(target, prop) {
+      const value: unknown = Reflect.get(target, prop, target);
+      if (typeof value !== 'function') {
+        return value;
+      }
+      const method = value as (...args: unknown[]) => unknown;
+      if (LOG_METHODS.has(prop)) {
+        return (message: unknown, ...args: unknown[]) => {
+          if (typeof message === 'string') {
+            seen(message);
+          }
+          return method.call(target, message, ...args);
+        };
+      }
+      return method.bind(target);
+    },
+  });
+}
+
+/** Server stderr into the channel, less the log records that also came as messages. */
+function stdioOptions(output: vscode.LogOutputChannel, dedup: LogDedup) {
+  return {
+    stdout: (input: NodeJS.ReadableStream) => {
+      input.setEncoding('utf8');
+      input.on('data', (chunk: string) => {
+        for (const line of chunk.split(/\r?\n/).filter((l) => l !== '')) {
+          output.info(line);
+        }
+      });
+    },
+    stderr: (input: NodeJS.ReadableStream) => {
+      input.setEncoding('utf8');
+      input.on('data', (chunk: string) => dedup.stderr(chunk));
+      input.on('end', () => dedup.flush());
+    },
+  };
 }
 
 function smalltalkSetting(key: string): unknown {
@@ -193,12 +240,15 @@ class SmalltalkExtension implements vscode.Disposable {
     const executable = { command: this.command.command, args: this.command.args, options: { cwd: folders[0] } };
     const serverOptions: ServerOptions = { run: executable, debug: executable };
 
+    // The server logs each record to stderr and as window/logMessage: show it once.
+    const dedup = new LogDedup((line) => this.output.error(line));
     const clientOptions: LanguageClientOptions = {
       documentSelector: [
         { scheme: 'file', language: LANGUAGE_ID },
         { scheme: 'untitled', language: LANGUAGE_ID },
       ],
-      outputChannel: this.output,
+      outputChannel: observedChannel(this.output, (text) => dedup.message(text)),
+      stdioOptions: stdioOptions(this.output, dedup),
       initializationOptions: () => this.mappedConfig(),
       errorHandler: this.errorHandler(),
       middleware: {
