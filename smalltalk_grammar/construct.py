@@ -1,12 +1,14 @@
 """Model objects built from data the parser produced itself, without validating it again.
 
 Every method of a project becomes a MethodDef with two Ranges of two Positions each: seven
-pydantic objects. Validating plain dicts into them was the largest single cost of parsing
-after tree-sitter itself, much of it allocation (each validated object gets its own
-`__pydantic_fields_set__`). pydantic's `model_construct` is a Python loop over the fields and
-slower still. So the objects are assembled directly, setting exactly the four slots validation
-sets; the frozen Position and Range, and MethodDef (always built with every field), share one
-fields set per class, which `__setattr__` can only add names to that are already in it.
+pydantic objects per method. Validating nested dicts into them, and assigning a SourceFile's
+fields one by one through pydantic's `__setattr__`, was a large part of parsing after
+tree-sitter itself; pydantic's `model_construct` is a Python loop over the fields and slower
+than validation. So the objects are assembled directly, setting exactly the four slots
+validation sets. For a Range that costs about what validation costs; the gain is in MethodDef
+(no nested dicts to walk, and one fields set shared by all instead of one each: MethodDef is
+always built with every field, Position and Range are frozen, so `__setattr__` can only add
+names already in it) and in building each SourceFile once.
 
 The data must already have the model's types (it comes from the parser, never from outside).
 At import the direct path is checked against validation on a sample; if a pydantic version
