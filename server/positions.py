@@ -23,6 +23,7 @@ import attrs
 from lsprotocol import types
 
 from smalltalk_grammar.text import LineIndex
+from smalltalk_grammar.text import wide_lines as grammar_wide_lines
 
 CODE_POINTS = types.PositionEncodingKind.Utf32
 UTF16 = types.PositionEncodingKind.Utf16
@@ -50,12 +51,8 @@ def prefer_code_points(capabilities: types.ClientCapabilities) -> None:
 
 
 def wide_lines(text: str) -> frozenset[int]:
-    """Numbers of the lines that hold a character outside the Basic Multilingual Plane (lines
-    as the grammar counts them: LF, CRLF and CR end one)."""
-    if not _WIDE.search(text):
-        return frozenset()
-    index = LineIndex(text)
-    return frozenset(index.position_dict(m.start())["line"] for m in _WIDE.finditer(text))
+    """Numbers of the lines that hold a character outside the Basic Multilingual Plane."""
+    return frozenset(grammar_wide_lines(text))
 
 
 def line_text(text: str, number: int) -> str | None:

@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 #   "s": {selector: [method index, ...]}           sends and literal symbols
 #   "r": {Capitalised name: [method index, ...]}   class (and global) references
 #   "v": {name: [method index, ...]}               variable references
+#   "d": [[DoIt, UndefinedObject, side, ...], ...]  GNU `Eval [ ]` bodies, as "m" rows; only
+#        when there are some; in "s", "r" and "v" they are numbered after the methods
 #   "w": [line, ...]  (only when not empty)         lines with characters outside the BMP
 Summary = dict[str, Any]
 Loader = Callable[[], SourceFile | None]
@@ -43,7 +45,8 @@ def summarize(source: SourceFile) -> Summary:
     senders: dict[str, list[int]] = {}
     refs: dict[str, list[int]] = {}
     variables: dict[str, list[int]] = {}
-    for i, method in enumerate(source.methods):
+    # GNU `Eval [ ]` bodies send messages too: numbered after the methods ("d" rows).
+    for i, method in enumerate([*source.methods, *source.doits]):
         for selector in dict.fromkeys([*method.sends, *method.symbols]):
             senders.setdefault(selector, []).append(i)
         for name in dict.fromkeys(method.class_references):
@@ -52,26 +55,21 @@ def summarize(source: SourceFile) -> Summary:
             variables.setdefault(name, []).append(i)
     summary: Summary = {
         "c": [[c.name, c.kind, c.superclass] for c in source.classes],
-        "m": [
-            [
-                m.selector,
-                m.class_name,
-                m.side,
-                m.selector_range.start.line,
-                m.selector_range.start.character,
-                m.selector_range.end.line,
-                m.selector_range.end.character,
-            ]
-            for m in source.methods
-        ],
+        "m": [_method_row(m) for m in source.methods],
         "s": senders,
         "r": refs,
         "v": variables,
     }
-    wide = getattr(source, "wide_lines", None)
-    if wide:
-        summary["w"] = list(wide)
+    if source.doits:
+        summary["d"] = [_method_row(m) for m in source.doits]
+    if source.wide_lines:
+        summary["w"] = list(source.wide_lines)
     return summary
+
+
+def _method_row(m: MethodDef) -> list[Any]:
+    start, end = m.selector_range.start, m.selector_range.end
+    return [m.selector, m.class_name, m.side, start.line, start.character, end.line, end.character]
 
 
 class MethodRef(NamedTuple):
@@ -259,7 +257,10 @@ class ProjectModel:
                 positions = index.get(key, {}).get(path, [])
                 if source is None:
                     continue
-                items = source.classes if kind == "c" else source.methods
+                if kind == "c":
+                    items: list[Any] = source.classes
+                else:  # sender positions past the methods are the file's doits
+                    items = [*source.methods, *source.doits] if source.doits else source.methods
                 found.extend((path, items[i]) for i in positions if i < len(items))
             return found
 
@@ -403,7 +404,8 @@ class ProjectModel:
         with self._lock:
             found: list[MethodRef] = []
             for path, positions in (index.get(key) or {}).items():
-                methods = self._files[path].summary["m"]
+                summary = self._files[path].summary
+                methods = summary["m"] + summary["d"] if "d" in summary else summary["m"]
                 for i in positions:
                     m = methods[i]
                     found.append(MethodRef(path, i, m[1], m[2], (m[3], m[4], m[5], m[6])))
@@ -413,9 +415,10 @@ class ProjectModel:
         """The method a ref points at (None if its file changed since)."""
         with self._lock:
             source = self._source(ref.path)
-            if source is None or ref.number >= len(source.methods):
+            methods = [*source.methods, *source.doits] if source is not None else []
+            if ref.number >= len(methods):
                 return None
-            method = source.methods[ref.number]
+            method = methods[ref.number]
             return (
                 method if (method.class_name, method.side) == (ref.class_name, ref.side) else None
             )

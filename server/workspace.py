@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 CACHE_DIR = ".smalltalk-lsp"
 CACHE_FILE = "cache.sqlite"
 # Bump when the stored layout changes; the grammar's own sources are hashed in as well.
-CACHE_FORMAT = "3"
+CACHE_FORMAT = "4"
 BATCH = 200
 
 

@@ -101,3 +101,6 @@ class SourceFile(BaseModel):
     # How the bytes were decoded ("utf-8", "utf-8-sig", "latin-1") and which line ends they use.
     encoding: str = "utf-8"
     line_ending: Literal["lf", "crlf", "cr", "mixed", "none"] = "none"
+    # Lines holding characters outside the Basic Multilingual Plane (an emoji, say): there an
+    # editor counting utf-16 code units sees other columns than these code-point ones.
+    wide_lines: list[int] = Field(default_factory=list)

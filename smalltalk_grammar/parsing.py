@@ -33,7 +33,7 @@ from smalltalk_grammar.model import (
     SourceFile,
     SourceFormat,
 )
-from smalltalk_grammar.text import ByteMap, LineIndex, decode, line_ending
+from smalltalk_grammar.text import ByteMap, LineIndex, decode, line_ending, wide_lines
 from smalltalk_grammar.tonel import looks_like_tonel, parse_tonel
 
 log = logging.getLogger(__name__)
@@ -110,6 +110,9 @@ def _parse_text(text: str, path: str | None, state: ParseState, encoding: str) -
         "encoding": encoding,
         "line_ending": line_ending(text),
     }
+    wide = wide_lines(text, index)
+    if wide:
+        values["wide_lines"] = wide
     given = set(values)
     diagnostics: list[Diagnostic] = []
     if not text.strip():

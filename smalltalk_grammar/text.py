@@ -20,6 +20,9 @@ LineEnding = Literal["lf", "crlf", "cr", "mixed", "none"]
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
+# Characters outside the Basic Multilingual Plane: two code units each in utf-16, which is
+# how most editors count columns (the model counts code points).
+_WIDE = re.compile("[\U00010000-\U0010ffff]")
 
 
 @dataclass
@@ -190,3 +193,12 @@ class ByteMap:
     def _to_byte(self, char_offset: int) -> int:
         k = bisect_left(self.char_pos, char_offset)
         return char_offset + self.extra[k]
+
+
+def wide_lines(text: str, index: LineIndex | None = None) -> list[int]:
+    """Numbers of the lines that hold a character outside the Basic Multilingual Plane (lines
+    as LineIndex counts them: LF, CRLF and CR each end one)."""
+    if not _WIDE.search(text):
+        return []
+    index = index or LineIndex(text)
+    return sorted({index.position_dict(m.start())["line"] for m in _WIDE.finditer(text)})

@@ -440,3 +440,19 @@ def test_answered_errors_leave_no_traceback():
     finally:
         logger.removeHandler(handler)
     assert seen == ["Failed to handle request RuntimeError"]
+
+
+def test_gnu_eval_bodies_are_senders():
+    gnu = Path(__file__).parent / "fixtures" / "sample" / "gnu" / "StreamingRights.st"
+    source = parse(gnu.read_text(), str(gnu))
+    model = ProjectModel([source])
+    refs = model.sender_refs("showCr:")
+    assert [(r.class_name, r.selector_range[0]) for r in refs] == [("UndefinedObject", 372)]
+    doit = model.method(refs[0])
+    assert doit is not None and doit.selector == "DoIt" and "showCr:" in doit.sends
+    assert [m.selector for _, m in model.senders("showCr:")] == ["DoIt"]
+    assert "DoIt" not in [m.selector for _, m in model.implementors("DoIt")]
+    # A cached summary gives the same refs without loading the file.
+    cached = ProjectModel()
+    cached.put_summary(str(gnu), summarize(source), lambda: source)
+    assert cached.sender_refs("showCr:") == refs and not cached.is_loaded(str(gnu))

@@ -29,6 +29,19 @@ SRMoji >> moniker [
 \t^ 'moji'
 ]
 """
+# Another class's file, never opened: its columns come from the project model.
+FAN = f"""Class {{
+\t#name : #SRMojiFan,
+\t#superclass : #Object,
+\t#category : #'StreamingRights-Emoji'
+}}
+
+{{ #category : #greeting }}
+SRMojiFan >> cheer: aMoji [
+\t^ '{EMOJI}' , aMoji moniker
+]
+"""
+FAN_COLUMN = FAN.splitlines()[8].index("moniker")
 SEND_LINE = 8  # the line of `self moniker`, after two emoji
 SEND_COLUMN = MOJI.splitlines()[SEND_LINE].index("moniker")  # in code points
 DEFINITION_LINE = 12
@@ -61,6 +74,7 @@ async def _session(tmp_path: Path, as_client: types.ClientCapabilities):  # type
     root.mkdir()
     path = root / "SRMoji.class.st"
     path.write_text(MOJI, encoding="utf-8")
+    (root / "SRMojiFan.class.st").write_text(FAN, encoding="utf-8")
     client = await SERVER.start()
     result = await start_session(client, root, as_client=as_client)
     return client, result, open_document(client, path)
@@ -90,7 +104,8 @@ async def test_vscode_counts_utf16_code_units(tmp_path: Path):
         assert found[0].range.start == types.Position(line=DEFINITION_LINE, character=10)
         senders = await _senders(client, uri)
         assert [(s.uri, s.range.start.line, s.range.start.character) for s in senders] == [
-            (uri_of(tmp_path / "moji" / "SRMoji.class.st"), SEND_LINE, SEND_COLUMN + 2)
+            (uri_of(tmp_path / "moji" / "SRMoji.class.st"), SEND_LINE, SEND_COLUMN + 2),
+            (uri_of(tmp_path / "moji" / "SRMojiFan.class.st"), 8, FAN_COLUMN + 1),
         ]
         assert senders[0].range.end.character == SEND_COLUMN + 2 + len("moniker")
         await client.shutdown_session()
@@ -104,7 +119,8 @@ async def test_neovim_gets_code_points(tmp_path: Path):
         assert result.capabilities.position_encoding == positions.CODE_POINTS
         senders = await _senders(client, uri)
         assert [(s.range.start.line, s.range.start.character) for s in senders] == [
-            (SEND_LINE, SEND_COLUMN)
+            (SEND_LINE, SEND_COLUMN),
+            (8, FAN_COLUMN),
         ]
         await client.shutdown_session()
     finally:
