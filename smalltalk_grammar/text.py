@@ -198,7 +198,7 @@ class ByteMap:
 def wide_lines(text: str, index: LineIndex | None = None) -> list[int]:
     """Numbers of the lines that hold a character outside the Basic Multilingual Plane (lines
     as LineIndex counts them: LF, CRLF and CR each end one)."""
-    if not _WIDE.search(text):
+    if text.isascii() or not _WIDE.search(text):  # isascii is a flag check, no scan
         return []
     index = index or LineIndex(text)
     return sorted({index.position_dict(m.start())["line"] for m in _WIDE.finditer(text)})
