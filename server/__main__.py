@@ -1,3 +1,5 @@
 from server.cli import main
 
-main()
+# Guarded: worker processes (server.scan_workers) import this module again.
+if __name__ == "__main__":
+    main()

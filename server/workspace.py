@@ -23,7 +23,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from server.project_model import Loader, ProjectModel, Summary, summarize
+from server.project_model import Loader, ProjectModel, Summary
+from server.scan_workers import (
+    PARALLEL_MIN_FILES,
+    ParsedFile,
+    companions,
+    content_hash,
+    parse_in_workers,
+    parse_one,
+    worker_count,
+)
 from smalltalk_grammar import SourceFile, iter_project, parse_file
 from smalltalk_grammar.build import FactsCache
 from smalltalk_grammar.parsing import paused_gc
@@ -35,6 +44,8 @@ CACHE_FILE = "cache.sqlite"
 # Bump when the stored layout changes; the grammar's own sources are hashed in as well.
 CACHE_FORMAT = "4"
 BATCH = 200
+# Worker processes for a cold scan, at most (the server keeps serving requests meanwhile).
+MAX_WORKERS = 4
 
 
 @dataclass
@@ -61,13 +72,6 @@ def grammar_fingerprint() -> str:
     return digest.hexdigest()
 
 
-def _companions(path: str) -> list[str]:
-    # A FileTree class's parse includes its README.md (the comment).
-    if path.endswith("properties.json"):
-        return [os.path.join(os.path.dirname(path), "README.md")]
-    return []
-
-
 def file_stamp(path: str) -> tuple[int, int] | None:
     """(mtime_ns, size) of a file and its companions, or None if it is gone."""
     try:
@@ -75,7 +79,7 @@ def file_stamp(path: str) -> tuple[int, int] | None:
     except OSError:
         return None
     mtime, size = stat.st_mtime_ns, stat.st_size
-    for extra in _companions(path):
+    for extra in companions(path):
         try:
             more = os.stat(extra)
         except OSError:
@@ -83,21 +87,6 @@ def file_stamp(path: str) -> tuple[int, int] | None:
         mtime = max(mtime, more.st_mtime_ns)
         size += more.st_size
     return mtime, size
-
-
-def content_hash(path: str) -> str | None:
-    digest = hashlib.blake2b(digest_size=16)
-    try:
-        with open(path, "rb") as handle:
-            digest.update(handle.read())
-        for extra in _companions(path):
-            if os.path.isfile(extra):
-                digest.update(b"\0")
-                with open(extra, "rb") as handle:
-                    digest.update(handle.read())
-    except OSError:
-        return None
-    return digest.hexdigest()
 
 
 class ParseCache:
@@ -161,15 +150,32 @@ class ParseCache:
             self._db.close()
 
 
-def _dump(source: SourceFile) -> str:
-    return source.model_dump_json(by_alias=True, exclude_defaults=True)
-
-
 def _load(data: str) -> SourceFile | None:
     try:
         return SourceFile.model_validate_json(data)
     except ValueError:
         return None
+
+
+class _Progress:
+    """Reports files done of total, at most five times a second (and at the end)."""
+
+    def __init__(self, total: int, report: Callable[[int, int], None] | None) -> None:
+        self.total = total
+        self.done = 0
+        self.report = report
+        self._last = 0.0
+
+    def advance(self, count: int) -> None:
+        self.done += count
+        now = time.perf_counter()
+        if self.report is not None and now - self._last > 0.2:
+            self.report(self.done, self.total)
+            self._last = now
+
+    def finish(self) -> None:
+        if self.report is not None:
+            self.report(self.total, self.total)
 
 
 class _Unchanged:
@@ -197,11 +203,13 @@ class WorkspaceIndex:
         *,
         is_open: Callable[[str], bool] = lambda path: False,
         use_cache: bool = True,
+        use_workers: bool = True,
     ) -> None:
         self.project = project
         self.roots = [Path(r).absolute() for r in roots]
         self.is_open = is_open
         self.use_cache = use_cache
+        self.use_workers = use_workers
         self._cancel = threading.Event()
         self._caches: dict[Path, ParseCache] = {}
         self._facts = FactsCache()
@@ -263,18 +271,17 @@ class WorkspaceIndex:
         cache = self._cache_for(root)
         known = cache.entries() if cache is not None else {}
         paths = [str(p) for p in iter_project(root, _Unchanged(known))]
-        total = len(paths)
+        progress = _Progress(len(paths), report)
         summaries: list[tuple[str, Summary, Loader]] = []
-        parsed: list[SourceFile] = []
-        new_rows: list[tuple[str, int, int, str, str, str]] = []
         touched: list[tuple[int, int, str]] = []
-        last_report = 0.0
-        for done, path in enumerate(paths, 1):
+        misses: list[tuple[str, tuple[int, int]]] = []
+        for path in paths:
             if self._cancel.is_set():
                 return
             seen.add(path)
             stamp = file_stamp(path)
             if stamp is None:
+                progress.advance(1)
                 continue
             stats.files += 1
             entry = known.get(path)
@@ -284,35 +291,84 @@ class WorkspaceIndex:
                 touched.append((stamp[0], stamp[1], path))
             if hit and cache is not None and entry is not None:
                 stats.cached += 1
+                progress.advance(1)
                 if not self.is_open(path):
                     summaries.append((path, json.loads(entry[3]), self._loader(cache, path)))
+                if len(summaries) >= BATCH:
+                    self._flush(summaries, [])
             else:
-                source = parse_file(Path(path), self._facts)
-                stats.parsed += 1
-                if not self.is_open(path):
-                    parsed.append(source)
-                digest = content_hash(path) if cache is not None else None
-                if digest is not None:
-                    summary = json.dumps(summarize(source), separators=(",", ":"))
-                    new_rows.append((path, *stamp, digest, summary, _dump(source)))
-            if len(summaries) + len(parsed) >= BATCH:
-                self._flush(summaries, parsed)
-            now = time.perf_counter()
-            if report is not None and (now - last_report > 0.2 or done == total):
-                report(done, total)
-                last_report = now
-            if cache is not None and len(new_rows) >= BATCH:
-                cache.store(new_rows)
-                new_rows = []
-        self._flush(summaries, parsed)
-        if report is not None and total == 0:
-            report(0, 0)
+                misses.append((path, stamp))
+        self._flush(summaries, [])
+        self._parse(misses, cache, stats, progress)
+        progress.finish()
         if cache is not None:
-            cache.store(new_rows)
             cache.touch(touched)
             gone = [p for p in known if p not in seen]
             if gone:
                 cache.forget(gone)
+
+    def _parse(
+        self,
+        misses: list[tuple[str, tuple[int, int]]],
+        cache: ParseCache | None,
+        stats: ScanStats,
+        progress: _Progress,
+    ) -> None:
+        """Parse the files the cache does not have, in worker processes when they are many."""
+        workers = min(worker_count(), MAX_WORKERS)
+        if len(misses) >= PARALLEL_MIN_FILES and workers > 1 and self.use_workers:
+            done: set[str] = set()
+            try:
+                for chunk in parse_in_workers(misses, workers, self._cancel, cache is not None):
+                    self._add_parsed(chunk, cache)
+                    done.update(row.path for row in chunk)
+                    stats.parsed += len(chunk)
+                    progress.advance(len(chunk))
+                return
+            except Exception as err:  # a worker died, or processes cannot start here
+                log.warning("parsing in worker processes failed (%s); parsing in-process", err)
+                misses = [item for item in misses if item[0] not in done]
+        parsed: list[SourceFile] = []
+        rows: list[ParsedFile] = []
+        for path, stamp in misses:
+            if self._cancel.is_set():
+                return
+            source, row = parse_one(path, stamp, self._facts, hashed=cache is not None)
+            stats.parsed += 1
+            progress.advance(1)
+            if not self.is_open(path):
+                parsed.append(source)
+            rows.append(row)
+            if len(parsed) >= BATCH:
+                self._flush([], parsed)
+            if len(rows) >= BATCH:
+                self._store(cache, rows)
+        self._flush([], parsed)
+        self._store(cache, rows)
+
+    def _add_parsed(self, rows: list[ParsedFile], cache: ParseCache | None) -> None:
+        """Files parsed elsewhere: stored, then indexed by their summaries (loaded on use)."""
+        self._store(cache, list(rows))
+        self._flush(
+            [
+                (row.path, json.loads(row.summary), self._row_loader(cache, row))
+                for row in rows
+                if not self.is_open(row.path)
+            ],
+            [],
+        )
+
+    def _row_loader(self, cache: ParseCache | None, row: ParsedFile) -> Loader:
+        if cache is not None and row.digest is not None:
+            return self._loader(cache, row.path)
+        data = row.data
+        return lambda: _load(data)
+
+    @staticmethod
+    def _store(cache: ParseCache | None, rows: list[ParsedFile]) -> None:
+        if cache is not None:
+            cache.store(row for row in rows if row.digest is not None)  # type: ignore[misc]
+        rows.clear()
 
     def _flush(
         self, summaries: list[tuple[str, Summary, Loader]], parsed: list[SourceFile]

@@ -456,3 +456,29 @@ def test_gnu_eval_bodies_are_senders():
     cached = ProjectModel()
     cached.put_summary(str(gnu), summarize(source), lambda: source)
     assert cached.sender_refs("showCr:") == refs and not cached.is_loaded(str(gnu))
+
+
+def test_a_cold_scan_in_worker_processes_indexes_what_one_process_does(tmp_path: Path, caplog):
+    from server.scan_workers import PARALLEL_MIN_FILES
+
+    for copy in range(PARALLEL_MIN_FILES // 2 + 1):
+        (tmp_path / f"Shape{copy}.class.st").write_text(SHAPES.replace("Shape", f"Shape{copy}"))
+        (tmp_path / f"Circle{copy}.class.st").write_text(
+            CIRCLE.replace("Circle", f"Circle{copy}").replace("Shape", f"Shape{copy}")
+        )
+    spread, alone = ProjectModel(), ProjectModel()
+    stats = WorkspaceIndex(spread, [tmp_path]).scan()
+    assert (stats.parsed, stats.cached) == (PARALLEL_MIN_FILES + 2, 0)
+    assert "worker processes failed" not in caplog.text
+    assert not spread.is_loaded(str(tmp_path / "Circle7.class.st"))  # parsed elsewhere
+    WorkspaceIndex(alone, [tmp_path], use_cache=False, use_workers=False).scan()
+    assert sorted(spread.paths()) == sorted(alone.paths())
+    assert len(spread.implementors("drawOn:")) == len(alone.implementors("drawOn:")) == 302
+    assert sorted(r.path for r in spread.sender_refs("area")) == sorted(
+        r.path for r in alone.sender_refs("area")
+    )
+    assert spread.file(str(tmp_path / "Circle7.class.st")) == alone.file(
+        str(tmp_path / "Circle7.class.st")
+    )
+    again = WorkspaceIndex(ProjectModel(), [tmp_path]).scan()
+    assert (again.parsed, again.cached) == (0, PARALLEL_MIN_FILES + 2)
