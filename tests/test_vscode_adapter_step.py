@@ -1,12 +1,14 @@
 """The VS Code end-to-end step "activating an adapter changes the next suggestion", against the
 server alone: the same workspace, stubs and adapter (editors/vscode/e2e/fixture.json), the
-same cursor, the same settings as the extension sends, over LSP with pytest-lsp.
+same cursor and the same settings as the extension sends, over LSP with pytest-lsp.
 
-The step once failed because its random adapter was strong enough to make the coder write
-punctuation (`(`, `(https://...`) that the filters rightly drop, so no ghost text appeared;
-whether it did depended on the prompt, which itself depended on timing (the retrieval index
-ready or not, the method re-indexed between the two requests). Here the prompts must be the
-same with and without the adapter, and both suggestions visible and different.
+The step once failed: its random adapter (seed 1, strength 0.15) made the coder write
+punctuation (`(`, `(https://...`) that the filters rightly drop, so no ghost text appeared,
+and whether a suggestion appeared at all depended on the prompt, which depended on timing
+(the retrieval index ready or not, the method re-indexed between the two requests) and on
+what the other steps had typed above the cursor. Run with that adapter and that stub
+(`SRLicence >> isLongerThan:` after the other stubs), this test fails. Here both requests
+must see the same prompt, and both suggestions must be visible, parse and differ.
 """
 
 from __future__ import annotations
@@ -40,24 +42,25 @@ SERVER = ClientServerConfig(
 # What the extension sends with the e2e user settings (smalltalk.completion.budgetMs); the
 # reasoner is left out, it plays no part in a completion.
 OPTIONS = {"completion": {"budget_ms": 100000}, "models": {"reasoning": "off"}}
+# The log lines that say the retrieval index is built (or that there will be none): from then
+# on the same cursor gets the same prompt.
 INDEX_READY = ("retrieval index: ", "without similar-code search")
+STUB = FIXTURE["stubs"]["adapter"]
 
 
 def add_stubs(root: Path) -> Path:
-    """The stub methods as the e2e run appends them (e2e.mjs addStubs)."""
-    path = root / FIXTURE["file"]
-    text = path.read_text(encoding="utf-8").rstrip() + "\n"
+    """The stub methods as the e2e run appends them (e2e.mjs addStubs); the adapter step's file."""
     for stub in FIXTURE["stubs"].values():
-        method = f"SRLicence >> {stub['pattern']} [\n\n\t{stub['body']}\n]\n"
-        text += "\n{ #category : #testing }\n" + method
-    path.write_text(text, encoding="utf-8")
-    return path
+        path = root / stub["file"]
+        text = path.read_text(encoding="utf-8").rstrip() + "\n"
+        method = f"{stub['class']} >> {stub['pattern']} [\n\n\t{stub['body']}\n]\n"
+        path.write_text(text + "\n{ #category : #testing }\n" + method, encoding="utf-8")
+    return root / STUB["file"]
 
 
 def cursor(text: str) -> types.Position:
     """After the adapter stub's body, where step 4 asks for a suggestion."""
-    stub = FIXTURE["stubs"]["adapter"]
-    head = f"SRLicence >> {stub['pattern']} [\n\n\t{stub['body']}"
+    head = f"{STUB['class']} >> {STUB['pattern']} [\n\n\t{STUB['body']}"
     end = text.index(head) + len(head)
     line = text.count("\n", 0, end)
     return types.Position(line=line, character=end - (text.rfind("\n", 0, end) + 1))
@@ -123,9 +126,8 @@ def parses_with(text: str, at: types.Position, suggestion: str) -> bool:
     """Does the stub method parse with the suggestion inserted at the cursor?"""
     lines = text.split("\n")
     lines[at.line] = lines[at.line][: at.character] + suggestion + lines[at.line][at.character :]
-    pattern = FIXTURE["stubs"]["adapter"]["pattern"]
-    method = "\n".join(lines).split(f"SRLicence >> {pattern} ", 1)[1]
-    source = pattern + " " + method[: method.index("\n]") + 2]
+    method = "\n".join(lines).split(f"{STUB['class']} >> {STUB['pattern']} ", 1)[1]
+    source = STUB["pattern"] + " " + method[: method.index("\n]") + 2]
     return not method_errors(source)
 
 

@@ -27,16 +27,14 @@ import {
 import { screenText, waitFor, Workbench } from './lib/workbench.mjs';
 
 const SHOTS = path.join(E2E_DIR, 'screenshots');
-// What the tests add to the sample: empty methods to complete in, and the adapter of step 4.
-// tests/test_vscode_e2e_fixture.py checks the same fixture against the server alone.
+// What the tests add to the sample (fixture.json): the stub method each completion step works
+// in (one each, so no step sees another's edit; {file, class, pattern, body}) and the adapter
+// of step 4. tests/test_vscode_adapter_step.py checks step 4's part against the server alone.
 const FIXTURE = JSON.parse(fs.readFileSync(path.join(E2E_DIR, 'fixture.json'), 'utf8'));
-const LICENCE_PATH = FIXTURE.file;
+const STUBS = FIXTURE.stubs;
+const LICENCE_PATH = path.join('StreamingRights-Core', 'SRLicence.class.st');
 const LICENCE = path.basename(LICENCE_PATH);
 const ADAPTER = FIXTURE.adapter.name;
-// Method pattern of the stub each completion step works in (one each, so no step sees
-// another's edit), and what its body starts with.
-const STUBS = Object.fromEntries(Object.entries(FIXTURE.stubs).map(([use, stub]) => [use, stub.pattern]));
-const BODIES = Object.fromEntries(Object.values(FIXTURE.stubs).map((stub) => [stub.pattern, stub.body]));
 // Generous: the first suggestion of a cold model and an explanation from the reasoner on a
 // shared 2-core machine.
 const MODELS_READY_MS = 180_000;
@@ -67,17 +65,17 @@ function seconds(ms) {
 }
 
 /**
- * Appends the stub methods to the Tonel copy of SRLicence, in the fixture's order: the
- * adapter step's comes first, so what step 1 accepts further down is not in its prompt (the
- * coder without fill-in-the-middle sees only the text before the cursor).
+ * Appends the stub methods to the Tonel copies of their classes. Step 4's is in a file of its
+ * own: its `^` stays out of the other steps' prompts, and what they accept out of its prompt
+ * (the coder without fill-in-the-middle sees the text before the cursor).
  */
 function addStubs(workspace) {
-  const file = path.join(workspace, LICENCE_PATH);
-  let text = fs.readFileSync(file, 'utf8').replace(/\s*$/, '\n');
-  for (const { pattern, body } of Object.values(FIXTURE.stubs)) {
-    text += `\n{ #category : #testing }\nSRLicence >> ${pattern} [\n\n\t${body}\n]\n`;
+  for (const stub of Object.values(STUBS)) {
+    const file = path.join(workspace, stub.file);
+    const text = fs.readFileSync(file, 'utf8').replace(/\s*$/, '\n');
+    const method = `${stub.class} >> ${stub.pattern} [\n\n\t${stub.body}\n]\n`;
+    fs.writeFileSync(file, `${text}\n{ #category : #testing }\n${method}`);
   }
-  fs.writeFileSync(file, text);
 }
 
 /**
@@ -101,9 +99,9 @@ function locate(workspace, relPath, needle, offset = 0) {
 }
 
 /** The body line of a stub (after the pattern and a blank line), cursor after what it holds. */
-function stubBody(workspace, pattern) {
-  const at = locate(workspace, LICENCE_PATH, `SRLicence >> ${pattern} [`);
-  return { line: at.line + 2, column: 5 + BODIES[pattern].length };
+function stubBody(workspace, stub) {
+  const at = locate(workspace, stub.file, `${stub.class} >> ${stub.pattern} [`);
+  return { line: at.line + 2, column: 5 + stub.body.length };
 }
 
 /**
@@ -194,22 +192,22 @@ class Run {
    * Asks for a suggestion at the end of a stub's body (Trigger Inline Suggestion, Alt+\ by
    * default) and answers the ghost text that appears; the document is not edited.
    */
-  async suggestHere(pattern) {
-    const at = stubBody(this.dirs.workspace, pattern);
+  async suggestHere(stub) {
+    const at = stubBody(this.dirs.workspace, stub);
     await this.wb.gotoLine(at.line, at.column);
     await this.wb.command('Trigger Inline Suggestion');
-    return waitFor(`ghost text in ${pattern}`, async () => {
+    return waitFor(`ghost text in ${stub.pattern}`, async () => {
       const ghost = await this.wb.ghostText();
       return ghost.trim() !== '' ? ghost : undefined;
     }, SUGGESTION_MS, 200);
   }
 
   /** Types `^` at the start of a stub body and answers the ghost text that appears. */
-  async suggestAt(pattern) {
-    const at = stubBody(this.dirs.workspace, pattern);
+  async suggestAt(stub) {
+    const at = stubBody(this.dirs.workspace, stub);
     await this.wb.gotoLine(at.line, at.column);
     await this.page.keyboard.type('^', { delay: 30 });
-    return waitFor(`ghost text in ${pattern}`, async () => {
+    return waitFor(`ghost text in ${stub.pattern}`, async () => {
       const ghost = await this.wb.ghostText();
       return ghost.trim() !== '' ? ghost : undefined;
     }, SUGGESTION_MS, 200);
@@ -224,6 +222,8 @@ const STEPS = [
       await r.fresh();
       await r.wb.openFile(LICENCE);
       await r.modelsReady();
+      // What step 1 accepts is in later prompts (as context): the same every run.
+      await r.retrievalReady();
       const started = Date.now();
       const ghost = await r.suggestAt(STUBS.accept);
       log(`    suggestion after ${seconds(Date.now() - started)}: ${JSON.stringify(ghost)}`);
@@ -248,7 +248,7 @@ const STEPS = [
       if (diagnostics.length > 0) {
         throw new Error(`the file no longer parses: ${JSON.stringify(diagnostics)}\n${saved.slice(-400)}`);
       }
-      const selector = STUBS.accept.split(' ')[0];
+      const selector = STUBS.accept.pattern.split(' ')[0];
       if (!parse.methods.some((m) => m.selector === selector)) {
         throw new Error(`method ${selector} missing from the parse: ${parse.methods.map((m) => m.selector).join(' ')}`);
       }
@@ -327,7 +327,7 @@ const STEPS = [
     name: 'the status bar shows models and adapters; activating an adapter from it changes the next suggestion',
     async run(r) {
       await r.fresh();
-      await r.wb.openFile(LICENCE);
+      await r.wb.openFile(path.basename(STUBS.adapter.file));
       const before = await r.modelsReady();
       if (!/Adapters: none/.test(before.label)) {
         throw new Error(`expected no active adapter at first: ${before.label}`);
