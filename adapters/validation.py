@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 from pydantic import BaseModel, Field
 
 # Names of the checks, in the order they run; AdapterError.check is one of them.
@@ -191,6 +190,8 @@ def _parse(reader: _Reader, size: int) -> GGUFTable:
         infos.append((name, dims, ttype, offset))
     alignment = int(table.metadata.get("general.alignment", 32) or 32)
     table.data_offset = -(-reader.pos // alignment) * alignment
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType  # with numpy: on use only
+
     for name, dims, ttype, offset in infos:
         try:
             qtype = GGMLQuantizationType(ttype)

@@ -23,14 +23,15 @@ from weakref import WeakKeyDictionary
 
 from server.config import Settings
 from server.retrieval.context import Context, build_context
-from server.retrieval.embedder import Embedder, EmbedderError, load_embedder
-from server.retrieval.index import Progress, RetrievalIndex, UpdateStats
 from server.retrieval.provider import RetrievalContextProvider
 from server.retrieval.units import units_of_file
 from smalltalk_grammar.model import MethodDef
 
 if TYPE_CHECKING:
+    # numpy, faiss and torch load when indexing starts, not with the server.
     from server.lsp import SmalltalkLanguageServer, WorkDone
+    from server.retrieval.embedder import Embedder
+    from server.retrieval.index import Progress, RetrievalIndex, UpdateStats
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +155,9 @@ class IndexingService:
             self.index = None
         if not settings.retrieval.enabled:
             return
+        from server.retrieval.embedder import EmbedderError, load_embedder
+        from server.retrieval.index import RetrievalIndex
+
         name = settings.models.embeddings
         if name != self._embedder_name:
             self._embedder, self._embedder_name = None, name

@@ -8,19 +8,7 @@ lexical    selector-word search
 index      RetrievalIndex: persistence, incremental updates, hybrid search
 cursor     what the code at a cursor is about
 context    build_context: labelled items within a token budget
+
+Import the modules themselves: the package imports nothing, so the server starts without
+numpy, faiss and torch (they load when indexing starts).
 """
-
-from server.retrieval.context import Context, ContextItem, build_context
-from server.retrieval.embedder import Embedder, EmbedderError, load_embedder
-from server.retrieval.index import RetrievalIndex, UpdateStats
-
-__all__ = [
-    "Context",
-    "ContextItem",
-    "Embedder",
-    "EmbedderError",
-    "RetrievalIndex",
-    "UpdateStats",
-    "build_context",
-    "load_embedder",
-]

@@ -16,16 +16,18 @@ import bisect
 import math
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from server.project_model import ProjectModel
 from server.retrieval.cursor import Cursor, analyse, sent_selectors
-from server.retrieval.index import RetrievalIndex
-from server.retrieval.store import UnitRecord
 from server.retrieval.units import method_header, method_key
 from smalltalk_grammar.model import ClassDef, MethodDef
+
+if TYPE_CHECKING:  # numpy and faiss load with the index, not with the server
+    from server.retrieval.index import RetrievalIndex
+    from server.retrieval.store import UnitRecord
 
 ContextSource = Literal["class", "siblings", "implementors", "similar", "lexical", "recent"]
 TokenCounter = Callable[[str], int]

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from server.completion.types import CompletionRequest, ContextSnippet, MethodSpan
 from server.project_model import ProjectModel
 from server.retrieval.context import build_context
-from server.retrieval.index import RetrievalIndex
 from smalltalk_grammar.model import MethodDef
+
+if TYPE_CHECKING:
+    from server.retrieval.index import RetrievalIndex
 
 # The completion feature's own class provider already gives the class definition and the
 # other selectors of the class; retrieval adds what it cannot know.
