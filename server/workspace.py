@@ -180,14 +180,20 @@ class _Progress:
 
 class _Unchanged:
     """The cached paths whose files still have the cached stamp: known Smalltalk sources,
-    so the walk need not read them to tell."""
+    so the walk need not read them to tell. The stamps it takes are kept for the scan."""
 
     def __init__(self, known: dict[str, tuple[int, int, str, str]]) -> None:
         self.known = known
+        self.stamps: dict[str, tuple[int, int] | None] = {}
 
     def __contains__(self, path: object) -> bool:
-        entry = self.known.get(path) if isinstance(path, str) else None
-        return entry is not None and file_stamp(path) == entry[:2]  # type: ignore[arg-type]
+        if not isinstance(path, str) or path not in self.known:
+            return False
+        stamp = self.stamps[path] = file_stamp(path)
+        return stamp == self.known[path][:2]
+
+    def stamp(self, path: str) -> tuple[int, int] | None:
+        return self.stamps.pop(path) if path in self.stamps else file_stamp(path)
 
 
 class WorkspaceIndex:
@@ -270,7 +276,8 @@ class WorkspaceIndex:
     ) -> None:
         cache = self._cache_for(root)
         known = cache.entries() if cache is not None else {}
-        paths = [str(p) for p in iter_project(root, _Unchanged(known))]
+        unchanged = _Unchanged(known)
+        paths = [str(p) for p in iter_project(root, unchanged)]
         progress = _Progress(len(paths), report)
         summaries: list[tuple[str, Summary, Loader]] = []
         touched: list[tuple[int, int, str]] = []
@@ -279,7 +286,7 @@ class WorkspaceIndex:
             if self._cancel.is_set():
                 return
             seen.add(path)
-            stamp = file_stamp(path)
+            stamp = unchanged.stamp(path)
             if stamp is None:
                 progress.advance(1)
                 continue
@@ -333,22 +340,26 @@ class WorkspaceIndex:
         for path, stamp in misses:
             if self._cancel.is_set():
                 return
-            source, row = parse_one(path, stamp, self._facts, hashed=cache is not None)
+            if cache is None:  # nothing to store: the parse alone
+                source = parse_file(Path(path), self._facts)
+            else:
+                source, row = parse_one(path, stamp, self._facts)
+                rows.append(row)
             stats.parsed += 1
             progress.advance(1)
             if not self.is_open(path):
                 parsed.append(source)
-            rows.append(row)
             if len(parsed) >= BATCH:
                 self._flush([], parsed)
             if len(rows) >= BATCH:
                 self._store(cache, rows)
+                rows = []
         self._flush([], parsed)
         self._store(cache, rows)
 
     def _add_parsed(self, rows: list[ParsedFile], cache: ParseCache | None) -> None:
         """Files parsed elsewhere: stored, then indexed by their summaries (loaded on use)."""
-        self._store(cache, list(rows))
+        self._store(cache, rows)
         self._flush(
             [
                 (row.path, json.loads(row.summary), self._row_loader(cache, row))
@@ -368,7 +379,6 @@ class WorkspaceIndex:
     def _store(cache: ParseCache | None, rows: list[ParsedFile]) -> None:
         if cache is not None:
             cache.store(row for row in rows if row.digest is not None)  # type: ignore[misc]
-        rows.clear()
 
     def _flush(
         self, summaries: list[tuple[str, Summary, Loader]], parsed: list[SourceFile]
