@@ -45,8 +45,7 @@ def summarize(source: SourceFile) -> Summary:
     senders: dict[str, list[int]] = {}
     refs: dict[str, list[int]] = {}
     variables: dict[str, list[int]] = {}
-    # GNU `Eval [ ]` bodies send messages too: numbered after the methods ("d" rows).
-    for i, method in enumerate([*source.methods, *source.doits]):
+    for i, method in enumerate(numbered_methods(source)):
         for selector in dict.fromkeys([*method.sends, *method.symbols]):
             senders.setdefault(selector, []).append(i)
         for name in dict.fromkeys(method.class_references):
@@ -65,6 +64,12 @@ def summarize(source: SourceFile) -> Summary:
     if source.wide_lines:
         summary["w"] = list(source.wide_lines)
     return summary
+
+
+def numbered_methods(source: SourceFile) -> list[MethodDef]:
+    """The methods as the sender, reference and variable indexes number them: GNU `Eval [ ]`
+    bodies send messages too, so they follow the methods (the summary's "d" rows)."""
+    return [*source.methods, *source.doits] if source.doits else source.methods
 
 
 def _method_row(m: MethodDef) -> list[Any]:
@@ -259,8 +264,8 @@ class ProjectModel:
                     continue
                 if kind == "c":
                     items: list[Any] = source.classes
-                else:  # sender positions past the methods are the file's doits
-                    items = [*source.methods, *source.doits] if source.doits else source.methods
+                else:
+                    items = numbered_methods(source)
                 found.extend((path, items[i]) for i in positions if i < len(items))
             return found
 
@@ -415,7 +420,7 @@ class ProjectModel:
         """The method a ref points at (None if its file changed since)."""
         with self._lock:
             source = self._source(ref.path)
-            methods = [*source.methods, *source.doits] if source is not None else []
+            methods = numbered_methods(source) if source is not None else []
             if ref.number >= len(methods):
                 return None
             method = methods[ref.number]
