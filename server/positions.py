@@ -15,20 +15,17 @@ from __future__ import annotations
 
 import functools
 import inspect
-import re
 from collections.abc import Callable, Container
 from typing import Any
 
 import attrs
 from lsprotocol import types
 
-from smalltalk_grammar.text import LineIndex
+from smalltalk_grammar.text import WIDE_CHARACTER, LineIndex
 from smalltalk_grammar.text import wide_lines as grammar_wide_lines
 
 CODE_POINTS = types.PositionEncodingKind.Utf32
 UTF16 = types.PositionEncodingKind.Utf16
-
-_WIDE = re.compile("[\U00010000-\U0010ffff]")
 
 # Fields that hold no positions of the document: the client's or our own opaque data, a
 # command's arguments, the identifier of the document.
@@ -66,11 +63,11 @@ def line_text(text: str, number: int) -> str | None:
 
 
 def utf16_length(text: str) -> int:
-    return len(text) + len(_WIDE.findall(text))
+    return len(text) + len(WIDE_CHARACTER.findall(text))
 
 
 def to_utf16(line: str, column: int) -> int:
-    return column + len(_WIDE.findall(line, 0, column))
+    return column + len(WIDE_CHARACTER.findall(line, 0, column))
 
 
 def from_utf16(line: str, units: int) -> int:

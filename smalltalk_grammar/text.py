@@ -22,7 +22,7 @@ _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
 # Characters outside the Basic Multilingual Plane: two code units each in utf-16, which is
 # how most editors count columns (the model counts code points).
-_WIDE = re.compile("[\U00010000-\U0010ffff]")
+WIDE_CHARACTER = re.compile("[\U00010000-\U0010ffff]")
 
 
 @dataclass
@@ -198,7 +198,7 @@ class ByteMap:
 def wide_lines(text: str, index: LineIndex | None = None) -> list[int]:
     """Numbers of the lines that hold a character outside the Basic Multilingual Plane (lines
     as LineIndex counts them: LF, CRLF and CR each end one)."""
-    if text.isascii() or not _WIDE.search(text):  # isascii is a flag check, no scan
+    if text.isascii() or not WIDE_CHARACTER.search(text):  # isascii is a flag check, no scan
         return []
     index = index or LineIndex(text)
-    return sorted({index.position_dict(m.start())["line"] for m in _WIDE.finditer(text)})
+    return sorted({index.position_dict(m.start())["line"] for m in WIDE_CHARACTER.finditer(text)})

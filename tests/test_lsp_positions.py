@@ -134,7 +134,8 @@ def test_semantic_tokens_count_utf16_units_on_wide_lines():
     foo = text.index("foo")
     tokens = [(foo, foo + 3, 1, 0), (foo + 4, foo + 7, 2, 0)]
     assert encode(text, tokens) == [1, 4, 3, 1, 0, 0, 4, 3, 2, 0]
-    assert encode(text, tokens, utf16=True) == [1, 5, 3, 1, 0, 0, 4, 3, 2, 0]
+    wide = positions.wide_lines(text)
+    assert encode(text, tokens, wide) == [1, 5, 3, 1, 0, 0, 4, 3, 2, 0]
 
 
 def test_workspace_edits_are_converted_per_document_and_copied():

@@ -4,6 +4,7 @@ tree-sitter view of each method as the other features."""
 
 from __future__ import annotations
 
+from collections.abc import Container
 from typing import TYPE_CHECKING
 
 from lsprotocol import types
@@ -106,12 +107,11 @@ def _identifier(name: str, node, arguments: set[str], fields: dict[str, int]) ->
     return "variable", 0
 
 
-def encode(text: str, tokens: list[Token], utf16: bool = False) -> list[int]:
-    """LSP's relative encoding; tokens spanning lines are cut at each line end. With `utf16`
-    columns and lengths count utf-16 code units (see server.positions)."""
+def encode(text: str, tokens: list[Token], wide_lines: Container[int] = ()) -> list[int]:
+    """LSP's relative encoding; tokens spanning lines are cut at each line end. On
+    `wide_lines` columns and lengths count utf-16 code units (see server.positions)."""
     data: list[int] = []
     last_line = last_char = 0
-    wide = positions.wide_lines(text) if utf16 else frozenset()
     for start, end, kind, modifiers in sorted(set(tokens)):
         while start < end:
             pos = position_at(text, start)
@@ -120,7 +120,7 @@ def encode(text: str, tokens: list[Token], utf16: bool = False) -> list[int]:
                 line_end += 1
             if line_end > start:
                 column, length = pos.character, line_end - start
-                if pos.line in wide:
+                if pos.line in wide_lines:
                     line_start = start - pos.character
                     column = positions.utf16_length(text[line_start:start])
                     length = positions.utf16_length(text[start:line_end])
@@ -139,7 +139,8 @@ def document_tokens(snap: Snapshot, project: ProjectModel, utf16: bool = False) 
     for method in snap.source.methods:
         tree = common.method_tree_of(snap, method)
         tokens += method_tokens(tree, project)
-    return encode(snap.text, tokens, utf16)
+    # The parse knows the lines with characters outside the BMP; only utf-16 counts them.
+    return encode(snap.text, tokens, set(snap.source.wide_lines) if utf16 else ())
 
 
 def setup(ls: SmalltalkLanguageServer) -> None:
