@@ -482,3 +482,23 @@ def test_a_cold_scan_in_worker_processes_indexes_what_one_process_does(tmp_path:
     )
     again = WorkspaceIndex(ProjectModel(), [tmp_path]).scan()
     assert (again.parsed, again.cached) == (0, PARALLEL_MIN_FILES + 2)
+
+
+def test_a_scan_whose_workers_fail_parses_in_process(tmp_path: Path, caplog, monkeypatch):
+    import server.workspace
+    from server.scan_workers import PARALLEL_MIN_FILES
+
+    def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise OSError("cannot start processes here")
+        yield  # a generator, as parse_in_workers is
+
+    monkeypatch.setattr(server.workspace, "parse_in_workers", broken)
+    for copy in range(PARALLEL_MIN_FILES):
+        (tmp_path / f"Shape{copy}.class.st").write_text(SHAPES.replace("Shape", f"Shape{copy}"))
+    model = ProjectModel()
+    stats = WorkspaceIndex(model, [tmp_path]).scan()
+    assert (stats.parsed, stats.cached) == (PARALLEL_MIN_FILES, 0)
+    assert "parsing in worker processes failed (cannot start processes here)" in caplog.text
+    assert len(model.implementors("drawOn:")) == PARALLEL_MIN_FILES
+    again = WorkspaceIndex(ProjectModel(), [tmp_path]).scan()
+    assert (again.parsed, again.cached) == (0, PARALLEL_MIN_FILES)
