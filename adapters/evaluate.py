@@ -27,16 +27,16 @@ from pydantic import BaseModel, Field
 
 from adapters.dataset import Example, Split, load_split
 from adapters.render import fit_tokens, render
-from adapters.runtime import (
+from server.engine.embedded import resolve_model_path
+from server.engine.llama_model import LoadedModel, llama, load_model
+from server.engine.lora import (
     ActiveAdapter,
     AdapterLoadError,
     ModelAdapters,
     adapter_key,
     set_context_adapters,
 )
-from adapters.validation import AdapterError
-from server.engine.embedded import resolve_model_path
-from server.engine.llama_model import LoadedModel, llama, load_model
+from server.engine.lora_validation import AdapterError
 from server.engine.registry import LlamaEngine, RoleSpec
 from server.engine.types import CancelToken, GenerateParams
 from smalltalk_grammar import parse

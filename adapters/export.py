@@ -21,8 +21,8 @@ import gguf
 import numpy as np
 from pydantic import BaseModel
 
-from adapters.manifest import AdapterManifest, write_manifest
-from adapters.validation import AdapterError, AdapterInfo, base_table, validate_adapter
+from server.engine.lora_validation import AdapterError, AdapterInfo, base_table, validate_adapter
+from server.lora.manifest import AdapterManifest, write_manifest
 
 log = logging.getLogger(__name__)
 

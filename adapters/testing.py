@@ -19,7 +19,7 @@ from pathlib import Path
 import gguf
 import numpy as np
 
-from adapters.validation import base_table
+from server.engine.lora_validation import base_table
 
 # Weights adapted by default: attention and MLP projections of every block.
 DEFAULT_TARGETS = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")

@@ -33,10 +33,10 @@ from pathlib import Path
 import psutil
 
 from adapters import testing
-from adapters.runtime import KVSnapshots, set_context_adapters
-from adapters.validation import validate_adapter
 from server.engine.embedded import resolve_model_path
 from server.engine.llama_model import LoadedModel, llama, load_model
+from server.engine.lora import KVSnapshots, set_context_adapters
+from server.engine.lora_validation import validate_adapter
 from server.engine.session import LlamaSession
 from server.engine.types import CancelToken, GenerateParams
 

@@ -1,4 +1,4 @@
-"""`smalltalk-lsp` command line: one subcommand per module in `server.commands`."""
+"""`smalltalk-lsp` command line: one subcommand per module named in `COMMANDS`."""
 
 from __future__ import annotations
 
@@ -7,16 +7,18 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-# Subcommand name -> module in server.commands. Each module has HELP, add_arguments(parser)
-# and run(args) -> int. Modules import lazily so `serve` does not pay for `index`.
+# Subcommand name -> module. Each module has HELP, add_arguments(parser) and run(args) -> int.
+# Modules import lazily so `serve` does not pay for `index`. The training command belongs to the
+# `adapters` package, which is built on the server (never the other way round): the command
+# line names it here like a plug-in and the server's own code never imports it.
 COMMANDS: dict[str, str] = {
-    "serve": "serve",
-    "symbols": "symbols",
-    "complete": "complete",
-    "doctor": "doctor",
-    "index": "index",
-    "adapters": "adapters",
-    "demo": "demo",
+    "serve": "server.commands.serve",
+    "symbols": "server.commands.symbols",
+    "complete": "server.commands.complete",
+    "doctor": "server.commands.doctor",
+    "index": "server.commands.index",
+    "adapters": "adapters.commands",
+    "demo": "server.commands.demo",
 }
 
 
@@ -24,9 +26,9 @@ def _available() -> dict[str, object]:
     found: dict[str, object] = {}
     for name, module_name in COMMANDS.items():
         try:
-            found[name] = importlib.import_module(f"server.commands.{module_name}")
+            found[name] = importlib.import_module(module_name)
         except ModuleNotFoundError as err:
-            if err.name != f"server.commands.{module_name}":
+            if err.name != module_name:
                 raise
     return found
 

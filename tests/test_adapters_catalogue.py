@@ -13,22 +13,22 @@ import numpy as np
 import pytest
 
 from adapters import testing
-from adapters.catalogue import Catalogue, adapter_folders, read_entry, user_adapter_dir
-from adapters.manifest import (
-    AdapterManifest,
-    ManifestError,
-    manifest_path_for,
-    pattern_matches,
-    read_manifest,
-    write_manifest,
-)
-from adapters.validation import (
+from server.engine.lora_validation import (
     AdapterError,
     base_table,
     check_against_base,
     inspect_adapter,
     read_table,
     validate_adapter,
+)
+from server.lora.catalogue import Catalogue, adapter_folders, read_entry, user_adapter_dir
+from server.lora.manifest import (
+    AdapterManifest,
+    ManifestError,
+    manifest_path_for,
+    pattern_matches,
+    read_manifest,
+    write_manifest,
 )
 
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from adapters import testing
-from adapters.manager import AdapterManager, CommandError
-from adapters.manifest import AdapterManifest, write_manifest
 from server.config import Settings, validate_settings
 from server.engine.session import LlamaSession
 from server.engine.types import CancelToken, GenerateParams
 from server.features.adapters import packages_of
+from server.lora.manager import AdapterManager, CommandError
+from server.lora.manifest import AdapterManifest, write_manifest
 from server.project_model import ProjectModel
 from smalltalk_grammar import parse
 

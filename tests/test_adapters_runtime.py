@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from adapters import testing
-from adapters.runtime import KVSnapshots, adapter_key
-from adapters.validation import AdapterError
+from server.engine.lora import KVSnapshots, adapter_key
+from server.engine.lora_validation import AdapterError
 from server.engine.session import LlamaSession
 from server.engine.types import CancelToken, GenerateParams, Generation
 from server.engine.worker import InferenceWorker

@@ -82,7 +82,8 @@ def _edges() -> list[Edge]:
         tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
 
-        def walk(node: ast.AST, in_function: bool, name: str = name, package: str = package) -> None:
+        def walk(node: ast.AST, in_function: bool, name: str = name, package: str = package
+                 ) -> None:
             for child in ast.iter_child_nodes(node):
                 if isinstance(child, ast.Import | ast.ImportFrom):
                     for target in _targets(child, package):
@@ -155,10 +156,11 @@ def test_no_module_level_import_cycle() -> None:
 
 
 def test_features_do_not_import_each_other_inside_functions() -> None:
+    feature = FEATURES + "."
     inner = [
         f"{e.source}:{e.line} -> {e.target}"
         for e in EDGES
-        if e.in_function and e.source.startswith(FEATURES + ".") and e.target.startswith(FEATURES + ".")
+        if e.in_function and e.source.startswith(feature) and e.target.startswith(feature)
     ]
     assert inner == []
 

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from remote_support import TEAM_KEY, TEAM_KEY_ENV
 
-from adapters.runtime import AdapterLoadError
 from server.completion.pipeline import CompletionOptions, complete
 from server.completion.providers import ClassContextProvider
 from server.completion.types import CompletionRequest
 from server.config import validate_settings
+from server.engine.lora import AdapterLoadError
 from server.engine.registry import LlamaEngine, RoleSpec
 from server.engine.remote import RemoteEngine
 from server.engine.types import CancelToken, GenerateParams

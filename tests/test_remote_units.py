@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from remote_support import free_port
 
-from adapters.runtime import AdapterLoadError
 from server.config import validate_settings
+from server.engine.lora import AdapterLoadError
 from server.engine.remote import RemoteEngine, RemoteSetupError
 from server.engine.remote_api import (
     DONE,

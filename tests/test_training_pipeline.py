@@ -17,11 +17,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from adapters.catalogue import Catalogue
 from adapters.dataset import build_dataset, read_examples, write_dataset
 from adapters.evaluate import EvalConfig, EvalEngine, evaluate
 from adapters.export import export_run
-from adapters.manifest import manifest_path_for, read_manifest
 from adapters.render import render
 from adapters.teach import TeachConfig, teach
 from adapters.train import (
@@ -32,7 +30,9 @@ from adapters.train import (
     train,
     training_examples,
 )
-from adapters.validation import validate_adapter
+from server.engine.lora_validation import validate_adapter
+from server.lora.catalogue import Catalogue
+from server.lora.manifest import manifest_path_for, read_manifest
 
 TONEL = Path(__file__).parent / "fixtures" / "sample" / "tonel"
 

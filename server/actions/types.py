@@ -7,13 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from adapters.manager import AdapterSelection
 from server.actions.chat import Message, render_chat
 from server.actions.formats import CodeEdit
 from server.actions.generate import LongGeneration, generate_yielding
 from server.actions.models import ActionCancelled, ActionError, ActionModels
 from server.actions.targets import ActionKind, Site
 from server.engine.types import CancelToken, GenerateParams, Role, StopCheck, TextEngine
+from server.lora.manager import AdapterSelection
 from server.project_model import ProjectModel
 from smalltalk_grammar.model import SourceFile
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from adapters.runtime import ActiveAdapter
+from server.engine.lora import ActiveAdapter
 from server.engine.types import TextEngine
 
 
@@ -23,7 +23,7 @@ class ModelInfo(Protocol):
 
 
 class AdapterPool(Protocol):
-    """The LoRA adapters a model can apply, by name (adapters.runtime.ModelAdapters in
+    """The LoRA adapters a model can apply, by name (server.engine.lora.ModelAdapters in
     process; the adapters a server offers for a remote model)."""
 
     def get(self, name: str) -> Any: ...

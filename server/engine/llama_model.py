@@ -13,8 +13,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from adapters.runtime import ModelAdapters
 from server.engine.gguf_info import GGUFError, GGUFInfo, read_gguf
+from server.engine.lora import ModelAdapters
 from server.engine.types import FimTokens
 
 log = logging.getLogger(__name__)

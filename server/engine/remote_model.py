@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from adapters.runtime import ActiveAdapter, AdapterLoadError
 from server.config import RoleBackend, Settings
 from server.engine.embedded import ModelNotFound, resolve_model_path
 from server.engine.gguf_info import GGUFError, GGUFInfo, read_gguf
+from server.engine.lora import ActiveAdapter, AdapterLoadError
 from server.engine.types import FimTokens, Role
 
 log = logging.getLogger(__name__)

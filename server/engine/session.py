@@ -15,8 +15,8 @@ import threading
 import time
 from typing import Any
 
-from adapters.runtime import ContextAdapters
 from server.engine.llama_model import LoadedModel, llama
+from server.engine.lora import ContextAdapters
 from server.engine.types import CancelToken, GenerateParams, Generation, StopCheck, StopReason
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ class LlamaSession:
         # True while a prompt is evaluated past its budget to warm the cache.
         self._warming = False
         self._lock = threading.Lock()
-        # Applies each request's LoRA set and keeps per-set KV snapshots (adapters.runtime).
+        # Applies each request's LoRA set and keeps per-set KV snapshots (server.engine.lora).
         self.adapters = ContextAdapters(self, model.adapters, self._lock)
 
         def _should_abort(_data: Any) -> bool:

@@ -1,4 +1,4 @@
-"""LoRA adapters in the running server, wired to LSP (the logic is adapters.manager).
+"""LoRA adapters in the running server, wired to LSP (the logic is server.lora.manager).
 
 `workspace/executeCommand` `smalltalk.adapters.list`, `smalltalk.adapters.activate` (name,
 optional scale) and `smalltalk.adapters.deactivate` (name); watched-file events and a light
@@ -20,9 +20,9 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams
 from pygls.uris import from_fs_path
 
-from adapters.catalogue import WATCH_GLOBS
-from adapters.manager import AdapterManager, AdapterSelection, CommandError
 from server.config import Settings
+from server.lora.catalogue import WATCH_GLOBS
+from server.lora.manager import AdapterManager, AdapterSelection, CommandError
 
 if TYPE_CHECKING:
     from server.engine.backend import EngineModel

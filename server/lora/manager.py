@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from adapters.catalogue import AdapterEntry, Catalogue, adapter_folders
-from adapters.runtime import AdapterLoadError, adapter_key, describe
-from adapters.validation import AdapterError, validate_adapter
 from server.config import Settings
+from server.engine.lora import AdapterLoadError, adapter_key, describe
+from server.engine.lora_validation import AdapterError, validate_adapter
+from server.lora.catalogue import AdapterEntry, Catalogue, adapter_folders
 
 if TYPE_CHECKING:
     from server.engine.backend import AdapterPool, EngineModel

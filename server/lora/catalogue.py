@@ -5,11 +5,11 @@ the folders of the `adapters.folders` setting (relative ones against the first r
 user's data dir (`$XDG_DATA_HOME/smalltalk-lsp/adapters`, by default
 `~/.local/share/smalltalk-lsp/adapters`). A bare `.gguf` file is an adapter named after its
 stem, for the architecture its metadata names; a manifest beside it adds a name, purpose,
-pattern and default scale (adapters.manifest).
+pattern and default scale (server.lora.manifest).
 
 The catalogue only reads headers: an entry that fails the file checks (not GGUF, not a LoRA,
 truncated, a bad manifest) is listed with its error and never loaded; the checks against the
-base model run when it is loaded (adapters.runtime).
+base model run when it is loaded (server.engine.lora).
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from adapters.manifest import (
+from server.engine.lora_validation import AdapterError, inspect_adapter
+from server.lora.manifest import (
     AdapterManifest,
     ManifestError,
     Purpose,
@@ -31,7 +32,6 @@ from adapters.manifest import (
     pattern_matches,
     read_manifest,
 )
-from adapters.validation import AdapterError, inspect_adapter
 
 log = logging.getLogger(__name__)
 

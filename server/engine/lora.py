@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from adapters.validation import AdapterError, AdapterInfo, validate_adapter
+from server.engine.lora_validation import AdapterError, AdapterInfo, validate_adapter
 
 log = logging.getLogger(__name__)
 
