@@ -21,7 +21,14 @@ from smalltalk_grammar.model import (
     SourceFile,
     SourceFormat,
 )
-from smalltalk_grammar.parsing import detect_format, iter_project, parse, parse_file, parse_path
+from smalltalk_grammar.parsing import (
+    detect_format,
+    format_of,
+    iter_project,
+    parse,
+    parse_file,
+    parse_path,
+)
 from smalltalk_grammar.text import LineIndex, offset_at, position_at
 
 __all__ = [
@@ -38,6 +45,7 @@ __all__ = [
     "SourceFile",
     "SourceFormat",
     "detect_format",
+    "format_of",
     "iter_project",
     "offset_at",
     "parse",

@@ -359,3 +359,11 @@ class paused_gc:
     def __exit__(self, *exc: object) -> None:
         if self.enabled:
             gc.enable()
+
+
+def format_of(text: str, path: str | None = None) -> SourceFormat:
+    """The format `parse` reads a file as, without parsing it: FileTree by the method file's
+    path, else detected from the content."""
+    if filetree.method_location(path) is not None:
+        return "filetree"
+    return detect_format(text)

@@ -13,9 +13,9 @@ from adapters import testing
 from server.config import Settings, validate_settings
 from server.engine.session import LlamaSession
 from server.engine.types import CancelToken, GenerateParams
-from server.features.adapters import packages_of
 from server.lora.manager import AdapterManager, CommandError
 from server.lora.manifest import AdapterManifest, write_manifest
+from server.models import packages_of
 from server.project_model import ProjectModel
 from smalltalk_grammar import parse
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 from lsprotocol import types
 
+from server.core import guarded
 from server.documents import Snapshot
 from server.features import analysis, common, completion, folding, symbols
 from server.logging_setup import ClientLogHandler
-from server.lsp import guarded
 from server.project_model import ProjectModel, summarize
 from server.workspace import WorkspaceIndex
 from smalltalk_grammar import Position, SourceFile, offset_at, parse
@@ -358,7 +358,7 @@ def test_a_failing_handler_answers_empty_and_logs(caplog):
     def broken(params: object) -> list[int]:
         raise RuntimeError("boom")
 
-    with caplog.at_level(logging.ERROR, logger="server.lsp"):
+    with caplog.at_level(logging.ERROR, logger="server.core"):
         assert broken(None) == []
     assert "textDocument/hover failed" in caplog.text
 

@@ -12,11 +12,14 @@ from server.actions.formats import CodeEdit
 from server.actions.generate import LongGeneration, generate_yielding
 from server.actions.models import ActionCancelled, ActionError, ActionModels
 from server.actions.targets import ActionKind, Site
+from server.config import ActionsConfig, Settings
 from server.engine.types import CancelToken, GenerateParams, Role, StopCheck, TextEngine
 from server.lora.manager import AdapterSelection
 from server.project_model import ProjectModel
 from smalltalk_grammar.model import SourceFile
 
+# A method comment is short whatever the code budget.
+COMMENT_MAX_TOKENS = 40
 # (tokens generated so far in this action, a short status)
 Progress = Callable[[int, str], None]
 # The LoRA adapters a role's generations apply (chosen for the action's file by the caller).
@@ -27,18 +30,35 @@ def no_adapters(role: Role) -> AdapterSelection:
     return AdapterSelection()
 
 
+_CONFIG = ActionsConfig()
+
+
 @dataclass(frozen=True)
 class ActionOptions:
+    """What an action may generate (the defaults are the `actions` settings' defaults)."""
+
     # Explanations, designs and plans (the reasoner).
-    max_tokens: int = 384
+    max_tokens: int = _CONFIG.max_tokens
     # Each piece of code the coder writes.
-    code_max_tokens: int = 160
-    comment_max_tokens: int = 40
-    summary_max_tokens: int = 96
+    code_max_tokens: int = _CONFIG.code_max_tokens
+    comment_max_tokens: int = min(COMMENT_MAX_TOKENS, _CONFIG.code_max_tokens)
+    summary_max_tokens: int = _CONFIG.summary_max_tokens
     # Explanations and designs may sample; code starts greedy and samples on retries.
-    temperature: float = 0.6
+    temperature: float = _CONFIG.temperature
     # Tries for code that must parse.
-    attempts: int = 3
+    attempts: int = _CONFIG.attempts
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ActionOptions:
+        config = settings.actions
+        return cls(
+            max_tokens=config.max_tokens,
+            code_max_tokens=config.code_max_tokens,
+            comment_max_tokens=min(COMMENT_MAX_TOKENS, config.code_max_tokens),
+            summary_max_tokens=config.summary_max_tokens,
+            temperature=config.temperature,
+            attempts=config.attempts,
+        )
 
 
 @dataclass

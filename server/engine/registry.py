@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -123,6 +123,46 @@ class LlamaEngine:
 
     def close(self) -> None:
         self.session.close()
+
+
+class PrivateContext(LlamaEngine):
+    """A role's weights with a context of its own (e.g. the code actions' coder, so they keep
+    the completion context's KV prefix). Close it before the weights: `close` stops a
+    generation in progress within a token and waits for it."""
+
+    def __init__(self, base: LlamaEngine, n_ctx: int) -> None:
+        super().__init__(replace(base.spec, n_ctx=min(base.spec.n_ctx, n_ctx)), base.model)
+        self.base = base
+        self.closing = threading.Event()
+
+    def generate(
+        self,
+        prompt: str,
+        params: GenerateParams,
+        cancel: CancelToken,
+        stop_check: StopCheck | None = None,
+    ) -> Generation:
+        if self.closing.is_set():
+            return Generation("", "error", error=f"the {self.spec.role} model was unloaded")
+        return super().generate(prompt, params, _Either(cancel, self.closing), stop_check)
+
+    def close(self) -> None:
+        self.closing.set()
+        super().close()
+
+
+class _Either(CancelToken):
+    def __init__(self, outer: CancelToken, closing: threading.Event) -> None:
+        super().__init__()
+        self.outer = outer
+        self.closing = closing
+
+    @property
+    def cancelled(self) -> bool:
+        return self.outer.cancelled
+
+    def should_stop(self) -> bool:
+        return self.outer.should_stop() or self.closing.is_set()
 
 
 class ModelRegistry:

@@ -13,17 +13,16 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
-from server.actions import Run
+from server.actions import ActionOptions, Run
 from server.actions.summary import SummaryCache, summarize, summary_key
 from server.actions.targets import method_name
 from server.engine.types import Role
-from server.features.adapters import AdapterSelection, adapter_selection
-from server.features.code_actions import ActionsRuntime, runtime_of
+from server.lora.manager import AdapterSelection
 from smalltalk_grammar.model import MethodDef
 
 if TYPE_CHECKING:
+    from server.core import SmalltalkLanguageServer
     from server.features.common import Context
-    from server.lsp import SmalltalkLanguageServer
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +30,8 @@ PENDING_NOTE = "_Summary: being written by the {label} (hover again in a moment)
 
 
 class AiHover:
-    def __init__(self, ls: SmalltalkLanguageServer, runtime: ActionsRuntime) -> None:
+    def __init__(self, ls: SmalltalkLanguageServer) -> None:
         self.ls = ls
-        self.runtime = runtime
         self._pending: set[str] = set()
         self._failed: set[str] = set()
         self._lock = threading.Lock()
@@ -42,13 +40,13 @@ class AiHover:
         """(cache name, label, adapters) of the model that writes summaries of a file's
         methods, or None. The adapters are part of the cache name: a summary written under
         one adapter set is not shown for another."""
-        models = self.runtime.models
+        models = self.ls.models
         roles: tuple[tuple[Role, str], ...] = (("reasoner", "reasoning model"),
                                                ("coder", "coder model"))
         for role, label in roles:
             name = models.model_name(role)
             if name is not None:
-                adapters = adapter_selection(self.ls, role, path)
+                adapters = models.select_adapters(role, path)
                 cache_name = f"{role}:{name}" + (f"+{adapters.key}" if adapters.key else "")
                 if adapters.label:
                     label = f"{label} + {adapters.label}"
@@ -58,16 +56,15 @@ class AiHover:
     def extra(self, ctx: Context) -> str | None:
         """The summary section of a hover, or a note that it is being written; None outside
         methods or with summaries off."""
-        config = getattr(self.ls.settings, "actions", None)
         method = ctx.method
-        if method is None or (config is not None and not config.hover_summaries):
+        if method is None or not self.ls.settings.actions.hover_summaries:
             return None
         model = self._model(ctx.snap.path)
         if model is None:
             return None
         name, label, adapters = model
         key = summary_key(method, name)
-        cache = SummaryCache(self.runtime.root_for(ctx.snap.path))
+        cache = SummaryCache(self.ls.root_for(ctx.snap.path))
         found = cache.get(key)
         if found:
             return f"**Summary** _({label})_: {found}"
@@ -82,12 +79,12 @@ class AiHover:
 
     def _queue(self, method: MethodDef, key: str, name: str, cache: SummaryCache,
                adapters: AdapterSelection) -> None:
-        options = self.runtime.options()
+        options = ActionOptions.from_settings(self.ls.settings)
 
         def work(cancel: Any) -> None:
             try:
                 # The adapters the cache key names, whatever changes while this waits.
-                run = Run(self.runtime.models, cancel, adapters=lambda _role: adapters)
+                run = Run(self.ls.models, cancel, adapters=lambda _role: adapters)
                 text = summarize(method, run, options.summary_max_tokens)
                 if text:
                     cache.put(key, text, name)
@@ -100,7 +97,7 @@ class AiHover:
                     self._pending.discard(key)
 
         # Keyed by method: hovering again while it waits does not queue it twice.
-        self.runtime.models.submit(work, key=f"summary:{method_name(method)}:{key[:12]}")
+        self.ls.models.submit(work, key=f"summary:{method_name(method)}:{key[:12]}")
 
     def _give_up(self, key: str, why: str) -> None:
         log.info("no hover summary: %s", why)
@@ -109,9 +106,4 @@ class AiHover:
 
 
 def setup(ls: SmalltalkLanguageServer) -> None:
-    hover = AiHover(ls, runtime_of(ls))
-    extras = getattr(ls, "hover_extras", None)
-    if isinstance(extras, list):
-        extras.append(hover.extra)
-    else:
-        log.warning("the static hover has no hover_extras hook; AI summaries are off")
+    ls.hover_extras.append(AiHover(ls).extra)

@@ -33,7 +33,6 @@ from server.actions import (
     ActionError,
     ActionInput,
     ActionKind,
-    ActionModels,
     ActionOptions,
     ActionResult,
     EditResult,
@@ -47,12 +46,11 @@ from server.actions.formats import CodeEdit
 from server.actions.notes import read_note
 from server.engine.types import Role
 from server.features import common
-from server.features.adapters import AdapterSelection, adapter_selection
+from server.lora.manager import AdapterSelection
 from smalltalk_grammar.text import offset_at, position_at
 
 if TYPE_CHECKING:
-    from server.engine.registry import ModelRegistry
-    from server.lsp import SmalltalkLanguageServer
+    from server.core import SmalltalkLanguageServer
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +60,6 @@ CODE_ACTION_KINDS = [KIND_PREFIX + kind for kind in ACTION_KINDS]
 # LSP's RequestFailed: the request was valid but could not be carried out.
 REQUEST_FAILED = -32803
 CONTEXT_TOKENS = 400
-_ATTRIBUTE = "code_actions_runtime"
 _PROGRESS_EVERY_S = 0.2
 
 
@@ -73,53 +70,6 @@ class ActionData(BaseModel):
     uri: str
     range: list[int]  # start line, start character, end line, end character
     version: int | None = None
-
-
-class ActionsRuntime:
-    """Per-server state: the actions' models and worker (shared with AI hover)."""
-
-    def __init__(self, ls: SmalltalkLanguageServer) -> None:
-        self.ls = ls
-        self.models = ActionModels(self._registry)
-
-    def _registry(self) -> ModelRegistry | None:
-        from server.features.inline_completion import feature_of
-
-        feature = feature_of(self.ls)
-        return feature.registry if feature is not None else None
-
-    def options(self) -> ActionOptions:
-        config = getattr(self.ls.settings, "actions", None)
-        if config is None:
-            return ActionOptions()
-        return ActionOptions(
-            max_tokens=config.max_tokens,
-            code_max_tokens=config.code_max_tokens,
-            comment_max_tokens=min(40, config.code_max_tokens),
-            summary_max_tokens=config.summary_max_tokens,
-            temperature=config.temperature,
-            attempts=config.attempts,
-        )
-
-    def root_for(self, path: str) -> Path:
-        for root in self.ls.roots:
-            try:
-                Path(path).relative_to(root)
-                return root
-            except ValueError:
-                continue
-        return self.ls.roots[0] if self.ls.roots else Path(path).parent
-
-    def close(self) -> None:
-        self.models.close()
-
-
-def runtime_of(ls: SmalltalkLanguageServer) -> ActionsRuntime:
-    found = getattr(ls, _ATTRIBUTE, None)
-    if not isinstance(found, ActionsRuntime):
-        found = ActionsRuntime(ls)
-        setattr(ls, _ATTRIBUTE, found)
-    return found
 
 
 # --- offering ---------------------------------------------------------------------------------
@@ -261,14 +211,13 @@ def action_input(ls: SmalltalkLanguageServer, data: ActionData) -> ActionInput:
     reason = offered(site).get(data.kind, "this action does not apply here")
     if reason:
         raise ActionError(reason)
-    runtime = runtime_of(ls)
     return ActionInput(
         kind=data.kind,
         site=site,
         source=snap.source,
         project=ls.project,
-        root=runtime.root_for(snap.path),
-        options=runtime.options(),
+        root=ls.root_for(snap.path),
+        options=ActionOptions.from_settings(ls.settings),
     )
 
 
@@ -278,11 +227,8 @@ def _retrieved(ls: SmalltalkLanguageServer, inp: ActionInput) -> str:
     if inp.kind not in ("explain", "design", "implement"):
         return ""
     try:
-        from server.features.indexing import retrieval_context
-
         site = inp.site
-        context = retrieval_context(ls, site.path, site.text, site.start, CONTEXT_TOKENS)
-        return context.render()
+        return ls.retrieval_context(site.path, site.text, site.start, CONTEXT_TOKENS).render()
     except Exception:  # retrieval is a help, never a reason to fail
         log.exception("retrieval for a code action failed")
         return ""
@@ -291,19 +237,18 @@ def _retrieved(ls: SmalltalkLanguageServer, inp: ActionInput) -> str:
 async def execute(ls: SmalltalkLanguageServer, data: ActionData) -> ActionResult:
     """Run an action on the actions' worker; ActionError (with a message) if it fails."""
     inp = action_input(ls, data)
-    runtime = runtime_of(ls)
     progress = _Progress(ls, f"{TITLES[data.kind]}: {inp.site.subject}")
     await progress.begin()
 
     def adapters(role: Role) -> AdapterSelection:
         # Asked when a role generates (the model may still be loading when the action starts).
-        return adapter_selection(ls, role, inp.site.path)
+        return ls.models.select_adapters(role, inp.site.path)
 
     def work(cancel: Any) -> ActionResult:
         inp.context = _retrieved(ls, inp)
-        return run_action(inp, Run(runtime.models, cancel, progress.report, adapters))
+        return run_action(inp, Run(ls.models, cancel, progress.report, adapters))
 
-    job = runtime.models.submit(work)
+    job = ls.models.submit(work)
     progress.on_cancel.append(job.cancel.cancel)
     outcome = "cancelled"
     try:
@@ -452,9 +397,6 @@ async def run_command(ls: SmalltalkLanguageServer, raw: Any) -> dict[str, Any]:
 
 
 def setup(ls: SmalltalkLanguageServer) -> None:
-    runtime = runtime_of(ls)
-    ls.on_shutdown.append(runtime.close)
-
     @ls.handler(
         types.TEXT_DOCUMENT_CODE_ACTION,
         types.CodeActionOptions(code_action_kinds=CODE_ACTION_KINDS, resolve_provider=True),

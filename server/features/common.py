@@ -16,7 +16,7 @@ from server.stamp_cache import StampCache
 from smalltalk_grammar import MethodDef, Position, Range, offset_at, position_at
 
 if TYPE_CHECKING:
-    from server.lsp import SmalltalkLanguageServer
+    from server.core import SmalltalkLanguageServer
 
 _WORD_CHAR = re.compile(r"[A-Za-z0-9_]")
 

@@ -30,7 +30,7 @@ from server.project_model import ProjectModel
 from smalltalk_grammar.model import MethodDef
 
 if TYPE_CHECKING:
-    from server.lsp import SmalltalkLanguageServer
+    from server.core import SmalltalkLanguageServer
 
 LIMIT = 50
 TRIGGERS = ["#"]

@@ -10,7 +10,7 @@ from server.features.common import lsp_range
 from smalltalk_grammar.model import Diagnostic, SourceFile
 
 if TYPE_CHECKING:
-    from server.lsp import SmalltalkLanguageServer
+    from server.core import SmalltalkLanguageServer
 
 SOURCE = "smalltalk"
 _SEVERITY = {
@@ -48,5 +48,5 @@ def setup(ls: SmalltalkLanguageServer) -> None:
             types.PublishDiagnosticsParams(uri=uri, diagnostics=[])
         )
 
-    ls.on_document_parsed.append(publish)
-    ls.on_document_closed.append(clear)
+    ls.events.document_parsed.subscribe(publish)
+    ls.events.document_closed.subscribe(clear)

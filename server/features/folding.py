@@ -9,7 +9,7 @@ from lsprotocol import types
 from smalltalk_grammar.model import Range, SourceFile
 
 if TYPE_CHECKING:
-    from server.lsp import SmalltalkLanguageServer
+    from server.core import SmalltalkLanguageServer
 
 
 def folding_ranges(source: SourceFile) -> list[types.FoldingRange]:

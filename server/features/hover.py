@@ -15,7 +15,7 @@ from server.project_model import ProjectModel
 from smalltalk_grammar.model import ClassDef
 
 if TYPE_CHECKING:
-    from server.lsp import SmalltalkLanguageServer
+    from server.core import SmalltalkLanguageServer
 
 log = logging.getLogger(__name__)
 

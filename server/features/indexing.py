@@ -2,7 +2,7 @@
 project model, and completions get the context builder through a context provider.
 
 After the workspace scan the whole project is synced (only changed units are embedded); then
-every changed file (`on_file_changed`: edits after a quiet period, saves, watched files) is
+every changed file (`events.file_changed`: edits after a quiet period, saves, watched files) is
 re-indexed. Embedding runs on one low-priority thread, in small batches, reporting
 `$/progress`; completions never wait for it: until the index is ready they get the context
 the project model alone gives.
@@ -19,17 +19,15 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
-from weakref import WeakKeyDictionary
 
 from server.config import Settings
-from server.retrieval.context import Context, build_context
 from server.retrieval.provider import RetrievalContextProvider
 from server.retrieval.units import units_of_file
 from smalltalk_grammar.model import MethodDef
 
 if TYPE_CHECKING:
     # numpy, faiss and torch load when indexing starts, not with the server.
-    from server.lsp import SmalltalkLanguageServer, WorkDone
+    from server.core import SmalltalkLanguageServer, WorkDone
     from server.retrieval.embedder import Embedder
     from server.retrieval.index import Progress, RetrievalIndex, UpdateStats
 
@@ -42,9 +40,6 @@ NICE = 10
 RECENT = 8
 SAVE_INTERVAL_S = 300.0
 PROGRESS_TITLE = "Indexing for retrieval"
-
-_SERVICES: WeakKeyDictionary[SmalltalkLanguageServer, IndexingService] = WeakKeyDictionary()
-
 
 class IndexingService:
     def __init__(self, ls: SmalltalkLanguageServer) -> None:
@@ -242,32 +237,14 @@ def _lower_priority() -> None:
         log.debug("cannot lower the indexing thread's priority: %s", err)
 
 
-def service_of(ls: SmalltalkLanguageServer) -> IndexingService | None:
-    return _SERVICES.get(ls)
-
-
-def retrieval_context(ls: SmalltalkLanguageServer, path: str, text: str, offset: int,
-                      budget_tokens: int | None = None) -> Context:
-    """The context builder for any feature (code actions, hover): never waits for indexing."""
-    service = _SERVICES.get(ls)
-    return build_context(
-        ls.project, path, text, offset,
-        budget_tokens or ls.settings.retrieval.context_tokens,
-        service.current_index() if service is not None else None,
-        service.recent() if service is not None else [],
-    )
-
-
 def setup(ls: SmalltalkLanguageServer) -> None:
     service = IndexingService(ls)
-    _SERVICES[ls] = service
-    ls.on_scan_done.append(service.scan_done)
-    ls.on_file_changed.append(service.file_changed)
-    ls.on_settings_changed.append(service.settings_changed)
-    ls.on_shutdown.append(service.shutdown)
-    from server.features.inline_completion import context_providers
-
-    context_providers(ls).append(RetrievalContextProvider(
+    ls.retrieval = service
+    ls.events.scan_done.subscribe(service.scan_done)
+    ls.events.file_changed.subscribe(service.file_changed)
+    ls.events.settings_changed.subscribe(service.settings_changed)
+    ls.events.shutdown.subscribe(service.shutdown)
+    ls.context_providers.append(RetrievalContextProvider(
         project=lambda: ls.project,
         index=service.current_index,
         budget_tokens=lambda: ls.settings.retrieval.context_tokens,

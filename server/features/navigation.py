@@ -23,7 +23,7 @@ from server.project_model import MethodRef, ProjectModel
 from smalltalk_grammar import MethodDef, offset_at
 
 if TYPE_CHECKING:
-    from server.lsp import SmalltalkLanguageServer
+    from server.core import SmalltalkLanguageServer
 
 log = logging.getLogger(__name__)
 

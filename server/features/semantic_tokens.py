@@ -17,8 +17,8 @@ from server.project_model import ProjectModel
 from smalltalk_grammar import position_at
 
 if TYPE_CHECKING:
+    from server.core import SmalltalkLanguageServer
     from server.documents import Snapshot
-    from server.lsp import SmalltalkLanguageServer
 
 TOKEN_TYPES = [
     "class",

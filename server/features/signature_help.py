@@ -15,7 +15,7 @@ from server.features.analysis import (
 from server.project_model import ProjectModel
 
 if TYPE_CHECKING:
-    from server.lsp import SmalltalkLanguageServer
+    from server.core import SmalltalkLanguageServer
 
 SIGNATURES_SHOWN = 5
 

@@ -13,7 +13,7 @@ from server.project_model import ProjectModel
 from smalltalk_grammar.model import ClassDef, MethodDef, Range, SourceFile
 
 if TYPE_CHECKING:
-    from server.lsp import SmalltalkLanguageServer
+    from server.core import SmalltalkLanguageServer
 
 UNCLASSIFIED = "as yet unclassified"
 WORKSPACE_LIMIT = 200

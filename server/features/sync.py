@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from lsprotocol import types
 
 if TYPE_CHECKING:
-    from server.lsp import SmalltalkLanguageServer
+    from server.core import SmalltalkLanguageServer
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def setup(ls: SmalltalkLanguageServer) -> None:
 
     @ls.handler(types.WORKSPACE_DID_CHANGE_WATCHED_FILES)
     def did_change_watched_files(params: types.DidChangeWatchedFilesParams) -> None:
-        ls.run_hooks(ls.on_watched_files, [ls.path_of(c.uri) for c in params.changes])
+        ls.events.watched_files.emit([ls.path_of(c.uri) for c in params.changes])
         index = ls.index
         paths = [ls.path_of(c.uri) for c in params.changes if c.uri.startswith("file:")]
         if index is None or not paths:
@@ -54,7 +54,7 @@ def setup(ls: SmalltalkLanguageServer) -> None:
         def refresh() -> None:
             for path in paths:
                 for changed in index.refresh_path(path):
-                    ls.call_threadsafe(ls.run_hooks, ls.on_file_changed, changed)
+                    ls.call_threadsafe(ls.events.file_changed.emit, changed)
 
         # A branch switch changes many files at once: parse them off the event loop.
         if len(paths) <= INLINE_REFRESH:
