@@ -4,8 +4,9 @@ Every class is laid out as one Tonel document (class definition, then its method
 format the project is written in: a project kept in several formats then yields the same text
 once (duplicates are dropped), and the text is what the server's prompt shows for Tonel files.
 
-- fim: a span of a method body is cut out and is the target; the prompt is the class document
-  before it (and after it, for models with FIM tokens). Line spans end at the line end, as a
+- fim: a span of a method body is cut out and is the target; the prompt is the one the server
+  builds for the class document with the cursor there (server.completion's context stage and
+  prompt parts: byte for byte what serving sends). Line spans end at the line end, as a
   single-line suggestion does; block spans run to the end of the method.
 - implement: class context and the method's pattern and comment -> the method body and `]`.
 
@@ -27,7 +28,13 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from smalltalk_grammar import ClassDef, MethodDef, iter_project, parse_file
+from server.completion.context import build_context
+from server.completion.pipeline import CompletionOptions
+from server.completion.prompt import prompt_parts
+from server.completion.providers import ClassContextProvider
+from server.completion.types import CompletionRequest
+from server.project_model import ProjectModel
+from smalltalk_grammar import ClassDef, MethodDef, iter_project, parse, parse_file
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +47,8 @@ EVAL_FILE = "eval.jsonl"
 MANIFEST_FILE = "manifest.json"
 DATASET_VERSION = 1
 
+# Project context (the class's other selectors) in a FIM prompt: the server's budget.
+SNIPPET_CHARS = CompletionOptions().context_chars
 _COMMENT_AT_START = re.compile(r'\A\s*"(?:[^"]|"")*"')
 _SYMBOL_SAFE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
@@ -236,6 +245,15 @@ class _Doc:
     # Per method: offset of the body (just after `pattern [`) and of the closing `\n]`.
     bodies: list[tuple[int, int]]
     starts: list[int]
+    # The document as the server sees an open file: its path and the project model the
+    # completion context provider reads (the class's other selectors).
+    path: str = ""
+    project: ProjectModel | None = None
+
+    def provider(self) -> ClassContextProvider:
+        if self.project is None:
+            self.project = ProjectModel([parse(self.text, self.path)])
+        return ClassContextProvider(lambda: self.project)
 
 
 def _document(entry: _Class) -> _Doc:
@@ -249,7 +267,7 @@ def _document(entry: _Class) -> _Doc:
         body_start = len(text) + len(m.head) + len(m.pattern) + 2
         text += render_method(m)
         bodies.append((body_start, body_start + len(m.body)))
-    return _Doc(entry, header, text + "\n", bodies, starts)
+    return _Doc(entry, header, text + "\n", bodies, starts, path=f"{entry.name}.class.st")
 
 
 def _before(doc: _Doc, offset: int, budget: int) -> str:
@@ -317,25 +335,39 @@ def _fim_examples(doc: _Doc, index: int, split: Split, config: DatasetConfig) ->
             cut = line_offset + len(line) - len(line.lstrip())
             end = len(m.body)
             mode = "block"
-        middle = m.body[cut:end]
-        prefix = _before(doc, body_start + cut, config.context_chars)
-        suffix = _after(doc, body_start + end, config.suffix_chars)
-        found.append(
-            Example(
-                id=_example_id("fim", prefix, suffix, middle),
-                kind="fim",
-                split=split,
-                class_name=doc.entry.name,
-                method=m.key,
-                mode=mode,
-                prefix=prefix,
-                suffix=suffix,
-                middle=middle,
-                method_before=m.pattern + m.body[:cut],
-                method_after=m.body[end:],
-            )
-        )
+        found.append(fim_example(doc, index, cut, end, mode, split, config))
     return found
+
+
+def fim_example(doc: _Doc, index: int, cut: int, end: int, mode: Mode, split: Split,
+                config: DatasetConfig) -> Example:
+    """The example of method `index` with its body's `cut:end` as the target. Its prompt is
+    the one serving builds for the class document with that span not yet written and the
+    cursor at `cut` (server.completion: the same context stage, provider and prompt parts);
+    whitespace the prompt leaves off before the cursor starts the target instead."""
+    m = doc.entry.methods[index]
+    body_start, _ = doc.bodies[index]
+    cursor = body_start + cut
+    text = doc.text[:cursor] + doc.text[body_start + end:]
+    request = CompletionRequest(f"file:///{doc.path}", text, cursor, doc.path, "tonel")
+    ctx = build_context(request, [doc.provider()], config.context_chars, config.suffix_chars)
+    prefix, suffix = prompt_parts(ctx, SNIPPET_CHARS)
+    typed = ctx.prefix[len(ctx.prefix.rstrip(" \t")):]
+    before = m.pattern + m.body[:cut]
+    middle = typed + m.body[cut:end]
+    return Example(
+        id=_example_id("fim", prefix, suffix, middle),
+        kind="fim",
+        split=split,
+        class_name=doc.entry.name,
+        method=m.key,
+        mode=mode,
+        prefix=prefix,
+        suffix=suffix,
+        middle=middle,
+        method_before=before[: len(before) - len(typed)],
+        method_after=m.body[end:],
+    )
 
 
 def _implement_example(doc: _Doc, index: int, split: Split, config: DatasetConfig) -> Example:

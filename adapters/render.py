@@ -1,24 +1,22 @@
 """One example -> the prompt the model sees and the target it should write.
 
 Training (transformers) and evaluation (llama.cpp) use this one function, and it lays prompts
-out as the server's completion prompt does (server/completion/prompt.py): a FIM prompt built
-from the model's own FIM token texts when it has them and the example has a suffix, else the
-prefix alone. The prompt and the target are tokenized separately (prompt with BOS), which is
-how generation sees them: the model continues from the prompt's last token.
+out with the server's own `layout` (server/completion/prompt.py): a FIM example gets a FIM
+prompt built from the model's own FIM token texts when it has them, else the prefix alone.
+The prompt and the target are tokenized separately (prompt with BOS), which is how generation
+sees them: the model continues from the prompt's last token.
 """
 
 from __future__ import annotations
 
 from adapters.dataset import Example
+from server.completion.prompt import layout
 from server.engine.types import FimTokens
 
 
 def render(example: Example, fim: FimTokens | None) -> tuple[str, str]:
     """(prompt, target) of an example for a model with these FIM tokens (None: no FIM)."""
-    if fim is not None and example.kind == "fim" and example.suffix:
-        prompt = f"{fim.prefix}{example.prefix}{fim.suffix}{example.suffix}{fim.middle}"
-    else:
-        prompt = example.prefix
+    prompt = layout(fim if example.kind == "fim" else None, example.prefix, example.suffix)
     return prompt, example.middle
 
 

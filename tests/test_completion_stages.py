@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from server.completion import filters as f
 from server.completion.cache import CacheKey, SuggestionCache
-from server.completion.context import build_context, guess_format, stable_window_start
+from server.completion.context import build_context, stable_window_start
 from server.completion.lexical import balanced_ends, is_balanced, scan
 from server.completion.prompt import build_prompt
 from server.completion.types import CompletionRequest, ContextSnippet, CursorContext
 from server.engine.types import FimTokens
+from smalltalk_grammar import format_of
 
 TONEL = """Class {
 	#name : #SRLicence,
@@ -64,11 +65,13 @@ def test_balanced_ends_stop_at_a_foreign_closer() -> None:
 # --- context ----------------------------------------------------------------------------
 
 
-def test_format_guess() -> None:
-    assert guess_format(TONEL) == "tonel"
-    assert guess_format("!Foo methodsFor: 'x'!\nbar\n\t^ 1! !\n") == "chunk"
-    assert guess_format("Object subclass: Foo [\n  bar [ ^ 1 ]\n]\n") == "bracket"
-    assert guess_format("bar\n\t^ 1", "Pkg.package/Foo.class/instance/bar.st") == "filetree"
+def test_format_of_the_text_at_hand() -> None:
+    # Completion takes the grammar's detector (the one the parser uses).
+    assert format_of(TONEL) == "tonel"
+    assert format_of("!Foo methodsFor: 'x'!\nbar\n\t^ 1! !\n") == "chunk"
+    assert format_of("Object subclass: Foo [\n  bar [ ^ 1 ]\n]\n") == "bracket"
+    assert format_of("bar\n\t^ 1", "Pkg.package/Foo.class/instance/bar.st") == "filetree"
+    assert build_context(CompletionRequest("file:///x.st", TONEL, 10)).source_format == "tonel"
 
 
 def test_block_mode_at_start_of_empty_tonel_body() -> None:

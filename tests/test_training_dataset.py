@@ -13,7 +13,10 @@ import pytest
 from adapters.dataset import (
     DatasetConfig,
     DatasetError,
+    _document,
     build_dataset,
+    collect_classes,
+    fim_example,
     read_examples,
     read_manifest,
     write_dataset,
@@ -22,7 +25,13 @@ from adapters.evaluate import cut_completion, parses
 from adapters.export import ExportError, gguf_name
 from adapters.hf_base import BaseModelError, load_base
 from adapters.render import fit_tokens, render
+from server.completion.cache import SuggestionCache
+from server.completion.pipeline import CompletionOptions, Prepared, prepare
+from server.completion.providers import ClassContextProvider
+from server.completion.types import CompletionRequest
 from server.engine.types import FimTokens
+from server.project_model import ProjectModel
+from smalltalk_grammar import format_of, parse
 
 SAMPLE = Path(__file__).parent / "fixtures" / "sample"
 TONEL = SAMPLE / "tonel"
@@ -217,3 +226,53 @@ def test_teach_answers_become_lessons() -> None:
     rendered = chat_renderer(chatml)([{"role": "user", "content": "hi"}])
     assert rendered == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
     assert chat_renderer(None)([{"role": "user", "content": "hi"}]) == "User: hi\n\nAssistant:"
+
+
+class _PromptOnly:
+    """What the prompt stage reads of an engine: its FIM tokens and an id (nothing generates)."""
+
+    model_id = "prompt-only"
+    fim = FimTokens("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>")
+
+
+@pytest.mark.parametrize("folder", ["tonel", "chunk-squeak", "chunk-vw", "gnu", "filetree"])
+def test_a_training_prompt_is_the_serving_prompt(folder: str) -> None:
+    """Each FIM example's prompt, byte for byte, is the one the server's completion pipeline
+    (`prepare`) builds for the class document the dataset lays out, with the target not yet
+    written and the cursor where the target starts, here right after a line's indentation
+    (where the old dataset left a tab at the prompt's end that serving strips)."""
+    config = DatasetConfig()
+    options = CompletionOptions(prefix_chars=config.context_chars, suffix_chars=config.suffix_chars)
+    checked = 0
+    classes, _, _ = collect_classes(SAMPLE / folder)
+    for entry in classes:
+        doc = _document(entry)
+        project = ProjectModel([parse(doc.text, doc.path)])
+        for index, method in enumerate(entry.methods):
+            line = next((ln for ln in method.body.split("\n") if ln.strip()), None)
+            if line is None or not line.startswith("\t"):
+                continue
+            start = method.body.index(line)
+            cut, end = start + len(line) - len(line.lstrip()), start + len(line)
+            example = fim_example(doc, index, cut, end, "line", "train", config)
+            prompt, target = render(example, _PromptOnly.fim)
+
+            body_start, _ = doc.bodies[index]
+            cursor = body_start + cut
+            text = doc.text[:cursor] + doc.text[body_start + end :]
+            request = CompletionRequest(
+                f"file:///{doc.path}", text, cursor, doc.path, format_of(text, doc.path)
+            )
+            providers = [ClassContextProvider(lambda project=project: project)]
+            engine = _PromptOnly()
+            served = prepare(request, engine, providers, options, SuggestionCache())  # type: ignore[arg-type]
+            assert isinstance(served, Prepared), entry.name
+            assert prompt == served.prompt.text, f"{entry.name}>>{method.pattern}"
+            # The typed indentation is the target's start, as the suggestion's is.
+            front = prompt.split("<|fim_suffix|>")[0]
+            assert text[:cursor].endswith("\t") and not front.endswith("\t")
+            assert target == line
+            whole = example.method_before + target + example.method_after
+            assert whole == method.pattern + method.body
+            checked += 1
+    assert checked >= 10

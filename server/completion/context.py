@@ -21,6 +21,7 @@ from server.completion.types import (
     MethodSpan,
     Mode,
 )
+from smalltalk_grammar import format_of
 
 log = logging.getLogger(__name__)
 
@@ -56,19 +57,6 @@ class ContextProvider(Protocol):
     def snippets(
         self, request: CompletionRequest, method: MethodSpan | None
     ) -> Sequence[ContextSnippet]: ...
-
-
-def guess_format(text: str, path: str | None = None) -> str:
-    if path and re.search(r"\.class[/\\](instance|class)[/\\][^/\\]+\.st$", path):
-        return "filetree"
-    head = text[:20000]
-    if re.search(r"^(Class|Trait|Extension|Package)\s*\{", head, re.MULTILINE):
-        return "tonel"
-    if re.search(r"^!.*\bmethodsFor:|!\s*$", head, re.MULTILINE):
-        return "chunk"
-    if _BRACKET_CLASS.search(head) or re.search(r"^\s*Eval\s*\[", head, re.MULTILINE):
-        return "bracket"
-    return "method"
 
 
 def find_method(text: str, offset: int, source_format: str) -> tuple[MethodSpan, ScanState] | None:
@@ -204,7 +192,7 @@ def build_context(
     suffix_chars: int = 600,
 ) -> CursorContext:
     text, offset = request.text, max(0, min(request.offset, len(request.text)))
-    source_format = request.source_format or guess_format(text, request.path)
+    source_format = request.source_format or format_of(text, request.path)
     line_start = text.rfind("\n", 0, offset) + 1
     line_end = text.find("\n", offset)
     line_end = len(text) if line_end < 0 else line_end

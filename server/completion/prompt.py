@@ -27,6 +27,24 @@ def render_snippets(snippets: Sequence[ContextSnippet], budget_chars: int) -> st
     return "\n\n".join(parts) + "\n\n" if parts else ""
 
 
+def prompt_parts(ctx: CursorContext, context_chars: int = 1500) -> tuple[str, str]:
+    """(front, back) of a completion prompt: project context and the file up to the cursor,
+    and the file after it. Training builds its examples with this very function."""
+    project = render_snippets(ctx.snippets, context_chars)
+    # Spaces or tabs right before the cursor end the prompt badly: tokenizers attach a space to
+    # the word after it, so a prompt ending in one makes the model pick unlikely tokens (Gemma
+    # answers `^ ` with `1` but `^` with ` self rights size`). They are left out here and the
+    # `drop_typed_whitespace` filter takes them off the suggestion's start.
+    return project + ctx.prefix.rstrip(" \t"), ctx.suffix
+
+
+def layout(fim: FimTokens | None, front: str, back: str) -> str:
+    """The prompt text: fill-in-the-middle with the model's own tokens, else the front alone."""
+    if fim is None:
+        return front
+    return f"{fim.prefix}{front}{fim.suffix}{back}{fim.middle}"
+
+
 def build_prompt(
     ctx: CursorContext,
     fim: FimTokens | None,
@@ -34,19 +52,10 @@ def build_prompt(
     max_tokens_block: int = 128,
     context_chars: int = 1500,
 ) -> Prompt:
-    project = render_snippets(ctx.snippets, context_chars)
-    # Spaces or tabs right before the cursor end the prompt badly: tokenizers attach a space to
-    # the word after it, so a prompt ending in one makes the model pick unlikely tokens (Gemma
-    # answers `^ ` with `1` but `^` with ` self rights size`). They are left out here and the
-    # `drop_typed_whitespace` filter takes them off the suggestion's start.
-    front = project + ctx.prefix.rstrip(" \t")
-    if fim is not None:
-        text = f"{fim.prefix}{front}{fim.suffix}{ctx.suffix}{fim.middle}"
-    else:
-        text = front
+    front, back = prompt_parts(ctx, context_chars)
     line = ctx.mode == "line"
     return Prompt(
-        text=text,
+        text=layout(fim, front, back),
         max_tokens=max_tokens_line if line else max_tokens_block,
         mode=ctx.mode,
         stop=("\n",) if line else (),
