@@ -21,7 +21,7 @@ from server.completion.filters import apply_filters
 from server.completion.lexical import Scanner
 from server.completion.prompt import build_prompt
 from server.completion.types import CompletionRequest, CursorContext, Prompt, Suggestion
-from server.config import Settings
+from server.config import CompletionConfig, Settings
 from server.engine.types import CancelToken, GenerateParams, Generation, StopCheck, TextEngine
 from server.engine.worker import InferenceWorker
 
@@ -31,12 +31,15 @@ _GRACE_S = 0.1
 PROMPT_MARK = "<<<prompt>>>"
 
 
+_CONFIG = CompletionConfig()  # the defaults below are the `completion` settings' defaults
+
+
 @dataclass(frozen=True)
 class CompletionOptions:
-    budget_ms: int = 1000
-    max_tokens_line: int = 48
-    max_tokens_block: int = 128
-    temperature: float = 0.0
+    budget_ms: int = _CONFIG.budget_ms
+    max_tokens_line: int = _CONFIG.max_tokens_line
+    max_tokens_block: int = _CONFIG.max_tokens_block
+    temperature: float = _CONFIG.temperature
     prefix_chars: int = 3000
     suffix_chars: int = 600
     context_chars: int = 1500

@@ -7,35 +7,13 @@ escapes are gone. Parsers are per thread: tree-sitter parsers are not thread-saf
 
 from __future__ import annotations
 
-import threading
-from functools import lru_cache
-from typing import Any
-
-_local = threading.local()
-
-
-@lru_cache(maxsize=1)
-def _language() -> Any:
-    import tree_sitter
-    import tree_sitter_pharo
-
-    return tree_sitter.Language(tree_sitter_pharo.language())
-
-
-def _parser() -> Any:
-    parser = getattr(_local, "parser", None)
-    if parser is None:
-        import tree_sitter
-
-        parser = tree_sitter.Parser(_language())
-        _local.parser = parser
-    return parser
+from smalltalk_grammar.facts import parser
 
 
 def method_errors(source: str) -> list[tuple[int, int]]:
     """Character ranges of syntax errors in a bare method source; empty if it parses."""
     data = source.encode("utf-8")
-    tree = _parser().parse(data)
+    tree = parser().parse(data)
     root = tree.root_node
     if not root.has_error:
         return []

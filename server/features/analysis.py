@@ -16,14 +16,11 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Literal
 
-import tree_sitter_pharo
-from tree_sitter import Language, Node, Parser, Query, QueryCursor, Tree
+from tree_sitter import Node, Query, QueryCursor, Tree
 
 from server.project_model import MethodRef, ProjectModel
+from smalltalk_grammar.facts import LANGUAGE, parser
 from smalltalk_grammar.model import MethodDef, Position
-
-LANGUAGE = Language(tree_sitter_pharo.language())
-_local = threading.local()
 
 PSEUDO_VARIABLES = ("self", "super", "thisContext", "true", "false", "nil")
 _MESSAGES = {"keyword_message", "cascaded_keyword_message"}
@@ -58,14 +55,6 @@ _CONSTRUCTORS = {"new", "basicNew", "new:", "basicNew:"}
 Side = Literal["instance", "class"]
 TargetKind = Literal["selector", "class", "variable", "pseudo"]
 VariableScope = Literal["argument", "temporary", "instance", "class", "global"]
-
-
-def _parser() -> Parser:
-    # Tree-sitter parsers must not be shared between threads.
-    found = getattr(_local, "parser", None)
-    if found is None:
-        found = _local.parser = Parser(LANGUAGE)
-    return found
 
 
 @dataclass(frozen=True)
@@ -163,7 +152,7 @@ def _parse(text: str) -> tuple[Tree, bytes]:
             _TREES.move_to_end(text)
             return found
     data = text.encode("utf-8")
-    tree = _parser().parse(data)
+    tree = parser().parse(data)
     with _TREES_LOCK:
         _TREES[text] = (tree, data)
         if len(_TREES) > _TREES_LIMIT:
