@@ -120,15 +120,14 @@ class Models:
         threading.Thread(target=run, name="model-loader", daemon=True).start()
 
     def settings_changed(self, settings: Settings) -> None:
+        if self.registry is not None:
+            changed = self.registry.apply_settings(settings)
+            if changed:
+                self.reloaded.emit(list(changed))
+                self._load_in_background(tuple(changed))
         if self.adapters is not None:
             self.adapters.settings_changed(settings, sync=False)
             self.wake_adapters()
-        if self.registry is None:
-            return
-        changed = self.registry.apply_settings(settings)
-        if changed:
-            self.reloaded.emit(list(changed))
-            self._load_in_background(tuple(changed))
 
     def close(self) -> None:
         self._stop.set()
