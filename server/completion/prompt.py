@@ -27,7 +27,7 @@ def render_snippets(snippets: Sequence[ContextSnippet], budget_chars: int) -> st
     return "\n\n".join(parts) + "\n\n" if parts else ""
 
 
-def prompt_parts(ctx: CursorContext, context_chars: int = 1500) -> tuple[str, str]:
+def prompt_parts(ctx: CursorContext, context_chars: int) -> tuple[str, str]:
     """(front, back) of a completion prompt: project context and the file up to the cursor,
     and the file after it. Training builds its examples with this very function."""
     project = render_snippets(ctx.snippets, context_chars)
