@@ -6,6 +6,8 @@
   (features get what they need at setup);
 - no pair of top-level packages importing each other, counting every import that runs,
   module-level or inside a function: `smalltalk_grammar` <- `server` <- `adapters`.
+  (The command line loads its subcommands by module name from `server.cli.COMMANDS`, the
+  `adapters` training command among them, like a plug-in: no server module imports it.)
 """
 
 from __future__ import annotations
