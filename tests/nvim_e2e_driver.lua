@@ -141,6 +141,7 @@ step('models ready', function(next)
     local status = st.status[client.id]
     local models = status and status.models or {}
     results.models = models
+    results.statusline = st.statusline(source_buf)
     return models.coder == 'ready' and models.reasoner == 'ready'
   end, next)
 end)
