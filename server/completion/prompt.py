@@ -38,8 +38,11 @@ def build_prompt(
     # Spaces or tabs right before the cursor end the prompt badly: tokenizers attach a space to
     # the word after it, so a prompt ending in one makes the model pick unlikely tokens (Gemma
     # answers `^ ` with `1` but `^` with ` self rights size`). They are left out here and the
-    # `drop_typed_whitespace` filter takes them off the suggestion's start.
-    front = project + ctx.prefix.rstrip(" \t")
+    # `drop_typed_whitespace` filter takes them off the suggestion's start. In a FIM prompt
+    # indentation alone on the line stays: without it the middle starts at column 0, where
+    # Qwen2.5-Coder writes a new method (dropped) instead of the body.
+    indent_only = fim is not None and ctx.line_prefix != "" and not ctx.line_prefix.strip(" \t")
+    front = project + (ctx.prefix if indent_only else ctx.prefix.rstrip(" \t"))
     if fim is not None:
         text = f"{fim.prefix}{front}{fim.suffix}{ctx.suffix}{fim.middle}"
     else:
