@@ -158,7 +158,8 @@ def explain_all(name: str, cases: list[Case], max_tokens: int, threads: int) -> 
     settings = Settings.model_validate(
         {
             "models": {"code_generation": "off", "reasoning": name, "reasoner_n_ctx": 2048},
-            "cpu_settings": {"threads": threads, "generation_threads": threads},
+            # Generation threads: half of them, as the server's default.
+            "cpu_settings": {"threads": threads},
         }
     )
     registry = ModelRegistry(settings)
@@ -206,7 +207,7 @@ def main() -> int:
     print(f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} "
           f"({os.cpu_count()} cores)")
     print(f"{len(cases)} methods, {sum(len(f) for f in FACTS.values())} facts, "
-          f"max {args.max_tokens} tokens, greedy, {args.threads} threads")
+          f"max {args.max_tokens} tokens, greedy, {args.threads} threads for prompts")
     results = {name: explain_all(name, cases, args.max_tokens, args.threads) for name in MODELS}
     if args.show:
         for name, answers in results.items():
