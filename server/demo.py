@@ -120,12 +120,27 @@ async def run_demo(project: Path, timeout: float) -> int:
     await client.initialize_async(
         types.InitializeParams(
             capabilities=types.ClientCapabilities(
-                window=types.WindowClientCapabilities(work_done_progress=True)
+                window=types.WindowClientCapabilities(work_done_progress=True),
+                # As an editor: code actions resolved when chosen.
+                text_document=types.TextDocumentClientCapabilities(
+                    code_action=types.CodeActionClientCapabilities(
+                        code_action_literal_support=types.ClientCodeActionLiteralOptions(
+                            code_action_kind=types.ClientCodeActionKindOptions(
+                                value_set=["refactor"]
+                            )
+                        ),
+                        data_support=True,
+                        resolve_support=types.ClientCodeActionResolveOptions(
+                            properties=["edit", "command"]
+                        ),
+                    )
+                ),
             ),
             root_uri=project.as_uri(),
             # The first suggestion processes the whole prompt cold; later keystrokes reuse it.
             initialization_options={
-                "completion": {"budget_ms": 5000},
+                # A cold first prompt on a busy 2-core machine takes longer than typing allows.
+                "completion": {"budget_ms": 20000},
                 "actions": {"max_tokens": 160, "hover_summaries": False},
             },
             workspace_folders=[types.WorkspaceFolder(uri=project.as_uri(), name=project.name)],
