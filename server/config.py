@@ -22,10 +22,11 @@ class _Section(BaseModel):
 
 
 class ModelsConfig(_Section):
-    # A GGUF path or the name of an embedded default ("gemma3-270m", "smollm2-135m");
-    # "off" (or "") turns the role off. Both roles naming one file share its weights.
-    code_generation: str = "gemma3-270m"
-    reasoning: str = "smollm2-135m"
+    # A GGUF path or the name of an embedded model ("qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b",
+    # "gemma3-270m", "smollm2-135m"); "off" (or "") turns the role off. Both roles naming one
+    # file share its weights.
+    code_generation: str = "qwen2.5-coder-0.5b"
+    reasoning: str = "qwen2.5-coder-1.5b"
     # A sentence-transformers model path or the embedded default name.
     embeddings: str = "all-minilm-l6-v2"
     # Per-role context sizes; None means cpu_settings.context_length.

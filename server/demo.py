@@ -2,7 +2,9 @@
 
 The demo starts `smalltalk-lsp serve` over stdio like an editor does, opens a Tonel file of
 the project, and asks for symbols, hover, definition, references, an inline completion
-in a new method and (when a reasoner is configured) an explanation code action.
+in a new method from the coder and (when a reasoner is configured) an Explain code action from
+the reasoner; with nothing configured those are the embedded defaults (Qwen2.5-Coder 0.5B and
+1.5B).
 """
 
 from __future__ import annotations
@@ -118,11 +120,29 @@ async def run_demo(project: Path, timeout: float) -> int:
     await client.initialize_async(
         types.InitializeParams(
             capabilities=types.ClientCapabilities(
-                window=types.WindowClientCapabilities(work_done_progress=True)
+                window=types.WindowClientCapabilities(work_done_progress=True),
+                # As an editor: code actions resolved when chosen.
+                text_document=types.TextDocumentClientCapabilities(
+                    code_action=types.CodeActionClientCapabilities(
+                        code_action_literal_support=types.ClientCodeActionLiteralOptions(
+                            code_action_kind=types.ClientCodeActionKindOptions(
+                                value_set=["refactor"]
+                            )
+                        ),
+                        data_support=True,
+                        resolve_support=types.ClientCodeActionResolveOptions(
+                            properties=["edit", "command"]
+                        ),
+                    )
+                ),
             ),
             root_uri=project.as_uri(),
             # The first suggestion processes the whole prompt cold; later keystrokes reuse it.
-            initialization_options={"completion": {"budget_ms": 5000}},
+            initialization_options={
+                # A cold first prompt on a busy 2-core machine takes longer than typing allows.
+                "completion": {"budget_ms": 20000},
+                "actions": {"max_tokens": 160, "hover_summaries": False},
+            },
             workspace_folders=[types.WorkspaceFolder(uri=project.as_uri(), name=project.name)],
         )
     )
@@ -173,6 +193,7 @@ async def run_demo(project: Path, timeout: float) -> int:
     _show("senders of #rights", _locations(references, project))
 
     await _demo_completion(client, doc, text, timeout)
+    await _demo_explain(client, doc, text, project, timeout)
 
     await client.shutdown_async(None)
     client.exit(None)
@@ -199,6 +220,7 @@ async def _demo_completion(
     await _wait_for(
         lambda: client.status.get("models", {}).get("coder") in ("ready", "failed"), timeout
     )
+    print(f"(coder: {_model_line(client, 'coder')})")
     params = types.InlineCompletionParams(
         text_document=doc,
         position=cursor,
@@ -225,6 +247,52 @@ async def _demo_completion(
     first = items[0].insert_text
     suggestion = first if isinstance(first, str) else first.value
     print(f"suggestion ({elapsed:.0f} ms): {suggestion!r}")
+
+
+def _model_line(client: DemoClient, role: str) -> str:
+    names = client.status.get("names") or {}
+    name = names.get(role, "?") if isinstance(names, dict) else "?"
+    return f"{name}, {client.status.get('models', {}).get(role)}"
+
+
+async def _demo_explain(
+    client: DemoClient, doc: types.TextDocumentIdentifier, text: str, project: Path,
+    timeout: float,
+) -> None:
+    """Explain on a method, as the light bulb runs it: the reasoner's note."""
+    needle = "SRStore >> rightsFor: aTerritory ["
+    print("\n=== Explain SRStore >> rightsFor: (code action, the reasoning model) ===")
+    if needle not in text:
+        print("(the demo file has no SRStore >> rightsFor:)")
+        return
+    await _wait_for(
+        lambda: client.status.get("models", {}).get("reasoner") in ("ready", "failed", "off"),
+        timeout,
+    )
+    print(f"(reasoner: {_model_line(client, 'reasoner')})")
+    if client.status.get("models", {}).get("reasoner") != "ready":
+        return
+    pos = _pos(text, needle, len("SRStore >> "))
+    actions = await client.text_document_code_action_async(
+        types.CodeActionParams(
+            text_document=doc,
+            range=types.Range(start=pos, end=pos),
+            context=types.CodeActionContext(diagnostics=[], only=["refactor.smalltalk.explain"]),
+        )
+    )
+    found = [a for a in actions or [] if isinstance(a, types.CodeAction)]
+    if not found:
+        print("(no Explain offered here)")
+        return
+    started = time.monotonic()
+    resolved = await client.code_action_resolve_async(found[0])
+    note_uri = (resolved.command.arguments or [None])[0] if resolved.command else None
+    if not isinstance(note_uri, str):
+        print("(the explanation gave no note)")
+        return
+    note = Path(unquote(urlparse(note_uri).path))
+    print(f"({time.monotonic() - started:.1f} s; the note is {note.relative_to(project)})")
+    print(note.read_text(encoding="utf-8").rstrip())
 
 
 def _symbol_line(symbol: Any, depth: int) -> str:

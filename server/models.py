@@ -184,6 +184,9 @@ class Models:
         indexing = None if self.ls.scan_done.is_set() else "indexing"
         return {
             "models": {role: states.get(role, "off") for role in ROLES},
+            # What each role is configured to run (an embedded name or a path), for the
+            # editors' status.
+            "names": {role: self.ls.settings.model_for(role) or "off" for role in ROLES},
             "indexing": indexing,
             "adapters": list(self._active_adapters),
         }

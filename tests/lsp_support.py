@@ -17,6 +17,7 @@ FORMATS = ["tonel", "chunk-squeak", "chunk-vw", "filetree", "gnu"]
 SERVER = ClientServerConfig(server_command=[sys.executable, "-m", "server", "serve"])
 # The static features are tested on their own: no model loads, no retrieval index is built.
 STATIC_ONLY = {
+    "models": {"code_generation": "off", "reasoning": "off"},
     "completion": {"enabled": False},
     "retrieval": {"enabled": False},
     "actions": {"hover_summaries": False},

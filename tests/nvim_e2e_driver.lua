@@ -80,8 +80,8 @@ results.filetype = vim.bo.filetype
 
 local client
 
-local function request(method, params)
-  local resp = vim.lsp.buf_request_sync(source_buf, method, params, 10000) or {}
+local function request(method, params, timeout_ms)
+  local resp = vim.lsp.buf_request_sync(source_buf, method, params, timeout_ms or 10000) or {}
   local r = resp[client.id]
   return r and r.result
 end
@@ -141,6 +141,7 @@ step('models ready', function(next)
     local status = st.status[client.id]
     local models = status and status.models or {}
     results.models = models
+    results.statusline = st.statusline(source_buf)
     return models.coder == 'ready' and models.reasoner == 'ready'
   end, next)
 end)
@@ -222,7 +223,7 @@ step('inline completion accepted with <Tab>', function(next)
     textDocument = { uri = vim.uri_from_bufnr(source_buf) },
     position = { line = line - 1, character = 1 },
     context = { triggerKind = 1 },
-  })
+  }, 120000) -- a cold prompt on a busy machine takes more than the default 10 s
   local items = asked and (asked.items or asked) or {}
   results.inline = { before = before, line = line, asked = items[1] and items[1].insertText or nil }
   local ns = vim.api.nvim_create_namespace('nvim.lsp.inline_completion')

@@ -150,6 +150,6 @@ def remote_options(
     ):
         if url:
             backends[role] = {"backend": "remote", "base_url": url, "model": name, **(extra or {})}
-        else:
-            models[setting] = "off"
+        # The local copy of what the server runs (its FIM tokens and chat template).
+        models[setting] = name if url else "off"
     return {"backends": backends, "models": models}

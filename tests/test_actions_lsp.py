@@ -1,5 +1,6 @@
-"""End to end: `python -m server serve` with the embedded default models (Gemma 3 270M coder,
-SmolLM2-135M reasoner) on a copy of the sample project in three formats. Each action is offered
+"""End to end: `python -m server serve` with the fastest embedded models (Gemma 3 270M coder,
+SmolLM2-135M reasoner; the defaults have tests/test_defaults_e2e.py) on a copy of the sample
+project in three formats. Each action is offered
 where it belongs, resolves to an edit or a note, every edit parses in its file's format, and
 the bad inputs give a clear message and no edit. Token limits are tiny: the models write poor
 Smalltalk and poorer prose, which is not what is tested."""
@@ -30,6 +31,7 @@ SERVER = ClientServerConfig(
     server_command=[sys.executable, "-m", "server", "serve", "--log-level", "DEBUG"]
 )
 OPTIONS = {
+    "models": {"code_generation": "gemma3-270m", "reasoning": "smollm2-135m"},
     "cpu_settings": {"context_length": 2048},
     "retrieval": {"enabled": False},
     "actions": {
@@ -437,7 +439,7 @@ async def explain_error(client: LanguageClient) -> str:
 
 
 async def test_no_reasoner_configured(client: LanguageClient):
-    await change_settings(client, {"models": {"reasoning": "off"}})
+    await change_settings(client, {"models": {**OPTIONS["models"], "reasoning": "off"}})
     await wait_for(lambda: client.statuses[-1].reasoner == "off", "reasoner off")  # type: ignore[attr-defined]
     message = await explain_error(client)
     assert "no reasoning model is configured" in message and "models.reasoning" in message
@@ -446,7 +448,7 @@ async def test_no_reasoner_configured(client: LanguageClient):
 async def test_reasoner_that_fails_to_load(client: LanguageClient, tmp_path: Path):
     broken = tmp_path / "broken.gguf"
     broken.write_bytes(b"GGUF" + b"\0" * 64)
-    await change_settings(client, {"models": {"reasoning": str(broken)}})
+    await change_settings(client, {"models": {**OPTIONS["models"], "reasoning": str(broken)}})
     await wait_for(lambda: client.statuses[-1].reasoner == "failed", "reasoner failed")  # type: ignore[attr-defined]
     message = await explain_error(client)
     assert "the reasoning model failed to load" in message and "broken.gguf" in message

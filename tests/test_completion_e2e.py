@@ -1,5 +1,6 @@
-"""End to end: `smalltalk-lsp serve` over stdio with the real embedded coder (Gemma 3 270M) on
-the sample project. Inline completion, superseding, $/cancelRequest, a corrupt model file."""
+"""End to end: `smalltalk-lsp serve` over stdio with the default embedded coder
+(Qwen2.5-Coder-0.5B-Instruct, fill-in-the-middle from its own tokens) on the sample project.
+Inline completion, superseding, $/cancelRequest, a corrupt model file."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from lsp_support import copy_sample, doc, open_document, start_session, wait_for
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
 
+from server.completion.pipeline import PROMPT_MARK
 from server.completion.syntax import method_errors
 from smalltalk_grammar import parse
 
@@ -46,6 +48,7 @@ def listen_for_status(client: LanguageClient) -> None:
         statuses(client).append(
             {"coder": _field(models, "coder"), "reasoner": _field(models, "reasoner")}
         )
+        client.names = _field(params, "names")  # type: ignore[attr-defined]
 
 
 def _field(value: object, name: str) -> object:
@@ -106,6 +109,9 @@ async def test_the_coder_loaded_and_inline_completion_is_advertised(client: Lang
         lambda: statuses(client)[-1] == {"coder": "ready", "reasoner": "off"}, "model states"
     )
     assert any(s["coder"] == "loading" for s in statuses(client))
+    # The status names what each role runs: the default coder, no reasoner.
+    names = client.names  # type: ignore[attr-defined]
+    assert (_field(names, "coder"), _field(names, "reasoner")) == ("qwen2.5-coder-0.5b", "off")
 
 
 async def test_inline_completion_in_an_empty_method_parses_in_context(client: LanguageClient):
@@ -121,6 +127,11 @@ async def test_inline_completion_in_an_empty_method_parses_in_context(client: La
     method = next(m for m in parsed.methods if m.selector == "isEmpty")
     assert method_errors(method.source) == []
     assert not [d for d in parsed.diagnostics if d.severity == "error"]
+    # The prompt was a fill-in-the-middle one, built from the coder's own tokens.
+    prompts = [m.message.split(PROMPT_MARK, 1)[1] for m in client.log_messages
+               if PROMPT_MARK in m.message]
+    assert prompts and prompts[-1].startswith("<|fim_prefix|>"), prompts[-1:]
+    assert "<|fim_suffix|>" in prompts[-1] and prompts[-1].endswith("<|fim_middle|>")
 
 
 async def test_a_newer_request_supersedes_the_running_one(client: LanguageClient):

@@ -183,6 +183,15 @@ def test_fim_prompt_uses_the_models_tokens() -> None:
     assert prompt.stop == ("\n",)
 
 
+def test_fim_prompt_keeps_the_indentation_of_an_empty_body_line() -> None:
+    # Cut at column 0, Qwen2.5-Coder-0.5B answered an empty body with a whole new method.
+    ctx = ctx_at(TONEL)
+    assert ctx.mode == "block" and ctx.prefix.endswith("\n\t")
+    prompt = build_prompt(ctx, FimTokens("<PRE>", "<SUF>", "<MID>"))
+    assert prompt.text == f"<PRE>{ctx.prefix}<SUF>{ctx.suffix}<MID>"
+    assert prompt.stable_chars == len("<PRE>") + len(ctx.prefix)
+
+
 def test_prompt_front_is_stable_while_typing() -> None:
     base = TONEL.replace("\tCURSOR", "\t^ feCURSOR")
     typed = TONEL.replace("\tCURSOR", "\t^ feeCURSOR")

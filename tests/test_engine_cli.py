@@ -21,7 +21,39 @@ def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
     )
 
 
-def test_doctor_describes_the_embedded_models(tmp_path):
+def test_doctor_names_the_default_models_with_fim_and_chat_template(tmp_path):
+    result = cli("doctor", "--root", str(tmp_path), "--json")
+    assert result.returncode == 0, result.stderr
+    coder, reasoner = json.loads(result.stdout)["models"]
+    assert coder["configured"] == "qwen2.5-coder-0.5b" and coder["architecture"] == "qwen2"
+    assert coder["fim"] is True and coder["file_mib"] == 468.6
+    assert coder["fim_tokens"] == {
+        "pre": "<|fim_prefix|>", "mid": "<|fim_middle|>", "suf": "<|fim_suffix|>"
+    }
+    assert reasoner["configured"] == "qwen2.5-coder-1.5b" and reasoner["chat_template"] is True
+    assert reasoner["ok"] and reasoner["shares_weights_with"] is None
+    assert coder["path"].endswith("smalltalk-lsp/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf")
+
+
+def test_doctor_counts_shared_weights_once(tmp_path):
+    (tmp_path / "smalltalk-lsp.toml").write_text(
+        '[models]\ncode_generation = "qwen2.5-coder-0.5b"\nreasoning = "qwen2.5-coder-0.5b"\n'
+    )
+    result = cli("doctor", "--root", str(tmp_path), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["models"][1]["shares_weights_with"] == "coder"
+    weights = [r["weights_bytes"] for r in report["memory"]["roles"]]
+    assert weights == [491_400_064, 491_400_064]
+    shared = report["memory"]["roles"][1]
+    assert report["memory"]["needed_bytes"] < 2 * 491_400_064  # the weights count once
+    assert shared["shares_weights_with"] == "coder"
+
+
+def test_doctor_describes_the_small_embedded_models(tmp_path):
+    (tmp_path / "smalltalk-lsp.toml").write_text(
+        '[models]\ncode_generation = "gemma3-270m"\nreasoning = "smollm2-135m"\n'
+    )
     result = cli("doctor", "--root", str(tmp_path))
     assert result.returncode == 0, result.stderr
     out = result.stdout
@@ -56,7 +88,7 @@ def test_complete_prints_the_suggestion_with_timings(tmp_path):
     report = json.loads(result.stdout)
     assert report["mode"] == "block"
     assert report["suggestion"].strip()
-    assert report["model"] == "gemma-3-270m-q4_k_m.gguf"
+    assert report["model"] == "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"  # the default coder
     assert report["prompt_tokens"] > 100
     assert {"load", "total", "prompt", "generate"} <= set(report["timings_ms"])
 

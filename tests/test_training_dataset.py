@@ -240,7 +240,8 @@ def test_a_training_prompt_is_the_serving_prompt(folder: str) -> None:
     """Each FIM example's prompt, byte for byte, is the one the server's completion pipeline
     (`prepare`) builds for the class document the dataset lays out, with the target not yet
     written and the cursor where the target starts, here right after a line's indentation
-    (where the old dataset left a tab at the prompt's end that serving strips)."""
+    (which a FIM prompt keeps when it stands alone on the line: cut at column 0,
+    Qwen2.5-Coder writes a new method instead of the body)."""
     config = DatasetConfig()
     options = CompletionOptions(prefix_chars=config.context_chars, suffix_chars=config.suffix_chars)
     checked = 0
@@ -268,10 +269,11 @@ def test_a_training_prompt_is_the_serving_prompt(folder: str) -> None:
             served = prepare(request, engine, providers, options, SuggestionCache())  # type: ignore[arg-type]
             assert isinstance(served, Prepared), entry.name
             assert prompt == served.prompt.text, f"{entry.name}>>{method.pattern}"
-            # The typed indentation is the target's start, as the suggestion's is.
+            # Indentation alone on the line stays in the FIM prompt, so the target starts
+            # after it.
             front = prompt.split("<|fim_suffix|>")[0]
-            assert text[:cursor].endswith("\t") and not front.endswith("\t")
-            assert target == line
+            assert text[:cursor].endswith("\t") and front.endswith("\t")
+            assert target == line.lstrip()
             whole = example.method_before + target + example.method_after
             assert whole == method.pattern + method.body
             checked += 1

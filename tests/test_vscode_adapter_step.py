@@ -80,7 +80,7 @@ async def client(lsp_client: LanguageClient, tmp_path_factory):
     spec = FIXTURE["adapter"]
     testing.write_lora(
         root / ".smalltalk-lsp" / "adapters" / f"{spec['name']}.gguf",
-        resolve_model_path("gemma3-270m"),
+        resolve_model_path(spec["base"]),  # the default coder, which the e2e run uses
         rank=spec["rank"],
         seed=spec["seed"],
         strength=spec["strength"],

@@ -18,7 +18,7 @@ Filter = Callable[[str, CursorContext], str | None]
 
 # Texts of special tokens a model may spell out instead of stopping.
 _SPECIAL = re.compile(
-    r"<\|(?:endoftext|file_separator|fim_[a-z]+|im_end|im_start|end)\|>"
+    r"<\|(?:endoftext|file_separator|file_sep|repo_name|fim_[a-z]+|im_end|im_start|end)\|>"
     r"|<(?:eos|end_of_turn|start_of_turn|fim_[a-z]+|/s)>|<｜[^｜]*｜>"
 )
 _BANG = re.compile(r"(?<!!)!(?!!)")

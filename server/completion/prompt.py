@@ -27,15 +27,23 @@ def render_snippets(snippets: Sequence[ContextSnippet], budget_chars: int) -> st
     return "\n\n".join(parts) + "\n\n" if parts else ""
 
 
-def prompt_parts(ctx: CursorContext, context_chars: int) -> tuple[str, str]:
+def kept_prefix(ctx: CursorContext, fim: bool) -> str:
+    """The file up to the cursor as the prompt keeps it.
+
+    Spaces or tabs right before the cursor end the prompt badly: tokenizers attach a space to
+    the word after it, so a prompt ending in one makes the model pick unlikely tokens (Gemma
+    answers `^ ` with `1` but `^` with ` self rights size`). They are left out here and the
+    `drop_typed_whitespace` filter takes them off the suggestion's start. In a FIM prompt
+    indentation alone on the line stays: without it the middle starts at column 0, where
+    Qwen2.5-Coder writes a new method (dropped) instead of the body."""
+    indent_only = fim and ctx.line_prefix != "" and not ctx.line_prefix.strip(" \t")
+    return ctx.prefix if indent_only else ctx.prefix.rstrip(" \t")
+
+
+def prompt_parts(ctx: CursorContext, context_chars: int, fim: bool) -> tuple[str, str]:
     """(front, back) of a completion prompt: project context and the file up to the cursor,
     and the file after it. Training builds its examples with this very function."""
-    project = render_snippets(ctx.snippets, context_chars)
-    # Spaces or tabs right before the cursor end the prompt badly: tokenizers attach a space to
-    # the word after it, so a prompt ending in one makes the model pick unlikely tokens (Gemma
-    # answers `^ ` with `1` but `^` with ` self rights size`). They are left out here and the
-    # `drop_typed_whitespace` filter takes them off the suggestion's start.
-    return project + ctx.prefix.rstrip(" \t"), ctx.suffix
+    return render_snippets(ctx.snippets, context_chars) + kept_prefix(ctx, fim), ctx.suffix
 
 
 def layout(fim: FimTokens | None, front: str, back: str) -> str:
@@ -52,7 +60,7 @@ def build_prompt(
     max_tokens_block: int = 128,
     context_chars: int = 1500,
 ) -> Prompt:
-    front, back = prompt_parts(ctx, context_chars)
+    front, back = prompt_parts(ctx, context_chars, fim is not None)
     line = ctx.mode == "line"
     return Prompt(
         text=layout(fim, front, back),

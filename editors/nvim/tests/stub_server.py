@@ -76,8 +76,9 @@ def main():
             }
         elif method == "initialized":
             send({"jsonrpc": "2.0", "method": "smalltalk/status", "params": {
-                "models": {"coder": "ready", "reasoner": "loading"}, "indexing": None,
-                "adapters": active}})
+                "models": {"coder": "ready", "reasoner": "loading"},
+                "names": {"coder": "qwen2.5-coder-0.5b", "reasoner": "qwen2.5-coder-1.5b"},
+                "indexing": None, "adapters": active}})
         elif method == "shutdown":
             result = None
         elif method == "exit":

@@ -116,9 +116,10 @@ function writeAdapter(workspace) {
     'from adapters import testing',
     'from server.engine.embedded import resolve_model_path',
     'rank, seed, strength = int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])',
-    "testing.write_lora(sys.argv[1], resolve_model_path('gemma3-270m'), rank=rank, seed=seed, strength=strength)",
+    'testing.write_lora(sys.argv[1], resolve_model_path(sys.argv[5]), rank=rank, seed=seed, strength=strength)',
   ].join('\n');
-  const args = ['-c', script, target, String(rank), String(seed), String(strength)];
+  // The adapter is for the coder the run uses: the default one (fixture.json names it).
+  const args = ['-c', script, target, String(rank), String(seed), String(strength), FIXTURE.adapter.base];
   execFileSync(PYTHON, args, { cwd: REPO, stdio: 'inherit', timeout: 120_000 });
   return target;
 }
@@ -331,6 +332,10 @@ const STEPS = [
       const before = await r.modelsReady();
       if (!/Adapters: none/.test(before.label)) {
         throw new Error(`expected no active adapter at first: ${before.label}`);
+      }
+      // Nothing configured: the status names the embedded default models.
+      if (!/coder: ready \(qwen2\.5-coder-0\.5b\)/.test(before.label) || !/reasoner: \w+ \(qwen2\.5-coder-1\.5b\)/.test(before.label)) {
+        throw new Error(`expected the default models in the status: ${before.label}`);
       }
       log(`    status: ${JSON.stringify(before.text)} / ${before.label}`);
       await r.wb.statusItem().hover();

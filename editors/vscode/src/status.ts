@@ -9,6 +9,8 @@ export interface StatusState {
   readonly server: ServerState;
   /** Model role (coder, reasoner, ...) -> state, as the server last reported it. */
   readonly models: Readonly<Record<string, ModelState>>;
+  /** Model role -> the model it is configured to run (an embedded name or a path). */
+  readonly names: Readonly<Record<string, string>>;
   /** What the server is indexing, or null when idle. */
   readonly indexing: string | null;
   readonly adapters: readonly string[];
@@ -24,6 +26,7 @@ export interface ProgressTask {
 
 export interface StatusNotification {
   models?: Record<string, unknown>;
+  names?: Record<string, unknown>;
   indexing?: unknown;
   adapters?: unknown;
 }
@@ -46,7 +49,7 @@ export interface RenderedStatus {
 const MODEL_STATES: readonly string[] = ['loading', 'ready', 'failed', 'off'];
 
 export function initialStatus(): StatusState {
-  return { server: 'starting', models: {}, indexing: null, adapters: [], progress: {} };
+  return { server: 'starting', models: {}, names: {}, indexing: null, adapters: [], progress: {} };
 }
 
 export function withServerState(state: StatusState, server: ServerState): StatusState {
@@ -54,7 +57,7 @@ export function withServerState(state: StatusState, server: ServerState): Status
     return { ...state, server };
   }
   // What a stopped or restarting server reported no longer holds; a new one reports afresh.
-  return { ...state, server, models: {}, indexing: null, progress: {} };
+  return { ...state, server, models: {}, names: {}, indexing: null, progress: {} };
 }
 
 /** Applies a `smalltalk/status` notification; fields it leaves out keep their value. */
@@ -71,6 +74,15 @@ export function applyStatusNotification(state: StatusState, params: StatusNotifi
       }
     }
     next = { ...next, models };
+  }
+  if (params.names && typeof params.names === 'object') {
+    const names: Record<string, string> = { ...state.names };
+    for (const [role, value] of Object.entries(params.names)) {
+      if (typeof value === 'string') {
+        names[role] = value;
+      }
+    }
+    next = { ...next, names };
   }
   if ('indexing' in params) {
     next = { ...next, indexing: typeof params.indexing === 'string' && params.indexing !== '' ? params.indexing : null };
@@ -129,7 +141,8 @@ function rolesIn(state: StatusState, wanted: ModelState): string[] {
 export function renderStatus(state: StatusState): RenderedStatus {
   const lines: string[] = [`Server: ${state.server}`];
   for (const role of Object.keys(state.models).sort()) {
-    lines.push(`${role}: ${state.models[role]}`);
+    const name = state.names[role];
+    lines.push(`${role}: ${state.models[role]}${name && name !== 'off' ? ` (${name})` : ''}`);
   }
   if (state.indexing) {
     lines.push(`Indexing: ${state.indexing}`);

@@ -21,6 +21,19 @@ test('models loading, then ready with the active adapters', () => {
   assert.equal(r.label, 'Smalltalk LSP: Server: running; coder: ready; reasoner: off; Adapters: house-style');
 });
 
+test('the tooltip names the model each role runs', () => {
+  const s = applyStatusNotification(running(), {
+    models: { coder: 'ready', reasoner: 'loading' },
+    names: { coder: 'qwen2.5-coder-0.5b', reasoner: 'qwen2.5-coder-1.5b' },
+  });
+  const r = renderStatus(s);
+  assert.match(r.tooltip, /coder: ready \(qwen2\.5-coder-0\.5b\)/);
+  assert.match(r.label, /reasoner: loading \(qwen2\.5-coder-1\.5b\)/);
+  // A later notification without names keeps them; a role that is off shows no name.
+  const off = applyStatusNotification(s, { models: { reasoner: 'off' }, names: { reasoner: 'off' } });
+  assert.match(renderStatus(off).tooltip, /coder: ready \(qwen2\.5-coder-0\.5b\)\nreasoner: off\n/);
+});
+
 test('a failed model is an error and named', () => {
   const s = applyStatusNotification(running(), { models: { coder: 'ready', reasoner: 'failed' } });
   const r = renderStatus(s);

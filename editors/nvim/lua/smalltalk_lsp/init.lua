@@ -215,7 +215,7 @@ local function on_status(_, result, ctx)
   if type(result) == 'table' then
     -- Fields a notification leaves out keep their last value.
     local status = M.status[ctx.client_id] or {}
-    for _, key in ipairs({ 'models', 'indexing', 'adapters' }) do
+    for _, key in ipairs({ 'models', 'names', 'indexing', 'adapters' }) do
       if result[key] ~= nil then
         status[key] = result[key] ~= vim.NIL and result[key] or nil
       end
@@ -225,7 +225,8 @@ local function on_status(_, result, ctx)
   end
 end
 
---- A short text for a statusline: `st: coder ready, reasoner loading [adapter]`.
+--- A short text for a statusline:
+--- `st: coder ready (qwen2.5-coder-0.5b), reasoner loading (qwen2.5-coder-1.5b) [adapter]`.
 function M.statusline(bufnr)
   local client = M.get_client(bufnr or 0)
   local status = client and M.status[client.id]
@@ -233,8 +234,11 @@ function M.statusline(bufnr)
     return client and 'st: starting' or ''
   end
   local parts = {}
+  local names = type(status.names) == 'table' and status.names or {}
   for role, state in pairs(status.models or {}) do
-    table.insert(parts, role .. ' ' .. tostring(state))
+    local name = names[role]
+    local shown = (type(name) == 'string' and name ~= 'off') and (' (' .. name .. ')') or ''
+    table.insert(parts, role .. ' ' .. tostring(state) .. shown)
   end
   table.sort(parts)
   local text = 'st: ' .. table.concat(parts, ', ')
