@@ -101,12 +101,25 @@ def analyse_cursor(
     line_start = text.rfind("\n", 0, offset) + 1
     line_end = text.find("\n", offset)
     line_end = len(text) if line_end < 0 else line_end
+    facts = class_facts(text, offset, path)
+    if (
+        source_format == "bracket"
+        and method is not None
+        and method.selector
+        and method.start > facts.method_start
+    ):
+        # A GNU method in a class body (`bar [`) after the last `Foo >> bar [` header: the
+        # method found is the nearer one, in the class whose body holds it.
+        section = _last(_SECTION_CLASS, text[max(0, method.start - LOOK_BACK) : method.start])
+        side = "class" if section is not None and section.group("side") else "instance"
+        facts = ClassFacts(method.class_name or facts.class_name, side, method.selector, None,
+                           method.start)
     return CursorAnalysis(
         source_format=source_format,
         method=method,
         scan=state,
         mode=choose_mode(text[line_start:offset], text[offset:line_end], method),
-        facts=class_facts(text, offset, path),
+        facts=facts,
     )
 
 
