@@ -28,6 +28,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from server.class_render import render_class
 from server.completion.context import build_context
 from server.completion.pipeline import CompletionOptions
 from server.completion.prompt import kept_prefix, prompt_parts
@@ -203,29 +204,9 @@ def collect_classes(root: Path) -> tuple[list[_Class], list[SourceHash], int]:
 
 def class_header(entry: _Class) -> str:
     """The class definition in Tonel, with its comment."""
-    definition = entry.definition
-    if definition is None or definition.kind == "extension":
+    if entry.definition is None:
         return f"Extension {{ #name : #{entry.name} }}"
-    lines: list[str] = []
-    if definition.comment:
-        lines += ['"', definition.comment.replace('"', '""'), '"']
-    keyword = "Trait" if definition.kind == "trait" else "Class"
-    fields = [f"#name : #{definition.name}"]
-    if definition.superclass and definition.kind != "trait":
-        fields.append(f"#superclass : #{definition.superclass}")
-    if definition.traits:
-        fields.append(f"#traits : '{definition.traits}'")
-    for label, names in (
-        ("instVars", definition.instance_variables),
-        ("classVars", definition.class_variables),
-    ):
-        if names:
-            quoted = ",\n".join(f"\t\t'{name}'" for name in names)
-            fields.append(f"#{label} : [\n{quoted}\n\t]")
-    if definition.category:
-        fields.append(f"#category : #'{definition.category}'")
-    lines.append(keyword + " {\n" + ",\n".join(f"\t{f}" for f in fields) + "\n}")
-    return "\n".join(lines)
+    return render_class(entry.definition, "tonel")
 
 
 def render_method(m: _Method) -> str:

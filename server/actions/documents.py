@@ -12,7 +12,7 @@ from server.actions.prompts import design_messages, explain_messages, plan_messa
 from server.actions.targets import Site, looks_like_smalltalk, method_name
 from server.actions.thinking import answer_only, document_markdown, split_thinking
 from server.actions.types import ActionError, ActionInput, NoteResult, Run
-from server.completion.providers import render_class
+from server.class_render import render_class
 from server.project_model import ProjectModel
 from smalltalk_grammar.text import position_at
 
@@ -46,7 +46,7 @@ def explained_code(site: Site, project: ProjectModel) -> tuple[str, str]:
         cls = project.class_named(site.cls.name) or site.cls
         selectors = sorted({m.selector for _, m in project.methods_of(cls.name, "instance")})
         listing = " ".join(f"#{s}" for s in selectors[:40])
-        code = render_class(cls) + (f'\n\n"Its methods: {listing}"' if listing else "")
+        code = render_class(cls, "pharo") + (f'\n\n"Its methods: {listing}"' if listing else "")
         return "class", code
     raise ActionError("place the cursor in a method or a class definition, or select code")
 

@@ -7,6 +7,7 @@ import re
 from collections.abc import Sequence
 
 from server.actions.chat import Message
+from server.class_render import render_class
 from server.project_model import ProjectModel
 from smalltalk_grammar.model import MethodDef
 
@@ -85,14 +86,7 @@ def class_header(project: ProjectModel, class_name: str) -> str:
     cls = project.class_named(class_name)
     if cls is None:
         return smalltalk_comment(f"Methods of {class_name}")
-    lines = [f"{cls.name}, a subclass of {cls.superclass or 'Object'}"]
-    if cls.instance_variables:
-        lines.append("instance variables: " + " ".join(cls.instance_variables))
-    if cls.class_variables:
-        lines.append("class variables: " + " ".join(cls.class_variables))
-    if cls.comment:
-        lines.append(clip(cls.comment.strip(), 400))
-    return smalltalk_comment("\n".join(lines))
+    return render_class(cls, "comment", comment_limit=400)
 
 
 def bare_methods(methods: Sequence[MethodDef], limit: int = 1600) -> str:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from server.class_render import render_class
 from server.completion.types import CompletionRequest, ContextSnippet, MethodSpan
 from server.project_model import ProjectModel
-from smalltalk_grammar.model import ClassDef
 
 
 class ClassContextProvider:
@@ -30,7 +30,7 @@ class ClassContextProvider:
         defined_here = any(path == request.path for path, _ in definitions)
         cls = project.class_named(name)
         if cls is not None and not defined_here:
-            out.append(ContextSnippet(render_class(cls), "class definition"))
+            out.append(ContextSnippet(render_class(cls, "pharo"), "class definition"))
         selectors = sorted(
             {
                 m.selector
@@ -43,19 +43,3 @@ class ClassContextProvider:
             listing = " ".join(f"#{selector}" for selector in selectors)
             out.append(ContextSnippet(f'"{name}{side} also understands: {listing}"', "selectors"))
         return out
-
-
-def render_class(cls: ClassDef) -> str:
-    """A class definition as Pharo writes it, for models that know Smalltalk."""
-    superclass = cls.superclass or "Object"
-    lines = [
-        f"{superclass} subclass: #{cls.name}",
-        f"\tinstanceVariableNames: '{' '.join(cls.instance_variables)}'",
-        f"\tclassVariableNames: '{' '.join(cls.class_variables)}'",
-        f"\tpackage: '{cls.category or ''}'",
-    ]
-    text = "\n".join(lines)
-    if cls.comment:
-        comment = cls.comment.strip().replace('"', '""')
-        text = f'"{comment}"\n{text}'
-    return text

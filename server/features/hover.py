@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING
 
 from lsprotocol import types
 
+from server.class_render import render_class
 from server.features import common
 from server.features.analysis import Target, ranked_implementor_refs
 from server.project_model import ProjectModel
-from smalltalk_grammar.model import ClassDef
 
 if TYPE_CHECKING:
     from server.core import SmalltalkLanguageServer
@@ -28,39 +28,11 @@ _PSEUDO = {
 }
 
 
-def definition_line(cls: ClassDef) -> str:
-    if cls.kind == "trait":
-        return f"Trait named: #{cls.name}"
-    if cls.kind == "extension":
-        return f"{cls.name} extend"
-    return f"{cls.superclass or 'nil'} subclass: #{cls.name}"
-
-
 def class_markdown(project: ProjectModel, name: str) -> str | None:
     cls = project.class_named(name)
     if cls is None:
         return None
-    lines = ["```smalltalk", definition_line(cls), "```"]
-    chain = project.superclass_chain(name)
-    if chain:
-        lines.append("Superclasses: " + " → ".join(chain))
-    facts = []
-    if cls.instance_variables:
-        facts.append("instance variables: " + " ".join(cls.instance_variables))
-    if cls.class_variables:
-        facts.append("class variables: " + " ".join(cls.class_variables))
-    if cls.class_instance_variables:
-        facts.append("class-instance variables: " + " ".join(cls.class_instance_variables))
-    if cls.traits:
-        facts.append("uses: " + cls.traits)
-    if cls.category:
-        facts.append("category: " + cls.category)
-    if facts:
-        lines.append("")
-        lines.extend(f"- {fact}" for fact in facts)
-    if cls.comment:
-        lines += ["", "---", "", cls.comment.strip()]
-    return "\n".join(lines)
+    return render_class(cls, "markdown", superclasses=project.superclass_chain(name))
 
 
 def selector_markdown(project: ProjectModel, target: Target) -> str | None:

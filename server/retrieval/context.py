@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from server.class_render import render_class
 from server.project_model import ProjectModel
 from server.retrieval.cursor import Cursor, analyse, sent_selectors
 from server.retrieval.units import method_header, method_key
@@ -93,29 +94,13 @@ def _clip(text: str, limit: int) -> str:
 
 def class_summary(project: ProjectModel, cls: ClassDef) -> str:
     chain = project.superclass_chain(cls.name)
-    lines = [" < ".join([cls.name, *chain]) if chain else f"{cls.name} < {cls.superclass}"]
-    if cls.kind != "class":
-        lines[0] = f"{cls.kind} {lines[0]}"
-    if cls.traits:
-        lines.append(f"uses: {cls.traits}")
-    if cls.instance_variables:
-        lines.append("instance variables: " + " ".join(cls.instance_variables))
     inherited = []
     for name in chain:
         parent = project.class_named(name)
         if parent is not None:
             inherited += parent.instance_variables
-    if inherited:
-        lines.append("inherited instance variables: " + " ".join(inherited))
-    if cls.class_variables:
-        lines.append("class variables: " + " ".join(cls.class_variables))
-    if cls.class_instance_variables:
-        lines.append("class instance variables: " + " ".join(cls.class_instance_variables))
-    if cls.category:
-        lines.append(f"category: {cls.category}")
-    if cls.comment:
-        lines.append('"' + cls.comment.strip().replace('"', "'") + '"')
-    return _clip("\n".join(lines), MAX_CLASS_CHARS)
+    text = render_class(cls, "summary", superclasses=chain, inherited=inherited)
+    return _clip(text, MAX_CLASS_CHARS)
 
 
 def _first_lines(source: str, count: int = 2) -> str:

@@ -1,7 +1,7 @@
 """What the code at a cursor is about: its class, side, method and the selectors sent near it.
 
-Works on the live text of the editor (which may be unsaved and broken), in every source
-format, with regular expressions only: the parse in the project model can be a keystroke old.
+The class, side, selector and category come from the one cursor analysis
+(server.completion.cursor); this module adds the sends near the cursor and the similarity query.
 """
 
 from __future__ import annotations
@@ -9,30 +9,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-# How far back a method can start, and how much of the code after the cursor still counts.
-LOOK_BACK = 6000
+from server.completion.cursor import LOOK_BACK, analyse_cursor, pattern_selector
+from smalltalk_grammar import format_of
+
+__all__ = ["LOOK_AHEAD", "QUERY_TAIL", "Cursor", "analyse", "pattern_selector", "sent_selectors"]
+
+# How much of the code after the cursor still counts, and of the code before it in the query.
 LOOK_AHEAD = 300
 QUERY_TAIL = 160
 
-_TONEL_HEADER = re.compile(
-    r"^[ \t]*(?P<cls>[A-Za-z_][\w.:]*)(?P<side>[ \t]+class)?[ \t]*>>[ \t]*(?P<pat>[^\[\n]*)\[",
-    re.M,
-)
-_TONEL_CATEGORY = re.compile(r"\{\s*#category\s*:\s*#?'?(?P<cat>[^'}]*?)'?\s*\}\s*$")
-_CHUNK_SECTION = re.compile(
-    r"!\s*(?P<cls>[A-Za-z_][\w.]*)(?P<side>\s+class)?\s+methodsFor:\s*'(?P<cat>[^']*)'"
-)
-_VA_SECTION = re.compile(
-    r"!\s*(?P<cls>[A-Za-z_][\w.]*)(?P<side>\s+class)?\s+(?:public|private)Methods\s*!"
-)
-_BRACKET_CLASS = re.compile(
-    r"(?:subclass:\s*#?(?P<sub>[A-Za-z_]\w*)|(?P<ext>[A-Za-z_]\w*)(?P<side>\s+class)?\s+extend)"
-    r"\s*\["
-)
-_FILETREE = re.compile(r"(?P<cls>[^/\\]+)\.(?:class|extension)[/\\](?P<side>instance|class)[/\\]")
-_PATTERN_KEYWORD = re.compile(r"([A-Za-z_]\w*:)\s*[A-Za-z_]\w*")
-_PATTERN_BINARY = re.compile(r"^([-+*/\\<>=~@%|&?,!]+)\s*[A-Za-z_]\w*")
-_PATTERN_UNARY = re.compile(r"^([A-Za-z_]\w*)\s*$")
 _KEYWORD = re.compile(r"(?<![\w:])([A-Za-z_]\w*):(?!=)")
 # A lower-case word not followed by `:` (a keyword part) or `:=` (an assignment).
 _UNARY = re.compile(r"(?<![\w:#$])([a-z_]\w*)\b(?!\s*:)")
@@ -60,81 +45,22 @@ class Cursor:
     window: str = ""
 
 
-def pattern_selector(pattern: str) -> str | None:
-    """`at: i put: v` -> `at:put:`; `+ other` -> `+`; `size` -> `size`."""
-    pattern = pattern.strip()
-    keywords = _PATTERN_KEYWORD.findall(pattern)
-    if keywords:
-        return "".join(keywords)
-    if match := _PATTERN_BINARY.match(pattern):
-        return match.group(1)
-    if match := _PATTERN_UNARY.match(pattern):
-        return match.group(1)
-    return None
-
-
 def _blank_comments(text: str) -> str:
     """Comments and strings become spaces (same length), so their words are not sends."""
     return _COMMENT_OR_STRING.sub(lambda m: " " * len(m.group(0)), text)
 
 
-def _last(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
-    last = None
-    for last in pattern.finditer(text):  # noqa: B007 - the loop only seeks the last match
-        pass
-    return last
-
-
-def analyse(text: str, offset: int, path: str | None = None) -> Cursor:
+def analyse(
+    text: str, offset: int, path: str | None = None, source_format: str | None = None
+) -> Cursor:
+    """The cursor's class facts (from the one cursor analysis) and the sends around it."""
     offset = max(0, min(offset, len(text)))
     cursor = Cursor()
     base = max(0, offset - LOOK_BACK)
     before = text[base:offset]
-    starts: list[int] = []
-
-    header = _last(_TONEL_HEADER, before)
-    if header is not None:
-        cursor.class_name = header.group("cls")
-        cursor.side = "class" if header.group("side") else "instance"
-        cursor.selector = pattern_selector(header.group("pat"))
-        cursor.method_start = base + header.start("pat")
-        category = _TONEL_CATEGORY.search(before[max(0, header.start() - 300): header.start()])
-        if category:
-            cursor.category = category.group("cat").strip() or None
-        starts.append(cursor.method_start)
-    else:
-        section = _last(_CHUNK_SECTION, before)
-        va = _last(_VA_SECTION, before)
-        if va is not None and (section is None or va.start() > section.start()):
-            section = va
-        if section is not None:
-            cursor.class_name = section.group("cls")
-            cursor.side = "class" if section.group("side") else "instance"
-            cursor.category = section.groupdict().get("cat") or None
-            # The method starts after the last chunk end (a lone `!`) before the cursor.
-            bangs = [m.end() for m in re.finditer(r"(?<!!)!(?!!)", before)]
-            cursor.method_start = base + (bangs[-1] if bangs else section.end())
-            first_line = text[cursor.method_start:offset].lstrip().split("\n", 1)[0]
-            if "\n" in text[cursor.method_start:offset].lstrip():
-                cursor.selector = pattern_selector(first_line)
-        else:
-            bracket = _last(_BRACKET_CLASS, before)
-            if bracket is not None:
-                cursor.class_name = bracket.group("sub") or bracket.group("ext")
-                cursor.side = "class" if bracket.group("side") else "instance"
-                cursor.method_start = base + bracket.end()
-    if cursor.class_name is None and path and (tree := _FILETREE.search(path)):
-        cursor.class_name = tree.group("cls")
-        cursor.side = tree.group("side")
-        lines = text.split("\n", 2)
-        cursor.category = lines[0].strip() or None if len(lines) > 1 else None
-        cursor.method_start = len(lines[0]) + 1 if len(lines) > 1 else 0
-        pattern_line = lines[1] if len(lines) > 1 else ""
-        cursor.selector = pattern_selector(pattern_line)
-    if cursor.class_name and "." in cursor.class_name:
-        cursor.class_name = cursor.class_name.rsplit(".", 1)[-1]  # VisualWorks namespaces
-    if cursor.class_name and ":" in cursor.class_name:
-        cursor.class_name = cursor.class_name.rsplit(":", 1)[-1]
+    facts = analyse_cursor(text, offset, source_format or format_of(text, path), path).facts
+    cursor.class_name, cursor.side, cursor.selector = facts.class_name, facts.side, facts.selector
+    cursor.category, cursor.method_start = facts.category, facts.method_start
 
     # Only the end of the text can hold the word at the cursor (a `$` search over all of it
     # would try every position).

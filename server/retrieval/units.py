@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from server.class_render import render_class
 from smalltalk_grammar.model import ClassDef, MethodDef, SourceFile
 
 UnitKind = Literal["method", "class"]
@@ -62,20 +63,7 @@ def method_text(method: MethodDef) -> str:
 
 def class_text(cls: ClassDef) -> str:
     """A compact definition: name, superclass, variables, category and comment."""
-    lines = [f"{cls.kind} {cls.name}" + (f" < {cls.superclass}" if cls.superclass else "")]
-    if cls.traits:
-        lines.append(f"uses: {cls.traits}")
-    if cls.instance_variables:
-        lines.append("instance variables: " + " ".join(cls.instance_variables))
-    if cls.class_variables:
-        lines.append("class variables: " + " ".join(cls.class_variables))
-    if cls.class_instance_variables:
-        lines.append("class instance variables: " + " ".join(cls.class_instance_variables))
-    if cls.category:
-        lines.append(f"category: {cls.category}")
-    if cls.comment:
-        lines.append(cls.comment.strip())
-    return "\n".join(lines)[:MAX_UNIT_CHARS]
+    return render_class(cls, "unit")[:MAX_UNIT_CHARS]
 
 
 def _digest(text: str) -> str:
