@@ -55,7 +55,7 @@ def test_foreign_and_missing_files_are_named(tmp_path):
     foreign.write_text("this is not a model at all, just text " * 4)
     with pytest.raises(GGUFError, match=r"notes\.gguf: magic check failed: not a GGUF file"):
         read_gguf(foreign)
-    with pytest.raises(GGUFError, match=r"absent\.gguf: file check failed: the file does not exist"):
+    with pytest.raises(GGUFError, match=r"absent\.gguf: file check failed: the file does not"):
         read_gguf(tmp_path / "absent.gguf")
 
 

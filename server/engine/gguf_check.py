@@ -63,17 +63,22 @@ _MIN_KV_BYTES = 8 + 4 + 1
 _MIN_TENSOR_BYTES = 8 + 4 + 8 + 4 + 8
 TOKEN_EMBD = "token_embd.weight"
 TOKENS = "tokenizer.ggml.tokens"
-# Keys whose type llama.cpp assumes; (allowed value types, allowed array element types).
+# Keys whose type llama.cpp assumes: (allowed value types, allowed array element types).
 _KEY_TYPES: dict[str, tuple[frozenset[int], frozenset[int]]] = {
     "general.architecture": (frozenset({_STRING}), frozenset()),
     "general.type": (frozenset({_STRING}), frozenset()),
     "general.alignment": (frozenset({4}), frozenset()),
     TOKENS: (frozenset({_ARRAY}), frozenset({_STRING})),
-    "tokenizer.ggml.scores": (frozenset({_ARRAY}), frozenset({6})),
+    "tokenizer.ggml.scores": (frozenset({_ARRAY}), frozenset({5, 6})),
     "tokenizer.ggml.token_type": (frozenset({_ARRAY}), frozenset({5})),
     "tokenizer.ggml.merges": (frozenset({_ARRAY}), frozenset({_STRING})),
     "tokenizer.ggml.model": (frozenset({_STRING}), frozenset()),
     "tokenizer.chat_template": (frozenset({_STRING}), frozenset()),
+    # llama.cpp reads these with getters that abort the process on another type.
+    "adapter.type": (frozenset({_STRING}), frozenset()),
+    "adapter.lora.alpha": (frozenset({6}), frozenset()),
+    "split.no": (frozenset({2}), frozenset()),
+    "split.count": (frozenset({2}), frozenset()),
 }
 # Arrays that llama.cpp indexes by token id, so must be as long as the token list.
 _PER_TOKEN = ("tokenizer.ggml.scores", "tokenizer.ggml.token_type")
@@ -220,8 +225,9 @@ class _Reader:
                 self.pos = pos
                 raise self.fail(
                     "vocabulary" if tokens else "metadata",
-                    f"item {index} of '{key}' claims {length} bytes "
-                    f"({'at most ' + str(limit) if length > limit else 'past the end of the file'})",
+                    f"item {index} of '{key}' claims {length} bytes ("
+                    + (f"at most {limit}" if length > limit else "past the end of the file")
+                    + ")",
                 )
             if keep and length <= 32:
                 text = bytes(buf[pos : pos + length]).decode("utf-8", errors="replace")
@@ -448,5 +454,7 @@ def _check_hparams(table: GGUFTable) -> None:
                 )
     if heads and n_embd and key_length is None and n_embd % max(heads):
         raise fail(
-            table.path, "hparams", f"an embedding of {n_embd} does not split into {max(heads)} heads"
+            table.path,
+            "hparams",
+            f"an embedding of {n_embd} does not split into {max(heads)} heads",
         )
