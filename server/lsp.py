@@ -27,7 +27,7 @@ from pygls.protocol import LanguageServerProtocol
 from pygls.protocol.language_server import lsp_method
 from pygls.uris import from_fs_path, to_fs_path
 
-from server import documents, logging_setup, positions
+from server import documents, logging_setup, positions, trust
 from server.config import Settings, load_settings
 from server.features import (
     adapters,
@@ -151,6 +151,9 @@ class SmalltalkLanguageServer(LanguageServer):
         # Extra Markdown for hover: each gets the request's `features.common.Context` and
         # answers a section or None (e.g. model-written documentation).
         self.hover_extras: list[Callable[[Any], str | None]] = []
+        # Trust every root for workspace-supplied models and adapters (server.trust).
+        self.trust_workspace = False
+        self._trust_notice: str | None = None
         self._init_options: Any = None
         self._config_change: Any = None
         self._reparse_handles: dict[str, asyncio.TimerHandle] = {}
@@ -324,13 +327,27 @@ class SmalltalkLanguageServer(LanguageServer):
     def apply_settings(self) -> None:
         root = self.roots[0] if self.roots else None
         overrides = [_unwrap(self._init_options), _unwrap(self._config_change)]
+        if self.trust_workspace:  # `serve --trust-workspace`
+            overrides.insert(0, {"trust": {"workspace": True}})
         loaded = load_settings(root, [o for o in overrides if o is not None])
         self.settings = loaded.settings
         if loaded.problems:
             text = "; ".join(loaded.problems)
             log.warning("settings: %s", text)
             self.show_message(f"smalltalk-lsp settings: {text}", types.MessageType.Warning)
+        self._tell_trust(loaded.ignored)
         self.run_hooks(self.on_settings_changed, self.settings)
+
+    def _tell_trust(self, ignored: list[str]) -> None:
+        """Say once (per change) what an untrusted workspace supplied and is ignored."""
+        trust_cfg = self.settings.trust
+        text = trust.notice(self.roots, trust_cfg.workspace, trust_cfg.trusted_roots, ignored)
+        if text is not None and text != self._trust_notice:
+            log.warning("%s", text)
+            self.show_message(text, types.MessageType.Warning)
+        elif text is None and self._trust_notice is not None:
+            log.info("workspace trusted: loading the model and adapter files it supplies")
+        self._trust_notice = text
 
 
 def _unwrap(options: Any) -> dict[str, Any] | None:

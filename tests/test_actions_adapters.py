@@ -33,6 +33,8 @@ SERVER = ClientServerConfig(
     server_env={**os.environ, "XDG_DATA_HOME": tempfile.mkdtemp(prefix="actions-adapters-")},
 )
 OPTIONS: dict[str, Any] = {
+    # The adapters live in the workspace: trusted, or they are ignored (server.trust).
+    "trust": {"workspace": True},
     "cpu_settings": {"context_length": 2048},
     "retrieval": {"enabled": False},
     "completion": {"enabled": False},

@@ -27,6 +27,8 @@ SERVER = ClientServerConfig(
     server_env={**os.environ, "XDG_DATA_HOME": tempfile.mkdtemp(prefix="adapters-e2e-")},
 )
 OPTIONS = {
+    # The adapters live in the workspace: trusted, or they are ignored (server.trust).
+    "trust": {"workspace": True},
     "models": {"reasoning": "off"},
     "cpu_settings": {"context_length": 2048},
     "completion": {"budget_ms": 240000},

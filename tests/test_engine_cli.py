@@ -39,7 +39,8 @@ def test_doctor_names_a_missing_model_and_a_bad_key(tmp_path):
     assert result.returncode == 1
     report = json.loads(result.stdout)
     coder = report["models"][0]
-    assert not coder["ok"] and "missing.gguf: model file does not exist" in coder["problem"]
+    assert not coder["ok"]
+    assert "missing.gguf: file check failed: the file does not exist" in coder["problem"]
     assert any("models.turbo" in p for p in report["settings_problems"])
 
 
