@@ -22,12 +22,13 @@ from pathlib import Path
 from typing import Any, TypeVar, overload
 
 from lsprotocol import types
+from pygls.exceptions import JsonRpcException
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 from pygls.protocol.language_server import lsp_method
 from pygls.uris import from_fs_path, to_fs_path
 
-from server import documents, logging_setup, positions, trust
+from server import documents, logging_setup, positions, requests, trust
 from server.config import Settings, load_settings
 from server.features import (
     adapters,
@@ -110,6 +111,18 @@ class SmalltalkProtocol(LanguageServerProtocol):
         positions.prefer_code_points(params.capabilities)
         return (yield from super().lsp_initialize(params))
 
+    # Spec-invalid requests are answered with InvalidParams (server.requests).
+    def structure_message(self, data: dict[str, Any]) -> Any:
+        return requests.structure_request(data, super().structure_message, self._answer_invalid)
+
+    def _answer_invalid(self, msg_id: Any, error: JsonRpcException) -> None:
+        log.warning("answered InvalidParams: %s", error.message)
+        self._send_response(msg_id, None, error.to_response_error())
+
+    def handle_message(self, message: Any) -> None:
+        if message is not requests.ANSWERED:
+            super().handle_message(message)
+
 
 class SmalltalkLanguageServer(LanguageServer):
     def __init__(self) -> None:
@@ -164,7 +177,10 @@ class SmalltalkLanguageServer(LanguageServer):
         """`@ls.feature` with isolation: an exception is logged and `empty` is answered."""
 
         def decorator(fn: F) -> F:
-            self.feature(method, options)(guarded(method, empty)(self.columns.wrap(fn)))
+            wrapped = self.columns.wrap(fn)
+            if requests.is_request(method):
+                wrapped = requests.documents_checked(wrapped, self.is_open_uri)
+            self.feature(method, options)(guarded(method, empty)(wrapped))
             return fn
 
         return decorator
@@ -226,6 +242,9 @@ class SmalltalkLanguageServer(LanguageServer):
         if "://" in path or path.startswith("untitled:"):
             return path
         return from_fs_path(path) or path
+
+    def is_open_uri(self, uri: str) -> bool:
+        return self._has_workspace() and uri in self.workspace.text_documents
 
     def document_text(self, uri: str) -> str | None:
         """The current text of a document: the open buffer, else the file on disk."""
@@ -406,8 +425,8 @@ def guarded(name: str, empty: Any = None) -> Callable[[F], F]:
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 try:
                     return await fn(*args, **kwargs)
-                except asyncio.CancelledError:
-                    raise
+                except (asyncio.CancelledError, JsonRpcException):
+                    raise  # a cancel, or an error the client is answered with
                 except Exception:
                     log.exception("%s failed", name)
                     return fallback()
@@ -419,6 +438,8 @@ def guarded(name: str, empty: Any = None) -> Callable[[F], F]:
             began = time.perf_counter()
             try:
                 return fn(*args, **kwargs)
+            except JsonRpcException:
+                raise  # answered to the client as this error (e.g. InvalidParams)
             except Exception:
                 log.exception("%s failed", name)
                 return fallback()
