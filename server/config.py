@@ -105,6 +105,8 @@ class RoleBackend(_Section):
     # The name of an environment variable holding the API key (the key itself is never
     # written to settings or logs); "" sends no key.
     api_key_env: str = ""
+    # Or a file whose first line is the key (e.g. ~/.config/smalltalk-lsp/coder.key, mode 600).
+    api_key_file: str = ""
     connect_timeout_s: float = Field(default=2.0, gt=0)
     # Longest silence while waiting for the next piece of an answer before the server counts
     # as slow; completions also stop at their own budget (completion.budget_ms).

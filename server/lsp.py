@@ -28,7 +28,7 @@ from pygls.protocol import LanguageServerProtocol
 from pygls.protocol.language_server import lsp_method
 from pygls.uris import from_fs_path, to_fs_path
 
-from server import documents, logging_setup, positions, requests, trust
+from server import documents, logging_setup, positions, requests, secrets, trust
 from server.config import Settings, load_settings
 from server.features import (
     adapters,
@@ -222,6 +222,7 @@ class SmalltalkLanguageServer(LanguageServer):
         return bool(window is not None and window.work_done_progress)
 
     def show_message(self, message: str, kind: types.MessageType = types.MessageType.Info) -> None:
+        message = secrets.redact(message)
         self.call_threadsafe(
             self.window_show_message, types.ShowMessageParams(type=kind, message=message)
         )
