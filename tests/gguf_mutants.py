@@ -283,6 +283,8 @@ class Probe:
 
     def _start(self) -> subprocess.Popen[str]:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(self.cwd), str(PROBE.parent)]))
+        # A crash ends the probe at once (ggml would attach gdb for a backtrace, which can hang).
+        env["GGML_NO_BACKTRACE"] = "1"
         self.starts += 1
         return subprocess.Popen(
             [sys.executable, str(PROBE), str(self.base_model)],
