@@ -71,4 +71,4 @@ def test_complete_rejects_bad_locations_and_names_a_broken_model(tmp_path):
     path.write_text("foo\n\t^ 1\n")
     broken = cli("complete", f"{path}:2:4", "--model", str(model))
     assert broken.returncode == 1
-    assert "broken.gguf: not a GGUF file" in broken.stderr
+    assert "broken.gguf: magic check failed: not a GGUF file" in broken.stderr
