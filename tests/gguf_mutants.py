@@ -23,9 +23,10 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?",
-            10: "<Q", 11: "<q", 12: "<d"}
-_STRING, _ARRAY = 8, 9
+from server.engine.gguf_check import ARRAY as _ARRAY
+from server.engine.gguf_check import SCALAR_FORMATS as _SCALARS
+from server.engine.gguf_check import STRING as _STRING
+
 # Hyperparameters whose values are mutated too (as uint32 scalars).
 _HPARAM_SUFFIXES = (".block_count", ".embedding_length", ".attention.head_count",
                     ".attention.head_count_kv", ".context_length", ".feed_forward_length",

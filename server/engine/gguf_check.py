@@ -38,9 +38,10 @@ CHECKS = (
 )
 
 # GGUF value types: struct format of the scalar ones.
-_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?",
+SCALAR_FORMATS = _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?",
             10: "<Q", 11: "<q", 12: "<d"}
-_STRING, _ARRAY = 8, 9
+STRING = _STRING = 8
+ARRAY = _ARRAY = 9
 _INTEGERS = frozenset({0, 1, 2, 3, 4, 5, 10, 11})
 _TYPE_NAMES = {0: "uint8", 1: "int8", 2: "uint16", 3: "int16", 4: "uint32", 5: "int32",
                6: "float32", 7: "bool", 8: "string", 9: "array", 10: "uint64", 11: "int64",
