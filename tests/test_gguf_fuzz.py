@@ -166,3 +166,27 @@ def test_per_token_arrays_shorter_than_the_vocabulary_are_refused(tmp_path: Path
     with pytest.raises(GGUFCheckError) as err:
         read_checked(path)
     assert err.value.check == "vocabulary" and "99 entries for 100 tokens" in str(err.value)
+
+
+def test_duplicate_token_texts_are_refused(tmp_path: Path) -> None:
+    """llama.cpp aborts the process on two tokens of one text (found by the fuzz benchmark: a
+    flipped bit in a token of SmolLM2's vocabulary)."""
+    import numpy as np
+    from gguf import GGUFWriter
+
+    path = tmp_path / "twice.gguf"
+    writer = GGUFWriter(str(path), "llama")
+    writer.add_block_count(1)
+    writer.add_embedding_length(64)
+    writer.add_head_count(4)
+    writer.add_token_list([f"t{i}" for i in range(99)] + ["t7"])
+    writer.add_tensor("token_embd.weight", np.zeros((100, 64), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with pytest.raises(GGUFCheckError) as err:
+        read_checked(path)
+    assert err.value.check == "vocabulary" and "token 99 has the same text as token 7" in str(
+        err.value
+    )

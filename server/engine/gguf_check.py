@@ -16,7 +16,8 @@ file that breaks any of the checks below, naming the check that failed:
 - offsets: the alignment a power of two; every tensor's data aligned, inside the file, and not
   overlapping another's;
 - vocabulary (models): the token list, scores and token types of one length, equal to the
-  embedding tensor's rows, short token texts, special token ids inside the vocabulary;
+  embedding tensor's rows, short and unique token texts, special token ids inside the
+  vocabulary;
 - hparams (models): positive layer, width and head counts that divide as llama.cpp asserts.
 
 The large token arrays are scanned, not kept (Gemma 3 has 262k tokens); `gguf.GGUFReader` builds
@@ -216,6 +217,9 @@ class _Reader:
         tokens = key == TOKENS
         keep = self.keep_tokens if tokens else frozenset()
         limit = MAX_TOKEN_TEXT if tokens else size
+        # llama.cpp maps token texts to ids and aborts when two are equal (an empty text
+        # counts as "[EMPTY_<id>]").
+        seen: dict[bytes, int] = {}
         for index in range(count):
             if pos + 8 > size:
                 self.pos = pos
@@ -230,6 +234,15 @@ class _Reader:
                     + (f"at most {limit}" if length > limit else "past the end of the file")
                     + ")",
                 )
+            if tokens:
+                text_bytes = bytes(buf[pos : pos + length]) or f"[EMPTY_{index}]".encode()
+                first = seen.setdefault(text_bytes, index)
+                if first != index:
+                    self.pos = pos
+                    raise self.fail(
+                        "vocabulary",
+                        f"token {index} has the same text as token {first} ({text_bytes[:40]!r})",
+                    )
             if keep and length <= 32:
                 text = bytes(buf[pos : pos + length]).decode("utf-8", errors="replace")
                 if text in keep:
