@@ -194,7 +194,7 @@ def _setting(dataset: Path, key: str) -> str:
     from server.engine.embedded import EMBEDDED, resolve_model_path
 
     project = Path(read_manifest(dataset).project)
-    loaded = load_settings(project)
+    loaded = load_settings(project, trusted=True)  # the project the user named
     for problem in loaded.problems:
         log.warning("settings: %s", problem)
     models = loaded.settings.models

@@ -1,7 +1,8 @@
 """Typed configuration: one pydantic model, validated at `initialize` and on change.
 
 Sources, later ones winning: defaults, the user config file, `smalltalk-lsp.toml` in the
-workspace, LSP `initializationOptions`, `workspace/didChangeConfiguration`.
+workspace (without the model and adapter files it names unless the workspace is trusted; see
+server.trust), LSP `initializationOptions`, `workspace/didChangeConfiguration`.
 A bad key is reported by name and dropped; the rest still applies.
 """
 
@@ -13,6 +14,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from server.trust import is_trusted, workspace_layer
 
 CONFIG_FILE_NAME = "smalltalk-lsp.toml"
 
@@ -103,6 +106,8 @@ class RoleBackend(_Section):
     # The name of an environment variable holding the API key (the key itself is never
     # written to settings or logs); "" sends no key.
     api_key_env: str = ""
+    # Or a file whose first line is the key (e.g. ~/.config/smalltalk-lsp/coder.key, mode 600).
+    api_key_file: str = ""
     connect_timeout_s: float = Field(default=2.0, gt=0)
     # Longest silence while waiting for the next piece of an answer before the server counts
     # as slow; completions also stop at their own budget (completion.budget_ms).
@@ -153,6 +158,17 @@ class BackendsConfig(_Section):
     reasoner: RoleBackend = Field(default_factory=RoleBackend)
 
 
+class TrustConfig(_Section):
+    """Which workspace roots may choose the model and adapter files loaded (server.trust).
+    Read from the user config file and the editor, never from the workspace's own file."""
+
+    # The editor says the workspace is trusted (VS Code's Workspace Trust, Neovim's vim.secure)
+    # or `serve --trust-workspace`.
+    workspace: bool = False
+    # Roots (and the folders below them) trusted whatever the editor says.
+    trusted_roots: list[str] = Field(default_factory=list)
+
+
 class Settings(_Section):
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     cpu_settings: CpuSettings = Field(default_factory=CpuSettings)
@@ -161,6 +177,7 @@ class Settings(_Section):
     adapters: AdaptersConfig = Field(default_factory=AdaptersConfig)
     actions: ActionsConfig = Field(default_factory=ActionsConfig)
     backends: BackendsConfig = Field(default_factory=BackendsConfig)
+    trust: TrustConfig = Field(default_factory=TrustConfig)
     mlock: bool = False
     mmap: bool = True
 
@@ -183,6 +200,10 @@ class LoadedSettings(BaseModel):
     settings: Settings
     # One human-readable message per rejected key, e.g. "cpu_settings.threads: ...".
     problems: list[str] = Field(default_factory=list)
+    # Whether the workspace may choose model and adapter files (server.trust), and what its
+    # own file chose that was ignored because it may not.
+    trusted: bool = True
+    ignored: list[str] = Field(default_factory=list)
 
 
 def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -251,22 +272,42 @@ def read_toml(path: Path) -> tuple[dict[str, Any], list[str]]:
 def load_settings(
     workspace: Path | None = None,
     overrides: list[dict[str, Any]] | None = None,
+    trusted: bool | None = None,
 ) -> LoadedSettings:
-    """Merge the config files and the LSP-provided overrides, then validate."""
-    merged: dict[str, Any] = {}
+    """Merge the config files and the LSP-provided overrides, then validate. `trusted`: may the
+    workspace's own file choose model and adapter files; None decides by the `trust` settings
+    of the user file and the overrides (untrusted by default; see server.trust)."""
     problems: list[str] = []
-    paths = [user_config_path()]
-    if workspace is not None:
-        paths.append(workspace / CONFIG_FILE_NAME)
-    for path in paths:
-        data, errs = read_toml(path)
-        problems += errs
-        merged = _deep_merge(merged, data)
+    user, errs = read_toml(user_config_path())
+    problems += errs
+    extras: list[dict[str, Any]] = []
     for extra in overrides or []:
         if isinstance(extra, dict):
-            merged = _deep_merge(merged, extra)
+            extras.append(extra)
         elif extra is not None:
             problems.append(f"settings must be an object, got {type(extra).__name__}")
-    loaded = validate_settings(merged)
+    ignored: list[str] = []
+    layers = [user]
+    if workspace is not None:
+        if trusted is None:
+            outside = _merge_all([user, *extras])
+            trust = validate_settings({"trust": outside.get("trust", {})}).settings.trust
+            trusted = is_trusted(workspace, trust.workspace, trust.trusted_roots)
+        source = workspace / CONFIG_FILE_NAME
+        data, errs = read_toml(source)
+        problems += errs
+        data, errs, ignored = workspace_layer(data, source, workspace, trusted)
+        problems += errs
+        layers.append(data)
+    loaded = validate_settings(_merge_all(layers + extras))
     loaded.problems[:0] = problems
+    loaded.trusted = trusted is not False
+    loaded.ignored = ignored
     return loaded
+
+
+def _merge_all(layers: list[dict[str, Any]]) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        merged = _deep_merge(merged, layer)
+    return merged

@@ -22,12 +22,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 
 from lsprotocol import types
+from pygls.exceptions import JsonRpcException
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 from pygls.protocol.language_server import lsp_method
 from pygls.uris import from_fs_path, to_fs_path
 
-from server import documents, logging_setup, positions
+from server import documents, logging_setup, positions, requests, secrets, trust
 from server.completion.context import ContextProvider
 from server.config import Settings, load_settings
 from server.events import ServerEvents
@@ -109,6 +110,18 @@ class SmalltalkProtocol(LanguageServerProtocol):
         positions.prefer_code_points(params.capabilities)
         return (yield from super().lsp_initialize(params))
 
+    # Spec-invalid requests are answered with InvalidParams (server.requests).
+    def structure_message(self, data: dict[str, Any]) -> Any:
+        return requests.structure_request(data, super().structure_message, self._answer_invalid)
+
+    def _answer_invalid(self, msg_id: Any, error: JsonRpcException) -> None:
+        log.warning("answered InvalidParams: %s", error.message)
+        self._send_response(msg_id, None, error.to_response_error())
+
+    def handle_message(self, message: Any) -> None:
+        if message is not requests.ANSWERED:
+            super().handle_message(message)
+
 
 class SmalltalkLanguageServer(LanguageServer):
     def __init__(self) -> None:
@@ -143,6 +156,9 @@ class SmalltalkLanguageServer(LanguageServer):
         # Extra Markdown for hover: each gets the request's `features.common.Context` and
         # answers a section or None (e.g. model-written documentation).
         self.hover_extras: list[Callable[[Any], str | None]] = []
+        # Trust every root for workspace-supplied models and adapters (server.trust).
+        self.trust_workspace = False
+        self._trust_notice: str | None = None
         self._init_options: Any = None
         self._config_change: Any = None
         self._reparse_handles: dict[str, asyncio.TimerHandle] = {}
@@ -153,7 +169,10 @@ class SmalltalkLanguageServer(LanguageServer):
         """`@ls.feature` with isolation: an exception is logged and `empty` is answered."""
 
         def decorator(fn: F) -> F:
-            self.feature(method, options)(guarded(method, empty)(self.columns.wrap(fn)))
+            wrapped = self.columns.wrap(fn)
+            if requests.is_request(method):
+                wrapped = requests.documents_checked(wrapped, self.is_open_uri)
+            self.feature(method, options)(guarded(method, empty)(wrapped))
             return fn
 
         return decorator
@@ -188,6 +207,7 @@ class SmalltalkLanguageServer(LanguageServer):
         return bool(window is not None and window.work_done_progress)
 
     def show_message(self, message: str, kind: types.MessageType = types.MessageType.Info) -> None:
+        message = secrets.redact(message)
         self.call_threadsafe(
             self.window_show_message, types.ShowMessageParams(type=kind, message=message)
         )
@@ -208,6 +228,9 @@ class SmalltalkLanguageServer(LanguageServer):
         if "://" in path or path.startswith("untitled:"):
             return path
         return from_fs_path(path) or path
+
+    def is_open_uri(self, uri: str) -> bool:
+        return self._has_workspace() and uri in self.workspace.text_documents
 
     def document_text(self, uri: str) -> str | None:
         """The current text of a document: the open buffer, else the file on disk."""
@@ -309,14 +332,28 @@ class SmalltalkLanguageServer(LanguageServer):
     def apply_settings(self) -> None:
         root = self.roots[0] if self.roots else None
         overrides = [_unwrap(self._init_options), _unwrap(self._config_change)]
+        if self.trust_workspace:  # `serve --trust-workspace`
+            overrides.insert(0, {"trust": {"workspace": True}})
         loaded = load_settings(root, [o for o in overrides if o is not None])
         self.settings = loaded.settings
         if loaded.problems:
             text = "; ".join(loaded.problems)
             log.warning("settings: %s", text)
             self.show_message(f"smalltalk-lsp settings: {text}", types.MessageType.Warning)
+        self._tell_trust(loaded.ignored)
         self.models.settings_changed(self.settings)
         self.events.settings_changed.emit(self.settings)
+
+    def _tell_trust(self, ignored: list[str]) -> None:
+        """Say once (per change) what an untrusted workspace supplied and is ignored."""
+        trust_cfg = self.settings.trust
+        text = trust.notice(self.roots, trust_cfg.workspace, trust_cfg.trusted_roots, ignored)
+        if text is not None and text != self._trust_notice:
+            log.warning("%s", text)
+            self.show_message(text, types.MessageType.Warning)
+        elif text is None and self._trust_notice is not None:
+            log.info("workspace trusted: loading the model and adapter files it supplies")
+        self._trust_notice = text
 
     # --- services for features -------------------------------------------------------------
 
@@ -376,8 +413,8 @@ def guarded(name: str, empty: Any = None) -> Callable[[F], F]:
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 try:
                     return await fn(*args, **kwargs)
-                except asyncio.CancelledError:
-                    raise
+                except (asyncio.CancelledError, JsonRpcException):
+                    raise  # a cancel, or an error the client is answered with
                 except Exception:
                     log.exception("%s failed", name)
                     return fallback()
@@ -389,6 +426,8 @@ def guarded(name: str, empty: Any = None) -> Callable[[F], F]:
             began = time.perf_counter()
             try:
                 return fn(*args, **kwargs)
+            except JsonRpcException:
+                raise  # answered to the client as this error (e.g. InvalidParams)
             except Exception:
                 log.exception("%s failed", name)
                 return fallback()

@@ -14,6 +14,8 @@ import threading
 from collections import deque
 from collections.abc import Callable
 
+from server.secrets import RedactingFilter
+
 # Logger trees that reach the client.
 FORWARDED_LOGGERS = ("server", "smalltalk_grammar", "adapters")
 # Records kept while no client is attached; the oldest are dropped beyond this.
@@ -83,6 +85,7 @@ def configure(level: str | int | None = None, stderr: bool = True) -> ClientLogH
             level = logging.INFO
     client = ClientLogHandler(level)
     handlers: list[logging.Handler] = [client]
+    redacting = RedactingFilter()
     if stderr:
         err = logging.StreamHandler(sys.stderr)
         err.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -95,6 +98,8 @@ def configure(level: str | int | None = None, stderr: bool = True) -> ClientLogH
                 logger.removeHandler(old)
         for handler in handlers:
             handler._smalltalk_lsp = True  # type: ignore[attr-defined]
+            if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+                handler.addFilter(redacting)  # no API key reaches a log (server.secrets)
             logger.addHandler(handler)
         logger.setLevel(level)
         # Our records must not also reach the root logger (which may print to stdout).

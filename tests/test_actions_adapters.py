@@ -35,6 +35,8 @@ SERVER = ClientServerConfig(
 OPTIONS: dict[str, Any] = {
     # The adapters below are written for these two models' shapes.
     "models": {"code_generation": "gemma3-270m", "reasoning": "smollm2-135m"},
+    # The adapters live in the workspace: trusted, or they are ignored (server.trust).
+    "trust": {"workspace": True},
     "cpu_settings": {"context_length": 2048},
     "retrieval": {"enabled": False},
     "completion": {"enabled": False},

@@ -28,6 +28,8 @@ SERVER = ClientServerConfig(
 )
 # The fastest embedded coder: its adapters are written for Gemma 3's shapes.
 OPTIONS = {
+    # The adapters live in the workspace: trusted, or they are ignored (server.trust).
+    "trust": {"workspace": True},
     "models": {"code_generation": "gemma3-270m", "reasoning": "off"},
     "cpu_settings": {"context_length": 2048},
     "completion": {"budget_ms": 240000},

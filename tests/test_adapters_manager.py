@@ -40,7 +40,7 @@ def manager(workspace: Path, gemma_model, tmp_path: Path) -> Iterator[AdapterMan
     m = AdapterManager(
         lambda role: gemma_model if role == "coder" else None,
         [workspace],
-        Settings(),
+        Settings(trust={"workspace": True}),  # the adapters live in the workspace
         user_dir=tmp_path / "user",
     )
     m.sync()
@@ -98,7 +98,10 @@ def test_patterns_and_settings_select_per_request(manager: AdapterManager, works
     assert manager.select("coder", "/ws/src/Other/A.st").pairs == ()
     assert manager.select("coder", "/ws/A.st", ["Acme-Billing"]).pairs == (("acme", 0.5),)
     assert manager.select("reasoner", file).pairs == ()
-    loaded = validate_settings({"adapters": {"active": ["house"], "scales": {"acme": 0.25}}})
+    loaded = validate_settings({
+        "adapters": {"active": ["house"], "scales": {"acme": 0.25}},
+        "trust": {"workspace": True},
+    })
     manager.settings_changed(loaded.settings)
     both = manager.select("coder", file)
     assert both.pairs == (("acme", 0.25), ("house", 1.0))
@@ -159,3 +162,19 @@ def test_packages_of_a_file() -> None:
     project.put(parse(text, path="/ws/src/Acme-Core/Account.class.st"))
     assert packages_of(project, "/ws/src/Acme-Core/Account.class.st") == ["Acme-Core"]
     assert packages_of(project, "/nowhere.st") == []
+
+
+def test_an_untrusted_workspace_holds_no_adapters(workspace: Path, gemma_model, tmp_path) -> None:
+    """The same workspace folder, untrusted: none of its adapters is catalogued; trusting it by
+    a setting change picks them up without a new manager."""
+    manager = AdapterManager(
+        lambda role: gemma_model if role == "coder" else None,
+        [workspace],
+        Settings(),
+        user_dir=tmp_path / "user-adapters",
+    )
+    manager.sync()
+    assert listed(manager) == {}
+    manager.settings_changed(Settings(trust={"trusted_roots": [str(workspace)]}))
+    assert {"house", "acme"} <= set(listed(manager))
+    manager.close()

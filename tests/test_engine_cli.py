@@ -71,7 +71,8 @@ def test_doctor_names_a_missing_model_and_a_bad_key(tmp_path):
     assert result.returncode == 1
     report = json.loads(result.stdout)
     coder = report["models"][0]
-    assert not coder["ok"] and "missing.gguf: model file does not exist" in coder["problem"]
+    assert not coder["ok"]
+    assert "missing.gguf: file check failed: the file does not exist" in coder["problem"]
     assert any("models.turbo" in p for p in report["settings_problems"])
 
 
@@ -102,4 +103,4 @@ def test_complete_rejects_bad_locations_and_names_a_broken_model(tmp_path):
     path.write_text("foo\n\t^ 1\n")
     broken = cli("complete", f"{path}:2:4", "--model", str(model))
     assert broken.returncode == 1
-    assert "broken.gguf: not a GGUF file" in broken.stderr
+    assert "broken.gguf: magic check failed: not a GGUF file" in broken.stderr

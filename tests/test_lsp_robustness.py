@@ -21,6 +21,7 @@ from lsp_support import (
     wait_for,
 )
 from lsprotocol import types
+from pygls.exceptions import JsonRpcException
 from pytest_lsp import LanguageClient
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -63,31 +64,37 @@ async def class_symbols(client: LanguageClient, query: str) -> list[str]:
     return [s.name for s in found or [] if s.kind == types.SymbolKind.Class]
 
 
-async def test_unknown_documents_get_empty_answers(client: LanguageClient):
+async def test_unknown_documents_get_invalid_params(client: LanguageClient):
+    """A request about a document that is neither open nor a file is answered with
+    InvalidParams naming it (server.requests), not with an empty result."""
     uri = "file:///nowhere/Missing.st"
     pos = types.Position(line=3, character=4)
-    assert await hover(client, uri, pos) is None
-    assert not await client.text_document_definition_async(
-        types.DefinitionParams(text_document=doc(uri), position=pos)
-    )
-    refs = await client.text_document_references_async(
-        types.ReferenceParams(
-            text_document=doc(uri),
-            position=pos,
-            context=types.ReferenceContext(include_declaration=True),
-        )
-    )
-    assert not refs
-    symbols = await client.text_document_document_symbol_async(
-        types.DocumentSymbolParams(text_document=doc(uri))
-    )
-    assert not symbols
-    completion = await client.text_document_completion_async(
-        types.CompletionParams(text_document=doc(uri), position=pos)
-    )
-    assert completion is None or not getattr(completion, "items", completion)
-    untitled = "untitled:Untitled-1"
-    assert await hover(client, untitled, pos) is None
+    requests = [
+        client.text_document_hover_async(types.HoverParams(text_document=doc(uri), position=pos)),
+        client.text_document_definition_async(
+            types.DefinitionParams(text_document=doc(uri), position=pos)
+        ),
+        client.text_document_references_async(
+            types.ReferenceParams(
+                text_document=doc(uri),
+                position=pos,
+                context=types.ReferenceContext(include_declaration=True),
+            )
+        ),
+        client.text_document_document_symbol_async(
+            types.DocumentSymbolParams(text_document=doc(uri))
+        ),
+        client.text_document_completion_async(
+            types.CompletionParams(text_document=doc(uri), position=pos)
+        ),
+        client.text_document_hover_async(
+            types.HoverParams(text_document=doc("untitled:Untitled-1"), position=pos)
+        ),
+    ]
+    for request in requests:
+        with pytest.raises(JsonRpcException) as err:
+            await request
+        assert err.value.code == -32602 and "unknown document" in err.value.message
 
 
 async def test_positions_past_the_end_are_clamped(client: LanguageClient):

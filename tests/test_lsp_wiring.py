@@ -58,6 +58,8 @@ def test_models_before_initialized() -> None:
     models = create_server([]).models
     assert models.status() == {
         "models": {"coder": "off", "reasoner": "off"},
+        # What the settings name, loaded or not (the defaults here).
+        "names": {"coder": "qwen2.5-coder-0.5b", "reasoner": "qwen2.5-coder-1.5b"},
         "indexing": "indexing",
         "adapters": [],
     }

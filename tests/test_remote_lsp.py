@@ -71,6 +71,7 @@ async def client(lsp_client: LanguageClient, tmp_path_factory, team_server, reas
         team_server.url, reasoner_server.url, coder_extra={"api_key_env": TEAM_KEY_ENV}
     )
     options.update({
+        "trust": {"workspace": True},  # the adapters live in the workspace
         "retrieval": {"enabled": False},
         "completion": {"budget_ms": 300_000, "max_tokens_line": 16, "max_tokens_block": 24},
         "actions": {"max_tokens": 16, "code_max_tokens": 24, "attempts": 2,

@@ -41,7 +41,12 @@ SERVER = ClientServerConfig(
 )
 # What the extension sends with the e2e user settings (smalltalk.completion.budgetMs); the
 # reasoner is left out, it plays no part in a completion.
-OPTIONS = {"completion": {"budget_ms": 100000}, "models": {"reasoning": "off"}}
+# The adapter lives in the workspace: trusted (as VS Code says once the user trusts it).
+OPTIONS = {
+    "completion": {"budget_ms": 100000},
+    "models": {"reasoning": "off"},
+    "trust": {"workspace": True},
+}
 # The log lines that say the retrieval index is built (or that there will be none): from then
 # on the same cursor gets the same prompt.
 INDEX_READY = ("retrieval index: ", "without similar-code search")

@@ -11,6 +11,8 @@ import re
 import tempfile
 from pathlib import Path
 
+from server import secrets
+
 log = logging.getLogger(__name__)
 
 NOTES_DIR = Path(".smalltalk-lsp") / "notes"
@@ -30,6 +32,7 @@ def write_note(root: Path, kind: str, subject: str, key: str, markdown: str) -> 
     """Write a note atomically; if the workspace is read-only the note goes to the user's
     temporary folder instead (the text must reach the editor either way)."""
     path = note_path(root, kind, subject, key)
+    markdown = secrets.redact(markdown)
     try:
         return _write(path, markdown)
     except OSError as err:

@@ -94,7 +94,7 @@ def _complete(args: argparse.Namespace, path: Path, text: str, offset: int) -> i
         overrides.append({"models": {"code_generation": args.model}})
     if args.budget_ms:
         overrides.append({"completion": {"budget_ms": args.budget_ms}})
-    loaded = load_settings(root, overrides)
+    loaded = load_settings(root, overrides, trusted=True)  # the root the user named
     for problem in loaded.problems:
         print(f"smalltalk-lsp complete: settings: {problem}", file=sys.stderr)
     started = time.monotonic()

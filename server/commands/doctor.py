@@ -51,7 +51,7 @@ def inspect_models(root: Path) -> tuple[list[ModelReport], Any, list[str]]:
     from server.engine.registry import role_batch
     from server.engine.types import ROLES
 
-    loaded = load_settings(root)
+    loaded = load_settings(root, trusted=True)  # the root the user named
     settings = loaded.settings
     reports: list[ModelReport] = []
     needs = []
@@ -117,7 +117,7 @@ def _describe(report: ModelReport) -> list[str]:
 def _threads(root: Path) -> tuple[int, int]:
     from server.config import load_settings
 
-    cpu = load_settings(root).settings.cpu_settings
+    cpu = load_settings(root, trusted=True).settings.cpu_settings
     return cpu.threads, cpu.token_threads
 
 

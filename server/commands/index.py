@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     if not root.is_dir():
         print(f"smalltalk-lsp index: {root} is not a folder", file=sys.stderr)
         return 2
-    loaded = load_settings(root)
+    loaded = load_settings(root, trusted=True)  # the root the user named
     for problem in loaded.problems:
         print(f"smalltalk-lsp index: settings: {problem}", file=sys.stderr)
     name = args.model or loaded.settings.models.embeddings

@@ -5,44 +5,25 @@ and a message that says what is wrong (a truncated file, another architecture, a
 base does not have, a rank or width that does not fit), so the user can fix the file while the
 base model keeps serving.
 
-The GGUF tensor tables are read by a small reader of our own: `gguf.GGUFReader` builds numpy
-fields for every token string and takes about 30 s on Gemma 3's 262k-token vocabulary, while
-this reader skips them in well under a second. Shapes are in ggml order (ne0 first), as llama.cpp
+The GGUF file itself (header, lengths, tensor table and offsets) is read and checked by the one
+reader models use too, server.engine.gguf_check. Shapes are in ggml order (ne0 first), as llama.cpp
 compares them: a base weight is (in, out), `lora_a` is (in, r) and `lora_b` is (r, out), i.e.
 numpy (r, in) and (out, r) as PEFT's `lora_A` / `lora_B`.
 """
 
 from __future__ import annotations
 
-import mmap
-import struct
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, Field
+
+from server.engine.gguf_check import GGUFCheckError, GGUFTable, TensorEntry, read_checked
 
 # Names of the checks, in the order they run; AdapterError.check is one of them.
 CHECKS = ("file", "gguf", "type", "lora", "tensors", "architecture", "names", "shapes")
 
-_SCALARS = {
-    0: "<B",
-    1: "<b",
-    2: "<H",
-    3: "<h",
-    4: "<I",
-    5: "<i",
-    6: "<f",
-    7: "<?",
-    10: "<Q",
-    11: "<q",
-    12: "<d",
-}
-_STRING, _ARRAY = 8, 9
 TOKEN_EMBD = "token_embd.weight"
-# Longer arrays (token lists, merges) are skipped, not kept.
-_KEEP_ARRAY = 64
 
 
 class AdapterError(ValueError):
@@ -55,162 +36,15 @@ class AdapterError(ValueError):
         self.detail = detail
 
 
-@dataclass(frozen=True)
-class TensorEntry:
-    name: str
-    dims: tuple[int, ...]  # ggml order: dims[0] is the row length (a weight's input width)
-    type_name: str
-    offset: int  # from the start of the data section
-    n_bytes: int
-
-
-@dataclass
-class GGUFTable:
-    """A GGUF file's metadata (scalars, strings, short arrays) and tensor table."""
-
-    path: str
-    file_size: int
-    metadata: dict[str, Any] = field(default_factory=dict)
-    tensors: dict[str, TensorEntry] = field(default_factory=dict)
-    data_offset: int = 0
-
-    @property
-    def architecture(self) -> str | None:
-        value = self.metadata.get("general.architecture")
-        return str(value) if value is not None else None
-
-
-class _Reader:
-    def __init__(self, buf: mmap.mmap, path: str) -> None:
-        self.buf = buf
-        self.pos = 0
-        self.path = path
-
-    def need(self, n: int) -> None:
-        if n < 0 or self.pos + n > len(self.buf):
-            raise AdapterError(
-                self.path, "gguf", f"file is truncated (the header runs past {len(self.buf)} bytes)"
-            )
-
-    def scalar(self, fmt: str) -> Any:
-        size = struct.calcsize(fmt)
-        self.need(size)
-        value = struct.unpack_from(fmt, self.buf, self.pos)[0]
-        self.pos += size
-        return value
-
-    def string(self) -> str:
-        n = self.scalar("<Q")
-        self.need(n)
-        raw = self.buf[self.pos : self.pos + n]
-        self.pos += n
-        return raw.decode("utf-8", errors="replace")
-
-    def skip_strings(self, count: int) -> None:
-        buf, pos, size = self.buf, self.pos, len(self.buf)
-        unpack = struct.Struct("<Q").unpack_from
-        for _ in range(count):
-            if pos + 8 > size:
-                break
-            pos += 8 + unpack(buf, pos)[0]
-        self.pos = pos
-        self.need(0)
-
-    def value(self, vtype: int, key: str) -> Any:
-        if vtype in _SCALARS:
-            return self.scalar(_SCALARS[vtype])
-        if vtype == _STRING:
-            return self.string()
-        if vtype != _ARRAY:
-            raise AdapterError(self.path, "gguf", f"unknown value type {vtype} for key '{key}'")
-        etype = self.scalar("<I")
-        count = self.scalar("<Q")
-        if count > len(self.buf):
-            raise AdapterError(self.path, "gguf", f"array '{key}' claims {count} items")
-        if count <= _KEEP_ARRAY:
-            return [self.value(etype, key) for _ in range(count)]
-        if etype in _SCALARS:
-            n = struct.calcsize(_SCALARS[etype]) * count
-            self.need(n)
-            self.pos += n
-        elif etype == _STRING:
-            self.skip_strings(count)
-        else:
-            for _ in range(count):
-                self.value(etype, key)
-        return None
-
-
 def read_table(path: str | Path) -> GGUFTable:
-    """Read a GGUF file's metadata and tensor table; AdapterError ("file" or "gguf") if the file
-    is missing, not a GGUF file, or truncated (its tensor data ends past the end of the file)."""
-    path = Path(path)
-    where = str(path)
-    if not path.is_file():
-        raise AdapterError(where, "file", "no such file")
+    """Read and check a GGUF file with the one reader (server.engine.gguf_check); AdapterError
+    "file" if it is missing or unreadable, "gguf" naming the failed GGUF check otherwise."""
     try:
-        size = path.stat().st_size
-        if size < 24:
-            raise AdapterError(where, "gguf", f"file is too small to be GGUF ({size} bytes)")
-        with path.open("rb") as handle:
-            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-                return _parse(_Reader(buf, where), size)
-    except OSError as err:
-        raise AdapterError(where, "file", f"cannot read: {err.strerror or err}") from err
-
-
-def _parse(reader: _Reader, size: int) -> GGUFTable:
-    where = reader.path
-    reader.need(4)
-    magic = bytes(reader.buf[0:4])
-    reader.pos = 4
-    if magic != b"GGUF":
-        raise AdapterError(where, "gguf", f"not a GGUF file (starts with {magic!r})")
-    version = reader.scalar("<I")
-    if version not in (2, 3):
-        raise AdapterError(where, "gguf", f"unsupported GGUF version {version}")
-    n_tensors = reader.scalar("<Q")
-    n_kv = reader.scalar("<Q")
-    if n_tensors > size or n_kv > size:
-        raise AdapterError(where, "gguf", "impossible header counts; the file is corrupt")
-    table = GGUFTable(path=where, file_size=size)
-    for _ in range(n_kv):
-        key = reader.string()
-        vtype = reader.scalar("<I")
-        table.metadata[key] = reader.value(vtype, key)
-    infos = []
-    for _ in range(n_tensors):
-        name = reader.string()
-        n_dims = reader.scalar("<I")
-        if n_dims > 8:
-            raise AdapterError(where, "gguf", f"tensor '{name}' has {n_dims} dimensions")
-        dims = tuple(reader.scalar("<Q") for _ in range(n_dims))
-        ttype = reader.scalar("<I")
-        offset = reader.scalar("<Q")
-        infos.append((name, dims, ttype, offset))
-    alignment = int(table.metadata.get("general.alignment", 32) or 32)
-    table.data_offset = -(-reader.pos // alignment) * alignment
-    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType  # with numpy: on use only
-
-    for name, dims, ttype, offset in infos:
-        try:
-            qtype = GGMLQuantizationType(ttype)
-        except ValueError as err:
-            raise AdapterError(where, "gguf", f"tensor '{name}' has unknown type {ttype}") from err
-        block, type_size = GGML_QUANT_SIZES[qtype]
-        count = 1
-        for dim in dims:
-            count *= dim
-        n_bytes = count // block * type_size
-        end = table.data_offset + offset + n_bytes
-        if end > size:
-            raise AdapterError(
-                where,
-                "gguf",
-                f"file is truncated: tensor '{name}' ends at byte {end}, the file has {size}",
-            )
-        table.tensors[name] = TensorEntry(name, dims, qtype.name, offset, n_bytes)
-    return table
+        return read_checked(path)
+    except GGUFCheckError as err:
+        check = "file" if err.check == "file" else "gguf"
+        detail = err.detail if check == "file" else f"{err.check}: {err.detail}"
+        raise AdapterError(path, check, detail) from err
 
 
 # --- base models ------------------------------------------------------------------------------

@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -42,6 +41,7 @@ from typing import Any, Literal
 
 import httpx
 
+from server import secrets
 from server.config import Settings
 from server.engine.remote_api import (
     DONE,
@@ -178,13 +178,13 @@ class RemoteEngine:
         self._api = api_url(self.config.base_url)
         self._on_state = on_state
         self._headers = {"Accept": "text/event-stream"}
-        if self.config.api_key_env:
-            key = os.environ.get(self.config.api_key_env)
-            if not key:
-                raise RemoteSetupError(
-                    f"the environment variable {self.config.api_key_env} (named by "
-                    f"backends.{role}.api_key_env) is not set"
-                )
+        try:
+            key = secrets.read_api_key(
+                self.config.api_key_env, self.config.api_key_file, f"backends.{role}"
+            )
+        except secrets.SecretError as err:
+            raise RemoteSetupError(str(err)) from None
+        if key is not None:
             self._headers["Authorization"] = f"Bearer {key}"
         self.local = local_copy(settings, role, workspace)
         self._fim = fim_of(self.config, self.local)

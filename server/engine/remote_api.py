@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from server import secrets
 from server.engine.types import GenerateParams, StopCheck, StopReason
 
 # The end of a stream (`data: [DONE]`).
@@ -143,6 +144,11 @@ def cut_at(text: str, stop: tuple[str, ...], stop_check: StopCheck | None) -> in
 
 
 def error_text(body: Any) -> str:
+    """The message of an error body (with any secret redacted: a server may echo the key)."""
+    return secrets.redact(_error_text(body))
+
+
+def _error_text(body: Any) -> str:
     """The message of an error body: OpenAI's {"error": {"message"}}, FastAPI's {"detail"},
     or the raw text."""
     if isinstance(body, dict):

@@ -1,6 +1,7 @@
 """The adapters a workspace can use: GGUF LoRA files (with optional manifests) in known folders.
 
-Folders, earlier ones winning a name clash: each workspace root's `.smalltalk-lsp/adapters/`,
+Folders, earlier ones winning a name clash: each trusted workspace root's
+`.smalltalk-lsp/adapters/` (server.trust),
 the folders of the `adapters.folders` setting (relative ones against the first root), and the
 user's data dir (`$XDG_DATA_HOME/smalltalk-lsp/adapters`, by default
 `~/.local/share/smalltalk-lsp/adapters`). A bare `.gguf` file is an adapter named after its
@@ -98,10 +99,15 @@ def user_adapter_dir() -> Path:
 
 
 def adapter_folders(
-    roots: Sequence[Path], configured: Iterable[str] = (), user_dir: Path | None = None
+    roots: Sequence[Path],
+    configured: Iterable[str] = (),
+    user_dir: Path | None = None,
+    holding: Sequence[Path] | None = None,
 ) -> list[Path]:
-    """The folders to search, in order of precedence, without duplicates."""
-    folders = [Path(root) / WORKSPACE_FOLDER for root in roots]
+    """The folders to search, in order of precedence, without duplicates. `holding`: the roots
+    whose own `.smalltalk-lsp/adapters/` is searched (the trusted ones; None: every root)."""
+    held = roots if holding is None else [root for root in roots if root in holding]
+    folders = [Path(root) / WORKSPACE_FOLDER for root in held]
     for entry in configured:
         path = Path(os.path.expanduser(entry.strip()))
         if not path.is_absolute() and roots:

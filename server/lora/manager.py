@@ -24,6 +24,7 @@ from server.config import Settings
 from server.engine.lora import AdapterLoadError, adapter_key, describe
 from server.engine.lora_validation import AdapterError, validate_adapter
 from server.lora.catalogue import AdapterEntry, Catalogue, adapter_folders
+from server.trust import is_trusted
 
 if TYPE_CHECKING:
     from server.engine.backend import AdapterPool, EngineModel
@@ -77,7 +78,9 @@ class AdapterManager:
     # --- configuration ---------------------------------------------------------------------
 
     def _folders(self) -> list[Path]:
-        return adapter_folders(self.roots, self.settings.adapters.folders, self.user_dir)
+        trust = self.settings.trust
+        holding = [r for r in self.roots if is_trusted(r, trust.workspace, trust.trusted_roots)]
+        return adapter_folders(self.roots, self.settings.adapters.folders, self.user_dir, holding)
 
     def settings_changed(self, settings: Settings, sync: bool = True) -> None:
         self.settings = settings

@@ -114,6 +114,27 @@ step('find_cmd', function(next)
   next()
 end)
 
+step('trust', function(next)
+  local tmp = vim.fn.tempname()
+  vim.fn.mkdir(tmp .. '/proj/.venv/bin', 'p')
+  local exe = tmp .. '/proj/.venv/bin/smalltalk-lsp'
+  vim.fn.writefile({ '#!/bin/sh' }, exe)
+  vim.fn.setfperm(exe, 'rwxr-xr-x')
+  local proj = tmp .. '/proj'
+  check('trust: a project is untrusted by default', not st.is_trusted(proj))
+  local cmd = st.find_cmd(proj .. '/Foo.st', proj)
+  check("trust: an untrusted project's .venv server is not run", cmd[1] ~= exe, cmd)
+  check('trust: initializationOptions say untrusted', st.init_options_for(proj).trust.workspace == false)
+  st.options.trusted_roots = { tmp }
+  check('trust: a folder below a trusted root is trusted', st.is_trusted(proj))
+  check('trust: ... and runs its .venv server', st.find_cmd(proj .. '/Foo.st', proj)[1] == exe)
+  check('trust: initializationOptions say trusted', st.init_options_for(proj).trust.workspace == true)
+  st.options.trusted_roots = { tmp .. '/pro' }
+  check('trust: a sibling with a common prefix is not', not st.is_trusted(proj))
+  st.options.trusted_roots = {}
+  next()
+end)
+
 -- Setup, filetype, client --------------------------------------------------------------------
 
 step('setup and open a Tonel file', function(next)
@@ -146,7 +167,8 @@ step('initializationOptions and settings reach the server', function(next)
     check('one server for the project', #stub_messages('initialize') == 1, #stub_messages('initialize'))
     local init = stub_messages('initialize')[1]
     check('initializationOptions in the server layout', vim.deep_equal(init.params.initializationOptions,
-      { models = { code_generation = 'stub-coder' }, cpu_settings = { threads = 2 } }), init.params.initializationOptions)
+      { models = { code_generation = 'stub-coder' }, cpu_settings = { threads = 2 }, trust = { workspace = false } }),
+      init.params.initializationOptions)
     local change = stub_messages('workspace/didChangeConfiguration')[1]
     check('didChangeConfiguration carries settings', vim.deep_equal(change.params.settings, { completion = { budget_ms = 300 } }),
       change.params)

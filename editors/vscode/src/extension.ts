@@ -26,7 +26,7 @@ import { adapterPickItems, chooseAction, COMMAND_KINDS, isMarkdownUri, parseAdap
 import { LogDedup } from './logDedup';
 import { RestartPolicy } from './restart';
 import { describeServerCommand, resolveServerCommand, ServerCommand } from './serverCommand';
-import { didChangeConfigurationParams, RESTART_SETTINGS, toServerConfig } from './settings';
+import { RESTART_SETTINGS, toServerConfig, withTrust } from './settings';
 import {
   applyProgress,
   applyStatusNotification,
@@ -166,6 +166,7 @@ class SmalltalkExtension implements vscode.Disposable {
     register('smalltalk.restartServer', () => this.restart());
     register('smalltalk.showOutput', () => this.output.show(true));
     this.disposables.push(vscode.workspace.onDidChangeConfiguration((e) => this.onConfigurationChanged(e)));
+    this.disposables.push(vscode.workspace.onDidGrantWorkspaceTrust(() => void this.onTrustGranted()));
   }
 
   private setState(next: StatusState): void {
@@ -195,7 +196,7 @@ class SmalltalkExtension implements vscode.Disposable {
     for (const problem of problems) {
       this.log(`ignored setting ${problem}`);
     }
-    return config;
+    return withTrust(config, vscode.workspace.isTrusted);
   }
 
   private errorHandler(): ErrorHandler {
@@ -235,6 +236,7 @@ class SmalltalkExtension implements vscode.Disposable {
       env: process.env,
       platform: process.platform,
       isExecutable,
+      trusted: vscode.workspace.isTrusted,
     });
     this.log(`server command: ${describeServerCommand(this.command)}`);
     const executable = { command: this.command.command, args: this.command.args, options: { cwd: folders[0] } };
@@ -350,9 +352,30 @@ class SmalltalkExtension implements vscode.Disposable {
     if (!e.affectsConfiguration('smalltalk') || !this.client?.isRunning()) {
       return;
     }
-    const params = didChangeConfigurationParams(smalltalkSetting);
-    this.mappedConfig(); // logs problems
-    await this.client.sendNotification(DidChangeConfigurationNotification.type, params);
+    await this.client.sendNotification(DidChangeConfigurationNotification.type, { settings: this.mappedConfig() });
+  }
+
+  /** The user trusted the workspace: the server may now load its models and adapters (told by
+   * the settings), or, if the workspace has its own server in `.venv`, that one starts. */
+  private async onTrustGranted(): Promise<void> {
+    const folders = (vscode.workspace.workspaceFolders ?? []).map((f) => f.uri.fsPath);
+    const next = resolveServerCommand({
+      command: smalltalkSetting('server.command') as string[] | null | undefined,
+      python: smalltalkSetting('server.python') as string | null | undefined,
+      workspaceFolders: folders,
+      extensionPath: this.context.extensionPath,
+      env: process.env,
+      platform: process.platform,
+      isExecutable,
+      trusted: true,
+    });
+    if (this.command && next.command !== this.command.command) {
+      this.log('workspace trusted; restarting with its own server');
+      await this.restart();
+    } else if (this.client?.isRunning()) {
+      this.log('workspace trusted; telling the server');
+      await this.client.sendNotification(DidChangeConfigurationNotification.type, { settings: this.mappedConfig() });
+    }
   }
 
   private runningClient(): SmalltalkLanguageClient | undefined {

@@ -24,6 +24,11 @@ export interface ResolveInput {
   platform: NodeJS.Platform;
   /** Whether a file exists and is executable (fs.accessSync X_OK in the extension). */
   isExecutable: (file: string) => boolean;
+  /**
+   * Whether the workspace is trusted (vscode.workspace.isTrusted). A workspace's own `.venv`
+   * is a program the workspace supplies: it runs only in a trusted workspace. Default false.
+   */
+  trusted?: boolean;
 }
 
 export const SERVE_ARGS: readonly string[] = ['serve'];
@@ -81,7 +86,7 @@ export function checkoutRoot(extensionPath: string, platform: NodeJS.Platform): 
  * Resolution order:
  * 1. `smalltalk.server.command` (non-empty array), used as given after variable expansion;
  * 2. `smalltalk.server.python` -> `python -m server serve`;
- * 3. `.venv/bin/smalltalk-lsp` in a workspace folder;
+ * 3. `.venv/bin/smalltalk-lsp` in a workspace folder, only if the workspace is trusted;
  * 4. `.venv/bin/smalltalk-lsp` of the checkout the extension runs from (`<checkout>/editors/vscode`
  *    -> `<checkout>/.venv`), not for an installed extension;
  * 5. `smalltalk-lsp` on PATH (also the fallback when nothing is found; spawning then fails with
@@ -100,7 +105,7 @@ export function resolveServerCommand(input: ResolveInput): ServerCommand {
       source: 'setting:python',
     };
   }
-  for (const folder of input.workspaceFolders) {
+  for (const folder of input.trusted === true ? input.workspaceFolders : []) {
     const candidate = venvExecutable(folder, input.platform);
     if (input.isExecutable(candidate)) {
       return { command: candidate, args: [...SERVE_ARGS], source: 'workspace-venv' };

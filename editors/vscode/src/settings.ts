@@ -7,6 +7,14 @@ export interface ServerConfig {
   cpu_settings?: { threads?: number; batch_size?: number; context_length?: number };
   completion?: { budget_ms?: number };
   adapters?: { active?: string[] };
+  /** VS Code's Workspace Trust: may the workspace's own model and adapter files load. */
+  trust?: { workspace: boolean };
+}
+
+/** The config with the workspace's trust state (the server loads no workspace-supplied
+ * models or adapters unless it is told the workspace is trusted). */
+export function withTrust(config: ServerConfig, trusted: boolean): ServerConfig {
+  return { ...config, trust: { workspace: trusted } };
 }
 
 /** Reads one setting below `smalltalk.`, e.g. `get('models.coder')`. */

@@ -12,6 +12,7 @@ function input(overrides: Partial<ResolveInput> & { executables?: string[] } = {
     env: { PATH: '/usr/local/bin:/usr/bin', HOME: '/home/u' },
     platform: 'linux',
     isExecutable: (file) => executables.has(file),
+    trusted: true,
     ...overrides,
   };
 }
@@ -98,4 +99,13 @@ test('describeServerCommand quotes arguments with spaces', () => {
     describeServerCommand({ command: '/my dir/smalltalk-lsp', args: ['serve'], source: 'path' }),
     '"/my dir/smalltalk-lsp" serve (from path)',
   );
+});
+
+test('an untrusted workspace never runs its own .venv', () => {
+  const cmd = resolveServerCommand(
+    input({ trusted: false, executables: ['/home/u/project/.venv/bin/smalltalk-lsp', '/usr/bin/smalltalk-lsp'] }),
+  );
+  assert.deepEqual(cmd, { command: '/usr/bin/smalltalk-lsp', args: ['serve'], source: 'path' });
+  const unsaid = resolveServerCommand({ ...input({ executables: ['/home/u/project/.venv/bin/smalltalk-lsp'] }), trusted: undefined });
+  assert.equal(unsaid.source, 'path');
 });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { didChangeConfigurationParams, toServerConfig } from '../src/settings';
+import { didChangeConfigurationParams, toServerConfig, withTrust } from '../src/settings';
 
 const getter = (values: Record<string, unknown>) => (key: string) => values[key];
 
@@ -52,4 +52,11 @@ test('wrong types are reported by name and left out; the rest still applies', ()
 
 test('didChangeConfiguration params wrap the same layout in settings', () => {
   assert.deepEqual(didChangeConfigurationParams(getter({ 'completion.budgetMs': 300 })), { settings: { completion: { budget_ms: 300 } } });
+});
+
+test('the trust state travels with the settings', () => {
+  const { config } = toServerConfig(getter({ 'cpu.threads': 2 }));
+  assert.deepEqual(withTrust(config, false), { cpu_settings: { threads: 2 }, trust: { workspace: false } });
+  assert.deepEqual(withTrust(config, true).trust, { workspace: true });
+  assert.deepEqual(config, { cpu_settings: { threads: 2 } });
 });

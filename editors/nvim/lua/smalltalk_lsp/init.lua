@@ -34,6 +34,10 @@ M.defaults = {
   init_options = nil,
   -- Sent as workspace/didChangeConfiguration {settings = ...} after start (same layout).
   settings = nil,
+  -- Projects (and the folders below them) whose own models, adapters and .venv server may be
+  -- used. Any other project is untrusted unless its smalltalk-lsp.toml is trusted through
+  -- vim.secure (:trust, or the prompt when it is first read); :SmalltalkTrust trusts it now.
+  trusted_roots = {},
   -- Neovim 0.12+: ghost text from vim.lsp.inline_completion.
   inline_completion = true,
   -- Insert-mode key that accepts the shown inline completion; without one it types itself.
@@ -112,10 +116,44 @@ end
 
 --- The command that starts the server for a file or folder at `path`:
 --- `<dir>/.venv/bin/smalltalk-lsp serve` for the nearest such dir upward, else
---- `smalltalk-lsp serve` (on PATH).
-function M.find_cmd(path)
-  local exe = upward(start_dir(path), M.venv_executable)
+--- `smalltalk-lsp serve` (on PATH). With `root` given and untrusted, a `.venv` inside the
+--- project is a program the project supplies: the search starts above it.
+function M.find_cmd(path, root)
+  local from = start_dir(path)
+  if root ~= nil and not M.is_trusted(root) then
+    from = dirname(start_dir(root))
+  end
+  local exe = upward(from, M.venv_executable)
   return { exe or 'smalltalk-lsp', 'serve' }
+end
+
+local function normalize(path)
+  return (vim.fn.fnamemodify(path, ':p'):gsub('[/\\]$', ''))
+end
+
+--- True if the project at `root` may supply models, adapters and its own server: it lies in
+--- one of `trusted_roots`, or its smalltalk-lsp.toml is trusted in Neovim's trust database
+--- (vim.secure, Neovim 0.9+; reading an unknown file asks the user once).
+function M.is_trusted(root)
+  local dir = normalize(root)
+  for _, entry in ipairs(M.options.trusted_roots or {}) do
+    local trusted = normalize(vim.fn.expand(entry))
+    if dir == trusted or dir:sub(1, #trusted + 1) == trusted .. '/' then
+      return true
+    end
+  end
+  local toml = dir .. '/smalltalk-lsp.toml'
+  if vim.secure and vim.secure.read and exists(toml) then
+    return vim.secure.read(toml) ~= nil
+  end
+  return false
+end
+
+--- initializationOptions for a project: the configured ones and its trust state.
+function M.init_options_for(root)
+  local options = vim.deepcopy(M.options.init_options or {})
+  options.trust = vim.tbl_extend('force', options.trust or {}, { workspace = M.is_trusted(root) })
+  return options
 end
 
 --- The project root for a file: the nearest folder upward holding one of `markers`, else the
@@ -443,6 +481,29 @@ local function create_commands()
     end, { range = true, desc = 'smalltalk-lsp: ' .. kind })
   end
   vim.api.nvim_create_user_command('SmalltalkAdapters', M.pick_adapter, { desc = 'smalltalk-lsp: choose a LoRA adapter' })
+  vim.api.nvim_create_user_command('SmalltalkTrust', function()
+    M.trust()
+  end, { desc = "smalltalk-lsp: trust this project's models and adapters" })
+end
+
+--- Trusts the current buffer's project: remembers it (vim.secure for its smalltalk-lsp.toml,
+--- and `trusted_roots` for this session) and tells the running server, which then loads the
+--- project's models and adapters without a restart.
+function M.trust(bufnr)
+  bufnr = bufnr or vim.api.nvim_get_current_buf()
+  local root = M.find_root(vim.api.nvim_buf_get_name(bufnr), M.options.root_markers)
+  local toml = root .. '/smalltalk-lsp.toml'
+  if vim.secure and vim.secure.trust and exists(toml) then
+    pcall(vim.secure.trust, { action = 'allow', path = toml })
+  end
+  table.insert(M.options.trusted_roots, root)
+  local client = M.get_client(bufnr)
+  if client then
+    local settings = vim.tbl_deep_extend('force', M.options.settings or {}, { trust = { workspace = true } })
+    client.notify('workspace/didChangeConfiguration', { settings = settings })
+  end
+  notify('trusted ' .. root)
+  return root
 end
 
 -- Registration --------------------------------------------------------------------------------
@@ -453,10 +514,10 @@ function M.client_config(path)
   local root = M.find_root(path, o.root_markers)
   return {
     name = M.name,
-    cmd = o.cmd or M.find_cmd(root),
+    cmd = o.cmd or M.find_cmd(root, root),
     root_dir = root,
     workspace_folders = { { uri = vim.uri_from_fname(root), name = root } },
-    init_options = o.init_options,
+    init_options = M.init_options_for(root),
     settings = o.settings,
     capabilities = o.capabilities,
     handlers = {
@@ -478,7 +539,7 @@ local function register_lsp_config()
     -- Resolved when the server starts, from the project root (0.12 passes the config).
     cmd = function(dispatchers, config)
       local from = (config and config.root_dir) or vim.api.nvim_buf_get_name(0)
-      local resolved = M.find_cmd(from)
+      local resolved = M.find_cmd(from, from)
       return vim.lsp.rpc.start(resolved, dispatchers, { cwd = config and config.root_dir or nil })
     end
   end
@@ -489,6 +550,9 @@ local function register_lsp_config()
       on_dir(M.find_root(vim.api.nvim_buf_get_name(bufnr), o.root_markers))
     end,
     init_options = o.init_options,
+    before_init = function(params, config)
+      params.initializationOptions = M.init_options_for(config.root_dir or uv.cwd())
+    end,
     settings = o.settings,
     capabilities = o.capabilities,
     handlers = {
