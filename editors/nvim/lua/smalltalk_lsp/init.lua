@@ -23,8 +23,11 @@ M.defaults = {
   -- else `smalltalk-lsp serve` on PATH.
   cmd = nil,
   filetypes = { 'smalltalk', 'st' },
-  -- Upward search for the project root; the file's folder when none is found.
-  root_markers = { '.smalltalk-lsp', '.git', '.project' },
+  -- Upward search for the project root, as Neovim's own `root_markers`: earlier entries win,
+  -- a nested list holds markers of equal priority (the nearest folder wins). A Tonel or
+  -- FileTree package folder is never the root; without markers, the folder above it (or the
+  -- file's folder).
+  root_markers = { { '.git', '.project', 'src/.properties' }, '.smalltalk-lsp' },
   -- A fixed project root (a path), or function(path) -> root; takes precedence over markers.
   root_dir = nil,
   -- Sent as initializationOptions, in the server's layout:
@@ -118,8 +121,15 @@ function M.find_cmd(path)
   return { exe or 'smalltalk-lsp', 'serve' }
 end
 
---- The project root for a file: the nearest folder upward holding one of `markers`, else the
---- file's folder.
+--- Whether `dir` is a package folder (Tonel `package.st`, FileTree `*.package`), or a folder
+--- inside a FileTree package: never a project root.
+local function in_package(dir)
+  return exists(dir .. '/package.st') or dir:match('%.package$') ~= nil or dir:match('%.package[/\\]') ~= nil
+end
+
+--- The project root for a file: the nearest folder upward holding a marker of the first entry
+--- of `markers` found (see `root_markers`), package folders skipped; else the file's folder,
+--- or the folder above its package.
 function M.find_root(path, markers)
   local fixed = M.options.root_dir
   if type(fixed) == 'string' and fixed ~= '' then
@@ -131,15 +141,26 @@ function M.find_root(path, markers)
     end
   end
   local dir = start_dir(path)
-  local root = upward(dir, function(d)
-    for _, marker in ipairs(markers or M.options.root_markers) do
-      if exists(d .. '/' .. marker) then
-        return d
+  for _, entry in ipairs(markers or M.options.root_markers) do
+    local group = type(entry) == 'table' and entry or { entry }
+    local root = upward(dir, function(d)
+      if in_package(d) then
+        return nil
       end
+      for _, marker in ipairs(group) do
+        if exists(d .. '/' .. marker) then
+          return d
+        end
+      end
+      return nil
+    end)
+    if root then
+      return root
     end
-    return nil
-  end)
-  return root or dir
+  end
+  return upward(dir, function(d)
+    return not in_package(d) and d or nil
+  end) or dir
 end
 
 -- Client helpers that work on 0.7 - 0.12 (`client:request` replaced `client.request` in 0.11).
