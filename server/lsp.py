@@ -36,10 +36,12 @@ from server.features import (
     completion,
     diagnostics,
     folding,
+    highlight,
     hover,
     indexing,
     inline_completion,
     navigation,
+    selection_range,
     semantic_tokens,
     signature_help,
     symbols,
@@ -354,6 +356,8 @@ FEATURES: list[Callable[[SmalltalkLanguageServer], None]] = [
     signature_help.setup,
     folding.setup,
     semantic_tokens.setup,
+    highlight.setup,
+    selection_range.setup,
     inline_completion.setup,
     indexing.setup,  # after inline_completion: adds its context provider
     adapters.setup,  # after inline_completion: picks the adapters of each request
