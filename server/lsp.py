@@ -33,6 +33,7 @@ from server.features import (
     adapters,
     ai_hover,
     code_actions,
+    code_lens,
     completion,
     diagnostics,
     folding,
@@ -46,6 +47,7 @@ from server.features import (
     signature_help,
     symbols,
     sync,
+    type_hierarchy,
 )
 from server.project_model import ProjectModel
 from server.workspace import WorkspaceIndex
@@ -358,6 +360,8 @@ FEATURES: list[Callable[[SmalltalkLanguageServer], None]] = [
     semantic_tokens.setup,
     highlight.setup,
     selection_range.setup,
+    type_hierarchy.setup,
+    code_lens.setup,
     inline_completion.setup,
     indexing.setup,  # after inline_completion: adds its context provider
     adapters.setup,  # after inline_completion: picks the adapters of each request
