@@ -32,6 +32,7 @@ from server.config import Settings, load_settings
 from server.features import (
     adapters,
     ai_hover,
+    call_hierarchy,
     code_actions,
     code_lens,
     completion,
@@ -362,6 +363,7 @@ FEATURES: list[Callable[[SmalltalkLanguageServer], None]] = [
     selection_range.setup,
     type_hierarchy.setup,
     code_lens.setup,
+    call_hierarchy.setup,
     inline_completion.setup,
     indexing.setup,  # after inline_completion: adds its context provider
     adapters.setup,  # after inline_completion: picks the adapters of each request

@@ -116,3 +116,48 @@ async def test_code_lens_counts_senders_and_implementors(client: LanguageClient)
     assert resolved.command.title == f"{senders} sender{'s' * (senders != 1)} · 2 implementors"
     assert resolved.command.command == "smalltalk.showReferences"
     assert resolved.command.arguments[0] == uri
+
+
+def _header(text: str, selector: str) -> types.Position:
+    for number, line in enumerate(text.splitlines()):
+        stripped = line.strip()
+        if stripped.startswith(f"{selector} aDate") or f">> {selector} aDate" in line:
+            return types.Position(line=number, character=line.index(selector))
+    raise AssertionError(selector)
+
+
+def _range_text(path: Path, rng: types.Range) -> str:
+    line = path.read_text().splitlines()[rng.start.line]
+    return line[rng.start.character : rng.end.character]
+
+
+async def test_call_hierarchy_incoming_and_outgoing(client: LanguageClient):
+    fmt, root = client.fmt, client.root  # type: ignore[attr-defined]
+    path = method_file(root, fmt, "SRLicence", "instance", "isActiveOn:")
+    uri = open_document(client, path)
+    items = await client.text_document_prepare_call_hierarchy_async(
+        types.CallHierarchyPrepareParams(
+            text_document=doc(uri), position=_header(path.read_text(), "isActiveOn:")
+        )
+    )
+    assert [i.name for i in items or []] == ["SRLicence >> isActiveOn:"]
+    incoming = await client.call_hierarchy_incoming_calls_async(
+        types.CallHierarchyIncomingCallsParams(item=items[0])
+    )
+    methods = [m for s in parse_path(root) for m in numbered_methods(s)]
+    expected = sorted(f"{m.class_name} >> {m.selector}" for m in methods if "isActiveOn:" in m.sends)
+    assert sorted(c.from_.name for c in incoming or []) == expected
+    assert "SRLicence >> statusReportOn:" in expected
+    for call in incoming or []:
+        from_path = Path(call.from_.uri.removeprefix("file://"))
+        assert [_range_text(from_path, r) for r in call.from_ranges] == ["isActiveOn:"]
+    # Outgoing calls of statusReportOn: include `self isActiveOn:`, resolved to SRLicence's.
+    report = next(c.from_ for c in incoming or [] if c.from_.name.endswith("statusReportOn:"))
+    outgoing = await client.call_hierarchy_outgoing_calls_async(
+        types.CallHierarchyOutgoingCallsParams(item=report)
+    )
+    called = {c.to.name: c for c in outgoing or []}
+    assert "SRLicence >> isActiveOn:" in called
+    report_path = Path(report.uri.removeprefix("file://"))
+    ranges = called["SRLicence >> isActiveOn:"].from_ranges
+    assert [_range_text(report_path, r) for r in ranges] == ["isActiveOn:"]
