@@ -145,7 +145,9 @@ async def test_call_hierarchy_incoming_and_outgoing(client: LanguageClient):
         types.CallHierarchyIncomingCallsParams(item=items[0])
     )
     methods = [m for s in parse_path(root) for m in numbered_methods(s)]
-    expected = sorted(f"{m.class_name} >> {m.selector}" for m in methods if "isActiveOn:" in m.sends)
+    expected = sorted(
+        f"{m.class_name} >> {m.selector}" for m in methods if "isActiveOn:" in m.sends
+    )
     assert sorted(c.from_.name for c in incoming or []) == expected
     assert "SRLicence >> statusReportOn:" in expected
     for call in incoming or []:
