@@ -43,6 +43,7 @@ from server.features import (
     indexing,
     inline_completion,
     navigation,
+    rename,
     selection_range,
     semantic_tokens,
     signature_help,
@@ -364,6 +365,7 @@ FEATURES: list[Callable[[SmalltalkLanguageServer], None]] = [
     type_hierarchy.setup,
     code_lens.setup,
     call_hierarchy.setup,
+    rename.setup,
     inline_completion.setup,
     indexing.setup,  # after inline_completion: adds its context provider
     adapters.setup,  # after inline_completion: picks the adapters of each request
