@@ -165,6 +165,14 @@ class SmalltalkExtension implements vscode.Disposable {
     register('smalltalk.adapters.pick', () => this.pickAdapter());
     register('smalltalk.restartServer', () => this.restart());
     register('smalltalk.showOutput', () => this.output.show(true));
+    // The server's code lens ("N senders · M implementors") opens the references at a position.
+    register('smalltalk.showReferences', async (uri, position) => {
+      const at = position as { line: number; character: number };
+      const target = vscode.Uri.parse(String(uri));
+      const pos = new vscode.Position(at.line, at.character);
+      const locations = await vscode.commands.executeCommand<vscode.Location[]>('vscode.executeReferenceProvider', target, pos);
+      await vscode.commands.executeCommand('editor.action.showReferences', target, pos, locations ?? []);
+    });
     this.disposables.push(vscode.workspace.onDidChangeConfiguration((e) => this.onConfigurationChanged(e)));
   }
 

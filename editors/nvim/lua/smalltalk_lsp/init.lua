@@ -45,6 +45,8 @@ M.defaults = {
   -- Create :SmalltalkExplain, :SmalltalkDesign, :SmalltalkImplement, :SmalltalkTests,
   -- :SmalltalkAdapters.
   commands = true,
+  -- Show and refresh the "N senders · M implementors" code lens on method headers.
+  code_lens = true,
   -- Open Markdown documents the server shows (explanations) in a vertical split.
   markdown_split = true,
   capabilities = nil,
@@ -290,8 +292,28 @@ local function enable_inline_completion(client, bufnr)
   end
 end
 
+--- The code lens command ("N senders · M implementors"): the references at its position.
+local function show_references(command)
+  local uri, at = command.arguments[1], command.arguments[2]
+  local bufnr = vim.uri_to_bufnr(uri)
+  vim.fn.bufload(bufnr)
+  vim.api.nvim_win_set_buf(0, bufnr)
+  vim.api.nvim_win_set_cursor(0, { at.line + 1, at.character })
+  vim.lsp.buf.references()
+end
+
 local function on_attach(client, bufnr)
   enable_inline_completion(client, bufnr)
+  vim.lsp.commands['smalltalk.showReferences'] = show_references
+  if M.options.code_lens and vim.lsp.codelens then
+    vim.lsp.codelens.refresh({ bufnr = bufnr })
+    vim.api.nvim_create_autocmd({ 'BufEnter', 'InsertLeave', 'BufWritePost' }, {
+      buffer = bufnr,
+      callback = function()
+        vim.lsp.codelens.refresh({ bufnr = bufnr })
+      end,
+    })
+  end
   if M.options.on_attach then
     M.options.on_attach(client, bufnr)
   end
@@ -460,6 +482,19 @@ local function create_commands()
     end, { range = true, desc = 'smalltalk-lsp: ' .. kind })
   end
   vim.api.nvim_create_user_command('SmalltalkAdapters', M.pick_adapter, { desc = 'smalltalk-lsp: choose a LoRA adapter' })
+  -- Navigation Neovim has no default mapping for.
+  local nav = {
+    SmalltalkSenders = function() vim.lsp.buf.incoming_calls() end,
+    SmalltalkSends = function() vim.lsp.buf.outgoing_calls() end,
+    SmalltalkSuperclasses = function() vim.lsp.buf.typehierarchy('supertypes') end,
+    SmalltalkSubclasses = function() vim.lsp.buf.typehierarchy('subtypes') end,
+    SmalltalkRename = function() vim.lsp.buf.rename() end,
+    SmalltalkHighlight = function() vim.lsp.buf.document_highlight() end,
+    SmalltalkCodeLens = function() vim.lsp.codelens.run() end,
+  }
+  for name, fn in pairs(nav) do
+    vim.api.nvim_create_user_command(name, fn, { desc = 'smalltalk-lsp: ' .. name })
+  end
 end
 
 -- Registration --------------------------------------------------------------------------------
