@@ -3,6 +3,7 @@
 // modules next to this one (serverCommand, settings, status, restart, actions).
 
 import * as fs from 'fs';
+import * as path from 'path';
 import * as vscode from 'vscode';
 import {
   CloseAction,
@@ -25,6 +26,7 @@ import {
 import { adapterPickItems, chooseAction, COMMAND_KINDS, isMarkdownUri, parseAdapterList } from './actions';
 import { LogDedup } from './logDedup';
 import { RestartPolicy } from './restart';
+import { projectRoot } from './root';
 import { describeServerCommand, resolveServerCommand, ServerCommand } from './serverCommand';
 import { didChangeConfigurationParams, RESTART_SETTINGS, toServerConfig } from './settings';
 import {
@@ -250,7 +252,13 @@ class SmalltalkExtension implements vscode.Disposable {
 
     // The server logs each record to stderr and as window/logMessage: show it once.
     const dedup = new LogDedup((line) => this.output.error(line));
+    // A Tonel package folder opened alone is not the project: index the repository around it.
+    const root = folders[0] !== undefined ? projectRoot(folders[0], fs.existsSync) : undefined;
     const clientOptions: LanguageClientOptions = {
+      workspaceFolder:
+        root !== undefined && root !== folders[0]
+          ? { uri: vscode.Uri.file(root), name: path.basename(root), index: 0 }
+          : undefined,
       documentSelector: [
         { scheme: 'file', language: LANGUAGE_ID },
         { scheme: 'untitled', language: LANGUAGE_ID },
