@@ -14,7 +14,7 @@ from lsprotocol import types
 
 from server.features import common
 from server.features.analysis import method_tree, ranked_implementor_refs, target_at
-from server.features.navigation import _method_occurrences
+from server.features.navigation import _method_occurrences, ref_location
 from server.project_model import MethodRef
 from smalltalk_grammar import MethodDef, offset_at
 
@@ -23,6 +23,10 @@ if TYPE_CHECKING:
 
 # Outgoing calls list this many implementors of each sent selector, at most.
 IMPLEMENTORS_PER_SEND = 3
+# A selector implemented everywhere (`printOn:`) prepares this many items, best ranked first.
+PREPARE_LIMIT = 20
+# Beyond this many senders, a call's range is the sender's selector (its file is not read).
+EXACT_LIMIT = 100
 
 
 def item(path: str, method: MethodDef) -> types.CallHierarchyItem:
@@ -59,7 +63,7 @@ def prepare(ls: SmalltalkLanguageServer, ctx: common.Context) -> list[types.Call
         if target.definition and ctx.method is not None:
             return [item(ctx.snap.path, ctx.method)]
         refs = ranked_implementor_refs(ls.project, target.name, target.receiver)
-        return [item(path, m) for path, m in _loaded(ls, refs)]
+        return [item(path, m) for path, m in _loaded(ls, refs[:PREPARE_LIMIT])]
     if ctx.method is not None:
         return [item(ctx.snap.path, ctx.method)]
     return []
@@ -87,12 +91,33 @@ def incoming(
         return []
     selector = data["selector"]
     calls = []
-    for path, method in _loaded(ls, ls.project.sender_refs(selector)):
+    for count, ref in enumerate(ls.project.sender_refs(selector)):
+        if count >= EXACT_LIMIT:
+            calls.append(_summary_call(ref, selector))
+            continue
+        method = ls.project.method(ref)
+        if method is None:
+            continue
+        path = ref.path
         text = common.file_text(ls, path)
         spans = _method_occurrences(ls, path, text, method, "selector", selector) if text else []
         ranges = _ranges(text or "", spans) or [common.lsp_range(method.selector_range)]
         calls.append(types.CallHierarchyIncomingCall(from_=item(path, method), from_ranges=ranges))
     return calls
+
+
+def _summary_call(ref: MethodRef, selector: str) -> types.CallHierarchyIncomingCall:
+    """A sender known from the summaries only: its selector range stands for the method."""
+    location = ref_location(ref)
+    side = " class" if ref.side == "class" else ""
+    sender = types.CallHierarchyItem(
+        name=f"{ref.class_name}{side} >> (sends {selector})",
+        kind=types.SymbolKind.Method,
+        uri=location.uri,
+        range=location.range,
+        selection_range=location.range,
+    )
+    return types.CallHierarchyIncomingCall(from_=sender, from_ranges=[location.range])
 
 
 def outgoing(
