@@ -164,6 +164,15 @@ async def measure(client: LanguageClient, root: Path, requests: int, mix: str) -
         "completion": lambda d, p: client.text_document_completion_async(
             types.CompletionParams(text_document=d, position=p)
         ),
+        "call hier.": lambda d, p: _call_hierarchy(client, d, p),
+        "type hier.": lambda d, p: _type_hierarchy(client, d, p),
+        "highlight": lambda d, p: client.text_document_document_highlight_async(
+            types.DocumentHighlightParams(text_document=d, position=p)
+        ),
+        "selection": lambda d, p: client.text_document_selection_range_async(
+            types.SelectionRangeParams(text_document=d, positions=[p])
+        ),
+        "code lens": lambda d, p: _code_lens(client, d),
     }
     for kind, send in kinds.items():
         times = []
@@ -179,6 +188,37 @@ async def measure(client: LanguageClient, root: Path, requests: int, mix: str) -
             types.DidCloseTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri))
         )
     return results
+
+
+async def _call_hierarchy(
+    client: LanguageClient, d: types.TextDocumentIdentifier, p: types.Position
+) -> None:
+    """prepareCallHierarchy, then the incoming calls of its first item."""
+    items = await client.text_document_prepare_call_hierarchy_async(
+        types.CallHierarchyPrepareParams(text_document=d, position=p)
+    )
+    if items:
+        await client.call_hierarchy_incoming_calls_async(
+            types.CallHierarchyIncomingCallsParams(item=items[0])
+        )
+
+
+async def _type_hierarchy(
+    client: LanguageClient, d: types.TextDocumentIdentifier, p: types.Position
+) -> None:
+    """prepareTypeHierarchy, then the subtypes of its first item."""
+    items = await client.text_document_prepare_type_hierarchy_async(
+        types.TypeHierarchyPrepareParams(text_document=d, position=p)
+    )
+    if items:
+        await client.type_hierarchy_subtypes_async(types.TypeHierarchySubtypesParams(item=items[0]))
+
+
+async def _code_lens(client: LanguageClient, d: types.TextDocumentIdentifier) -> None:
+    """The document's lenses, then the resolve of the first one (what an editor shows first)."""
+    lenses = await client.text_document_code_lens_async(types.CodeLensParams(text_document=d))
+    if lenses:
+        await client.code_lens_resolve_async(lenses[0])
 
 
 class _InProcess:

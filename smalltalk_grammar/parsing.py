@@ -38,7 +38,15 @@ from smalltalk_grammar.tonel import looks_like_tonel, parse_tonel
 
 log = logging.getLogger(__name__)
 
-_CHUNK_END = re.compile(r"![ \t]*(?:[\r\n]|\Z)")
+# A line ending in a run of `!`: a chunk ends there when the run is odd (`!!` is a literal
+# bang), not counting the bang(s) of a character literal `$!` (`$!!` in a chunk file).
+_LINE_BANGS = re.compile(r"(\$?)(!+)[ \t]*$", re.M)
+# Chunk section headers: `!Foo methodsFor: 'x'!`, `!Foo class publicMethods !` (VA),
+# `!Foo commentStamp: '...' prior: 0!`: the strongest sign of a chunk file.
+_CHUNK_SECTION = re.compile(
+    r"^![ \t]*[\w.]+(?:[ \t]+class)?[ \t]+(?:methodsFor:|\w*[mM]ethods\b|commentStamp:)", re.M
+)
+# GNU bracket syntax: class bodies, extensions, namespaces, `Eval [`, `Foo class >> bar [`.
 _BRACKET = re.compile(
     r"""^[ \t]*(?:
         [\w.]+[ \t]+subclass:[ \t]*\#?[\w.]+[ \t]*\[
@@ -50,6 +58,12 @@ _BRACKET = re.compile(
     )""",
     re.M | re.X,
 )
+# An indented method header of a bracket class body: `name [`, `+ other [`, `at: i put: v [`.
+_BRACKET_METHOD = re.compile(
+    r"^[ \t]+(?:[a-zA-Z]\w*|[-+*/\\<>=~@%|&?,]+[ \t]+\w+|(?:\w+:[ \t]*\w+[ \t]*)+)[ \t]*\[[ \t]*$",
+    re.M,
+)
+_TONEL_PACKAGE = re.compile(r"\A\s*(?:\"[^\"]*\"\s*)*Package\s*\{")
 DETECT_LIMIT = 200_000
 # A file that is neither Tonel, chunk nor bracket syntax is read as one method; past this size
 # it cannot be one, and parsing it would only produce a flood of syntax errors.
@@ -61,17 +75,42 @@ _START = Range(start=Position(line=0, character=0), end=Position(line=0, charact
 
 
 def detect_format(text: str) -> SourceFormat:
+    """Tonel, chunk, bracket or a bare method, from the evidence of the whole first part of
+    the file: chunk section headers and chunk ends against bracket class syntax and bracket
+    method headers (one `$!` at a line's end does not make a bracket file a chunk file)."""
     if looks_like_tonel(text):
         return "tonel"
     # The format shows in the first part of a file; CRs become LFs so `^` finds every line.
     sample = text[:DETECT_LIMIT].replace("\r", "\n")
-    chunk_ends = len(_CHUNK_END.findall(sample))
-    brackets = len(_BRACKET.findall(sample))
-    if chunk_ends and chunk_ends >= brackets:
-        return "chunk"
-    if brackets:
+    chunk = 3 * len(_CHUNK_SECTION.findall(sample)) + _chunk_ends(sample)
+    bracket = 3 * len(_BRACKET.findall(sample)) + len(_BRACKET_METHOD.findall(sample))
+    if bracket > chunk:
         return "bracket"
+    if chunk:
+        return "chunk"
     return "method"
+
+
+def _chunk_ends(sample: str) -> int:
+    count = 0
+    for dollar, bangs in _LINE_BANGS.findall(sample):
+        run = len(bangs)
+        if dollar:  # the literal's own bang: `$!` (as written outside chunks) or `$!!`
+            run -= 1 if run == 1 else 2
+        if run % 2 == 1:
+            count += 1
+    return count
+
+
+_FORMAT_NAMES = {"chunk": "chunk", "bracket": "GNU bracket"}
+
+
+def _yields_nothing(text: str, result: SourceFile) -> bool:
+    """A non-empty file without a class, a method or an `Eval [ ]` (a Tonel `Package { }`
+    file holds none by design)."""
+    if result.classes or result.methods or result.doits or not text.strip():
+        return False
+    return not (result.format == "tonel" and _TONEL_PACKAGE.match(text))
 
 
 @dataclass
@@ -91,6 +130,10 @@ def parse_text(
     """Parse decoded text. Uses and updates `state` (the caller may have edited state.tree)."""
     with paused_gc():
         result = _parse_text(text, path, state, encoding)
+    if _yields_nothing(text, result):
+        name = _FORMAT_NAMES.get(result.format, result.format)
+        message = f"no class and no method found in this file (read as {name} source)"
+        result.diagnostics.append(Diagnostic(range=_START, message=message, severity="warning"))
     extra = len(result.diagnostics) - DIAGNOSTIC_LIMIT
     if extra > 0:
         del result.diagnostics[DIAGNOSTIC_LIMIT:]

@@ -134,7 +134,8 @@ def test_selection_of_prose_disables_explain():
 def test_selection_of_code_offers_explain():
     code = "^ self rights select: [ :each | each territory = aTerritory ]"
     s = site("tonel", code, length=len(code))
-    assert offered(s) == {"explain": None}
+    # Code selected inside a method is read in the context of that method.
+    assert offered(s) == {"explain": None, "design": None, "tests": None}
 
 
 def test_selected_comment_is_a_description():

@@ -33,6 +33,11 @@ def _lines(site: Site) -> str:
 
 def explained_code(site: Site, project: ProjectModel) -> tuple[str, str]:
     """(what it is, the code) for an explanation; ActionError for a selection of prose."""
+    if site.code_in_method and site.method is not None:
+        return "selected part of a method (the whole method follows it)", (
+            f"{site.selection}\n\n\"The whole method, {method_name(site.method)}:\"\n"
+            f"{site.method.source.strip()}"
+        )
     if site.selection:
         if not looks_like_smalltalk(site.selection):
             raise ActionError(
@@ -52,6 +57,11 @@ def explained_code(site: Site, project: ProjectModel) -> tuple[str, str]:
 
 
 def requirement_of(site: Site) -> str:
+    if site.code_in_method and site.method is not None:
+        return (
+            f"Improve the design of this part of {method_name(site.method)}:\n\n"
+            f"{site.selection}\n\nThe whole method:\n\n{site.method.source.strip()}"
+        )
     text = site.selection or site.comment
     if not text.strip():
         raise ActionError("select a description of what is wanted, or put the cursor in a comment")

@@ -52,6 +52,14 @@ class Site:
     comment: str = ""
 
     @property
+    def code_in_method(self) -> bool:
+        """A selection inside (or over the header of) a method that holds code: it is read in
+        the context of that method, whole or not."""
+        if not self.selection or self.method is None:
+            return False
+        return holds_code(self.text[self.start : self.end])
+
+    @property
     def subject(self) -> str:
         """A short name for titles and note files."""
         if self.selection:
@@ -77,6 +85,9 @@ def site_at(source: SourceFile, text: str, start: int, end: int) -> Site:
     start, end = sorted((max(0, min(start, len(text))), max(0, min(end, len(text)))))
     pos = position_at(text, start)
     method = next((m for m in source.methods if m.start_offset <= start <= m.end_offset), None)
+    if method is None and end > start:
+        # A selection from the line above a method (its Tonel category) into the method.
+        method = next((m for m in source.methods if start <= m.start_offset < end), None)
     cls = None
     if method is None:
         cls = next((c for c in source.classes if c.range.contains(pos)), None)
@@ -117,17 +128,19 @@ def offered(site: Site) -> dict[ActionKind, str | None]:
     """The actions offered at a site, each with None or the reason it is disabled."""
     found: dict[ActionKind, str | None] = {}
     code_ok = site.format in CODE_FORMATS
-    prose = bool(site.selection) and not looks_like_smalltalk(site.selection)
+    in_method = site.code_in_method
+    prose = bool(site.selection) and not in_method and not looks_like_smalltalk(site.selection)
     if site.selection:
         found["explain"] = "the selection is not Smalltalk code" if prose else None
     elif site.method is not None or site.cls is not None:
         found["explain"] = None
-    # A description of what is wanted: selected words, or the comment at the cursor.
-    if prose or site.comment:
+    # A description of what is wanted: selected words, or the comment at the cursor; or part
+    # of a method whose design is to be improved.
+    if prose or site.comment or in_method:
         found["design"] = None
-        if code_ok and site.class_name:
+        if code_ok and site.class_name and not in_method:
             found["implement"] = None
-    if code_ok and not site.selection and _testable(site):
+    if code_ok and (not site.selection or in_method) and _testable(site):
         found["tests"] = None
     if site.method is not None and not site.selection and not site.method.comment:
         found["comment"] = None
@@ -138,6 +151,12 @@ def _testable(site: Site) -> bool:
     if site.method is not None:
         return bool(site.method.class_name) and not site.method.selector.startswith("test")
     return site.cls is not None and site.cls.superclass != "TestCase"
+
+
+def holds_code(text: str) -> bool:
+    """Anything but comments and white space (strings and `$"` are stepped over)."""
+    rest = _LEXEME.sub(lambda m: " " if m.group(1) else "x", text)
+    return bool(rest.strip())
 
 
 def looks_like_smalltalk(text: str) -> bool:

@@ -111,6 +111,19 @@ step('find_cmd', function(next)
   check('find_root: a fixed root_dir wins', st.find_root(tmp .. '/proj/src/pkg/Foo.st') == tmp .. '/proj/src')
   st.options.root_dir = nil
   check('find_root: the file folder without markers', st.find_root('/nonexistent-dir/x/Foo.st', { '.nothing-here' }) == '/nonexistent-dir/x')
+  -- A Tonel repository without .git: Pharo's .project (or src/.properties) marks its root, and
+  -- a package folder is never the root (not even with a stale .smalltalk-lsp in it).
+  local repo_root = tmp .. '/tonel-repo'
+  vim.fn.mkdir(repo_root .. '/src/Pkg-Core/.smalltalk-lsp', 'p')
+  vim.fn.writefile({ 'package' }, repo_root .. '/src/Pkg-Core/package.st')
+  vim.fn.writefile({ "{ #format : #tonel }" }, repo_root .. '/src/.properties')
+  local in_pkg = repo_root .. '/src/Pkg-Core/Foo.class.st'
+  check('find_root: src/.properties marks a Tonel root', st.find_root(in_pkg) == repo_root, st.find_root(in_pkg))
+  vim.fn.writefile({ "{ 'srcDirectory' : 'src' }" }, repo_root .. '/.project')
+  vim.fn.delete(repo_root .. '/src/.properties')
+  check('find_root: .project marks a Tonel root', st.find_root(in_pkg) == repo_root, st.find_root(in_pkg))
+  vim.fn.delete(repo_root .. '/.project')
+  check('find_root: without markers, the folder above the package', st.find_root(in_pkg) == repo_root .. '/src', st.find_root(in_pkg))
   next()
 end)
 

@@ -3,6 +3,7 @@
 // modules next to this one (serverCommand, settings, status, restart, actions).
 
 import * as fs from 'fs';
+import * as path from 'path';
 import * as vscode from 'vscode';
 import {
   CloseAction,
@@ -25,6 +26,7 @@ import {
 import { adapterPickItems, chooseAction, COMMAND_KINDS, isMarkdownUri, parseAdapterList } from './actions';
 import { LogDedup } from './logDedup';
 import { RestartPolicy } from './restart';
+import { projectRoot } from './root';
 import { describeServerCommand, resolveServerCommand, ServerCommand } from './serverCommand';
 import { RESTART_SETTINGS, toServerConfig, withTrust } from './settings';
 import {
@@ -165,6 +167,14 @@ class SmalltalkExtension implements vscode.Disposable {
     register('smalltalk.adapters.pick', () => this.pickAdapter());
     register('smalltalk.restartServer', () => this.restart());
     register('smalltalk.showOutput', () => this.output.show(true));
+    // The server's code lens ("N senders · M implementors") opens the references at a position.
+    register('smalltalk.showReferences', async (uri, position) => {
+      const at = position as { line: number; character: number };
+      const target = vscode.Uri.parse(String(uri));
+      const pos = new vscode.Position(at.line, at.character);
+      const locations = await vscode.commands.executeCommand<vscode.Location[]>('vscode.executeReferenceProvider', target, pos);
+      await vscode.commands.executeCommand('editor.action.showReferences', target, pos, locations ?? []);
+    });
     this.disposables.push(vscode.workspace.onDidChangeConfiguration((e) => this.onConfigurationChanged(e)));
     this.disposables.push(vscode.workspace.onDidGrantWorkspaceTrust(() => void this.onTrustGranted()));
   }
@@ -244,7 +254,13 @@ class SmalltalkExtension implements vscode.Disposable {
 
     // The server logs each record to stderr and as window/logMessage: show it once.
     const dedup = new LogDedup((line) => this.output.error(line));
+    // A Tonel package folder opened alone is not the project: index the repository around it.
+    const root = folders[0] !== undefined ? projectRoot(folders[0], fs.existsSync) : undefined;
     const clientOptions: LanguageClientOptions = {
+      workspaceFolder:
+        root !== undefined && root !== folders[0]
+          ? { uri: vscode.Uri.file(root), name: path.basename(root), index: 0 }
+          : undefined,
       documentSelector: [
         { scheme: 'file', language: LANGUAGE_ID },
         { scheme: 'untitled', language: LANGUAGE_ID },

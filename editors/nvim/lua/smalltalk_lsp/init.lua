@@ -23,8 +23,11 @@ M.defaults = {
   -- else `smalltalk-lsp serve` on PATH.
   cmd = nil,
   filetypes = { 'smalltalk', 'st' },
-  -- Upward search for the project root; the file's folder when none is found.
-  root_markers = { '.smalltalk-lsp', '.git', '.project' },
+  -- Upward search for the project root, as Neovim's own `root_markers`: earlier entries win,
+  -- a nested list holds markers of equal priority (the nearest folder wins). A Tonel or
+  -- FileTree package folder is never the root; without markers, the folder above it (or the
+  -- file's folder).
+  root_markers = { { '.git', '.project', 'src/.properties' }, '.smalltalk-lsp' },
   -- A fixed project root (a path), or function(path) -> root; takes precedence over markers.
   root_dir = nil,
   -- Sent as initializationOptions, in the server's layout:
@@ -46,6 +49,8 @@ M.defaults = {
   -- Create :SmalltalkExplain, :SmalltalkDesign, :SmalltalkImplement, :SmalltalkTests,
   -- :SmalltalkAdapters.
   commands = true,
+  -- Show and refresh the "N senders · M implementors" code lens on method headers.
+  code_lens = true,
   -- Open Markdown documents the server shows (explanations) in a vertical split.
   markdown_split = true,
   capabilities = nil,
@@ -156,8 +161,15 @@ function M.init_options_for(root)
   return options
 end
 
---- The project root for a file: the nearest folder upward holding one of `markers`, else the
---- file's folder.
+--- Whether `dir` is a package folder (Tonel `package.st`, FileTree `*.package`), or a folder
+--- inside a FileTree package: never a project root.
+local function in_package(dir)
+  return exists(dir .. '/package.st') or dir:match('%.package$') ~= nil or dir:match('%.package[/\\]') ~= nil
+end
+
+--- The project root for a file: the nearest folder upward holding a marker of the first entry
+--- of `markers` found (see `root_markers`), package folders skipped; else the file's folder,
+--- or the folder above its package.
 function M.find_root(path, markers)
   local fixed = M.options.root_dir
   if type(fixed) == 'string' and fixed ~= '' then
@@ -169,15 +181,26 @@ function M.find_root(path, markers)
     end
   end
   local dir = start_dir(path)
-  local root = upward(dir, function(d)
-    for _, marker in ipairs(markers or M.options.root_markers) do
-      if exists(d .. '/' .. marker) then
-        return d
+  for _, entry in ipairs(markers or M.options.root_markers) do
+    local group = type(entry) == 'table' and entry or { entry }
+    local root = upward(dir, function(d)
+      if in_package(d) then
+        return nil
       end
+      for _, marker in ipairs(group) do
+        if exists(d .. '/' .. marker) then
+          return d
+        end
+      end
+      return nil
+    end)
+    if root then
+      return root
     end
-    return nil
-  end)
-  return root or dir
+  end
+  return upward(dir, function(d)
+    return not in_package(d) and d or nil
+  end) or dir
 end
 
 -- Client helpers that work on 0.7 - 0.12 (`client:request` replaced `client.request` in 0.11).
@@ -311,8 +334,28 @@ local function enable_inline_completion(client, bufnr)
   end
 end
 
+--- The code lens command ("N senders · M implementors"): the references at its position.
+local function show_references(command)
+  local uri, at = command.arguments[1], command.arguments[2]
+  local bufnr = vim.uri_to_bufnr(uri)
+  vim.fn.bufload(bufnr)
+  vim.api.nvim_win_set_buf(0, bufnr)
+  vim.api.nvim_win_set_cursor(0, { at.line + 1, at.character })
+  vim.lsp.buf.references()
+end
+
 local function on_attach(client, bufnr)
   enable_inline_completion(client, bufnr)
+  vim.lsp.commands['smalltalk.showReferences'] = show_references
+  if M.options.code_lens and vim.lsp.codelens then
+    vim.lsp.codelens.refresh({ bufnr = bufnr })
+    vim.api.nvim_create_autocmd({ 'BufEnter', 'InsertLeave', 'BufWritePost' }, {
+      buffer = bufnr,
+      callback = function()
+        vim.lsp.codelens.refresh({ bufnr = bufnr })
+      end,
+    })
+  end
   if M.options.on_attach then
     M.options.on_attach(client, bufnr)
   end
@@ -481,6 +524,19 @@ local function create_commands()
     end, { range = true, desc = 'smalltalk-lsp: ' .. kind })
   end
   vim.api.nvim_create_user_command('SmalltalkAdapters', M.pick_adapter, { desc = 'smalltalk-lsp: choose a LoRA adapter' })
+  -- Navigation Neovim has no default mapping for.
+  local nav = {
+    SmalltalkSenders = function() vim.lsp.buf.incoming_calls() end,
+    SmalltalkSends = function() vim.lsp.buf.outgoing_calls() end,
+    SmalltalkSuperclasses = function() vim.lsp.buf.typehierarchy('supertypes') end,
+    SmalltalkSubclasses = function() vim.lsp.buf.typehierarchy('subtypes') end,
+    SmalltalkRename = function() vim.lsp.buf.rename() end,
+    SmalltalkHighlight = function() vim.lsp.buf.document_highlight() end,
+    SmalltalkCodeLens = function() vim.lsp.codelens.run() end,
+  }
+  for name, fn in pairs(nav) do
+    vim.api.nvim_create_user_command(name, fn, { desc = 'smalltalk-lsp: ' .. name })
+  end
   vim.api.nvim_create_user_command('SmalltalkTrust', function()
     M.trust()
   end, { desc = "smalltalk-lsp: trust this project's models and adapters" })
