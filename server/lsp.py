@@ -142,6 +142,8 @@ class SmalltalkLanguageServer(LanguageServer):
         self.on_document_parsed: list[Callable[[str, SourceFile], None]] = []
         # uri of a document the client closed.
         self.on_document_closed: list[Callable[[str], None]] = []
+        # uri of an open document after each didChange (its text is current).
+        self.on_document_changed: list[Callable[[str], None]] = []
         # After the workspace scan has filled the project model (once per start).
         self.on_scan_done: list[Callable[[], None]] = []
         # Extra textDocument/completion items: async (params) -> items (the coder model's).

@@ -29,7 +29,7 @@ SERVER = ClientServerConfig(
 OPTIONS = {
     "models": {"reasoning": "off"},
     "cpu_settings": {"context_length": 2048},
-    "completion": {"budget_ms": 240000},
+    "completion": {"max_generate_ms": 240000},
 }
 STORE = "StreamingRights-Core/SRStore.class.st"
 EMPTY_METHOD = "\n{ #category : #testing }\nSRStore >> isEmpty [\n\n\t"

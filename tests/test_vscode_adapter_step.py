@@ -39,9 +39,9 @@ SERVER = ClientServerConfig(
     server_command=[sys.executable, "-m", "server", "serve", "--log-level", "DEBUG"],
     server_env={**os.environ, "XDG_DATA_HOME": tempfile.mkdtemp(prefix="vscode-step-")},
 )
-# What the extension sends with the e2e user settings (smalltalk.completion.budgetMs); the
+# What the extension sends with the e2e user settings (smalltalk.completion.maxGenerateMs); the
 # reasoner is left out, it plays no part in a completion.
-OPTIONS = {"completion": {"budget_ms": 100000}, "models": {"reasoning": "off"}}
+OPTIONS = {"completion": {"max_generate_ms": 100000}, "models": {"reasoning": "off"}}
 # The log lines that say the retrieval index is built (or that there will be none): from then
 # on the same cursor gets the same prompt.
 INDEX_READY = ("retrieval index: ", "without similar-code search")

@@ -27,6 +27,10 @@ class Job:
     cancel: CancelToken
     key: str | None = None
     future: Future[Any] = field(default_factory=Future)
+    # What the job computes, for a caller that would submit the same work (see `job_for`).
+    tag: Any = None
+    # Work nobody waits for yet (a suggestion computed ahead): any newer job cancels it.
+    background: bool = False
 
 
 class InferenceWorker:
@@ -48,11 +52,19 @@ class InferenceWorker:
         fn: Callable[[CancelToken], Any],
         key: str | None = None,
         budget_s: float | None = None,
+        tag: Any = None,
+        background: bool = False,
     ) -> Job:
-        """Queue `fn(cancel)`; a job with the same key is cancelled first. The budget counts
-        from now: the user waits from the request, not from when the worker got to it."""
-        job = Job(fn, CancelToken(budget_s), key)
+        """Queue `fn(cancel)`; a job with the same key is cancelled first, and so is every
+        background job. A budget counts from now: the user waits from the request, not from
+        when the worker got to it."""
+        job = Job(fn, CancelToken(budget_s), key, tag=tag, background=background)
         with self._lock:
+            for other in self._by_key.values():
+                if other.background:
+                    other.cancel.cancel()
+            if self._running is not None and self._running.background:
+                self._running.cancel.cancel()
             if key is not None:
                 previous = self._by_key.get(key)
                 if previous is not None:
@@ -61,6 +73,11 @@ class InferenceWorker:
             self._idle.clear()
         self._queue.put(job)
         return job
+
+    def job_for(self, key: str) -> Job | None:
+        """The job waiting or running under `key`, if any."""
+        with self._lock:
+            return self._by_key.get(key)
 
     def cancel(self, key: str) -> bool:
         with self._lock:

@@ -10,9 +10,11 @@ worker. Clients without inline completion get the suggestion as a completion ite
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types
@@ -25,8 +27,9 @@ from server.completion.types import CompletionRequest, Suggestion
 from server.config import Settings
 from server.engine.registry import ModelRegistry, State
 from server.engine.types import ROLES, Role
+from server.features import arrival
 from smalltalk_grammar.model import Position
-from smalltalk_grammar.text import offset_at
+from smalltalk_grammar.text import offset_at, position_at
 
 if TYPE_CHECKING:
     from server.features.adapters import AdapterSelection
@@ -58,6 +61,12 @@ class ModelFeature:
         self.select_adapters: Callable[[str, str | None], AdapterSelection] | None = None
         self._reported: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
+        # What the coder is doing for each request, in `smalltalk/status` (features.arrival).
+        self.activity = arrival.CompletionActivity(self.send_status)
+        # The last suggestion answered per document, to see it accepted (features.arrival).
+        self.shown: dict[str, arrival.Shown] = {}
+        self.prefetches = 0
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -125,6 +134,7 @@ class ModelFeature:
             "models": {role: states.get(role, "off") for role in ROLES},
             "indexing": indexing,
             "adapters": list(self.adapters),
+            "completion": self.activity.status(),
         }
 
     def send_status(self) -> None:
@@ -132,33 +142,113 @@ class ModelFeature:
 
     # --- completion ----------------------------------------------------------------------
 
-    async def suggest(self, uri: str, position: types.Position) -> Suggestion | None:
+    def document_changed(self, uri: str) -> None:
+        """A suggestion accepted whole: compute the next one now, in the background (as
+        llama.vim does), so the request that follows finds it ready or joins it."""
+        shown = self.shown.pop(uri, None)
+        text = self.ls.document_text(uri) if shown is not None else None
+        at = arrival.accepted_at(shown, text) if shown is not None and text is not None else None
+        if at is None or text is None:
+            return
+        self.prefetches += 1
+        pos = position_at(text, at)
+        log.debug("suggestion accepted in %s: computing the next one at %s", uri, pos)
+        where = types.Position(line=pos.line, character=pos.character)
+
+        async def run() -> None:
+            try:
+                await self.suggest(uri, where)
+            except Exception:
+                log.exception("the suggestion after an accepted one failed")
+
+        task = asyncio.ensure_future(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _compute_ahead(self, request: CompletionRequest, options: CompletionOptions) -> None:
+        """The suggestion that follows accepting the one just shown, computed while the user
+        reads it (as llama.vim does): any request cancels it unless it asks for exactly this."""
+        registry = self.registry
+        engine = registry.engine("coder") if registry is not None else None
+        worker = registry.worker("coder") if registry is not None else None
+        if engine is None or worker is None:
+            return
+        providers = self.providers or [self.default_provider]
+        if options.max_generate_ms != self.ls.settings.completion.max_generate_ms:
+            options = replace(options, max_generate_ms=self.ls.settings.completion.max_generate_ms)
+
+        async def run() -> None:
+            try:
+                await complete_async(
+                    request, engine, worker, providers, options, self.cache, ahead=True
+                )
+            except Exception:
+                log.exception("computing the next suggestion ahead failed")
+
+        task = asyncio.ensure_future(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def document_closed(self, uri: str) -> None:
+        """Closing a document ends its suggestion in progress."""
+        self.shown.pop(uri, None)
+        worker = self.registry.worker("coder") if self.registry is not None else None
+        if worker is not None:
+            worker.cancel(uri)
+        self.activity.closed(uri)
+
+    async def suggest(
+        self, uri: str, position: types.Position, invoked: bool = False
+    ) -> Suggestion | None:
+        """The coder's suggestion at a position, however long it takes; None when there is
+        none, or when a newer request for the document, a cancel or closing it ended this one.
+        `invoked`: the user asked explicitly (a longer generation cap)."""
         settings = self.ls.settings
         registry = self.registry
         if registry is None or not settings.completion.enabled:
             return None
-        engine, worker = registry.engine("coder"), registry.worker("coder")
-        if engine is None or worker is None:
+        if settings.model_for("coder") is None:
             return None
-        snap = self.ls.snapshot(uri)
-        if snap is None:
-            return None
-        pos = Position(line=max(0, position.line), character=max(0, position.character))
-        request = CompletionRequest(
-            uri=uri,
-            text=snap.text,
-            offset=offset_at(snap.text, pos),
-            path=snap.path,
-            source_format=snap.source.format,
-        )
-        selection = self.select_adapters("coder", snap.path) if self.select_adapters else None
-        if selection is not None:
-            options = CompletionOptions.from_settings(settings, selection.key, selection.pairs)
-        else:
-            options = CompletionOptions.from_settings(settings, self.adapter_key)
-        suggestion = await complete_async(
-            request, engine, worker, self.providers or [self.default_provider], options, self.cache
-        )
+        activity = self.activity
+        ticket = activity.begin(uri)
+        suggestion: Suggestion | None = None
+        why = "cancelled"
+        try:
+            if registry.engine("coder") is None:
+                activity.set_state(uri, ticket, "waiting-for-model")
+                ready = await arrival.wait_for_model(
+                    registry.states, "coder", lambda: activity.is_current(uri, ticket)
+                )
+                if not ready:
+                    why = registry.errors.get("coder", "superseded")
+                    return None
+            engine, worker = registry.engine("coder"), registry.worker("coder")
+            snap = self.ls.snapshot(uri)
+            if engine is None or worker is None or snap is None:
+                why = "no model" if snap is not None else "no document"
+                return None
+            activity.set_state(uri, ticket, "queued" if worker.busy else "thinking")
+            pos = Position(line=max(0, position.line), character=max(0, position.character))
+            request = CompletionRequest(
+                uri=uri,
+                text=snap.text,
+                offset=offset_at(snap.text, pos),
+                path=snap.path,
+                source_format=snap.source.format,
+            )
+            selection = self.select_adapters("coder", snap.path) if self.select_adapters else None
+            key, pairs = (selection.key, selection.pairs) if selection else (self.adapter_key, ())
+            options = CompletionOptions.from_settings(settings, key, pairs, invoked=invoked)
+            suggestion = await complete_async(
+                request, engine, worker, self.providers or [self.default_provider], options,
+                self.cache, on_prompt=activity.prompt_progress(uri, ticket),
+            )
+            why = "" if suggestion is not None else "superseded"
+        finally:
+            activity.end(uri, ticket, suggestion, why)
+        if suggestion is not None and suggestion.text:
+            self.shown[uri] = arrival.Shown(request.text, request.offset, suggestion.text)
+            self._compute_ahead(arrival.after_accepting(request, suggestion.text), options)
         if suggestion is not None:
             log.debug(
                 "suggestion for %s (%s, %s): %r from %r %s",
@@ -176,13 +266,13 @@ class ModelFeature:
         """The model's suggestion as a completion item, for clients without inline completion.
 
         Only for explicitly invoked completion (context.triggerKind = Invoked): the model may
-        take its whole time budget, and completion while typing must stay instant.
+        take as long as it needs, and completion while typing must stay instant.
         """
         kind = params.context.trigger_kind if params.context is not None else None
         invoked = kind == types.CompletionTriggerKind.Invoked
         if not invoked or _client_has_inline_completion(self.ls):
             return []
-        suggestion = await self.suggest(params.text_document.uri, params.position)
+        suggestion = await self.suggest(params.text_document.uri, params.position, invoked=True)
         if suggestion is None:
             return []
         text = suggestion.text
@@ -216,6 +306,7 @@ def _tokens(suggestion: Suggestion) -> dict[str, int]:
     return {
         "prompt_tokens": generation.prompt_tokens,
         "reused_tokens": generation.reused_tokens,
+        "restored_tokens": generation.restored_tokens,
         "generated_tokens": generation.generated_tokens,
     }
 
@@ -248,6 +339,8 @@ def setup(ls: SmalltalkLanguageServer) -> None:
     ls.on_shutdown.append(feature.close)
     ls.on_settings_changed.append(feature.settings_changed)
     ls.completion_sources.append(feature.completion_items)
+    ls.on_document_closed.append(feature.document_closed)
+    ls.on_document_changed.append(feature.document_changed)
 
     @ls.handler(
         types.TEXT_DOCUMENT_INLINE_COMPLETION,
@@ -257,7 +350,8 @@ def setup(ls: SmalltalkLanguageServer) -> None:
     async def on_inline_completion(
         params: types.InlineCompletionParams,
     ) -> types.InlineCompletionList:
-        suggestion = await feature.suggest(params.text_document.uri, params.position)
+        invoked = params.context.trigger_kind == types.InlineCompletionTriggerKind.Invoked
+        suggestion = await feature.suggest(params.text_document.uri, params.position, invoked)
         if suggestion is None:
             return types.InlineCompletionList(items=[])
         cursor = types.Range(start=params.position, end=params.position)
