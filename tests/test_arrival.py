@@ -79,6 +79,9 @@ def test_any_new_job_cancels_a_background_job_and_a_same_key_job_can_be_found():
         ahead = worker.submit(wait, key="file:///a.st", tag="next", background=True)
         assert worker.job_for("file:///a.st") is ahead
         assert started.wait(10)
+        # Work computed ahead is not a completion in flight: nothing needs to give way to it.
+        assert not worker.busy
+        assert arrival.give_way(lambda: worker.busy, lambda: False) < 1
         other = worker.submit(lambda c: "other", key="file:///b.st")
         assert ahead.future.result(10) == "cancelled"
         assert other.future.result(10) == "other"

@@ -46,8 +46,13 @@ def large_store(path: Path) -> str:
     return path.read_text(encoding="utf-8") + methods
 
 
-NEW_METHOD = "\n{ #category : #testing }\nSRStore >> hasNoRights [\n\n\t"
-NEW_LICENCE_METHOD = "\n{ #category : #testing }\nSRLicence >> isFree [\n\n\t"
+def new_method(header: str, comment: str) -> str:
+    """A method being written at the end of a file: its comment typed, the cursor below."""
+    return f'\n{{ #category : #testing }}\n{header} [\n\t"{comment}"\n\n\t'
+
+
+NEW_METHOD = new_method("SRStore >> hasNoRights", "Answer whether the store holds no rights")
+NEW_LICENCE_METHOD = new_method("SRLicence >> isFree", "Answer whether the fee is zero")
 
 
 def listen(client: LanguageClient) -> None:
@@ -143,7 +148,9 @@ async def test_a_cold_request_in_a_new_method_of_a_large_file_is_answered(client
 async def test_a_superseded_request_is_cancelled_and_the_newer_answered(client):
     path = client.root / STORE
     uri = open_document(client, path, version=10)
-    text = '"superseding"\n' + large_store(path) + NEW_METHOD
+    text = large_store(path) + new_method(
+        "SRStore >> rightsCount", "Answer how many rights the store holds"
+    )
     set_text(client, uri, 11, text + "\n]\n")
     first = asyncio.ensure_future(ask(client, uri, end_of(text)))
     await wait_for(
@@ -152,7 +159,8 @@ async def test_a_superseded_request_is_cancelled_and_the_newer_answered(client):
         "the first request to be thinking",
         timeout=120,
     )
-    newer = text.replace('"superseding"', '"superseded"', 1)
+    # The user goes on editing before it is answered: the prompt changes near the cursor.
+    newer = text.replace("rightsCount", "numberOfRights")
     set_text(client, uri, 12, newer + "\n]\n")
     second = await ask(client, uri, end_of(newer))
     assert await first == ""
@@ -166,7 +174,9 @@ async def test_a_superseded_request_is_cancelled_and_the_newer_answered(client):
 async def test_coming_back_to_a_document_reuses_its_prompt_state(client):
     store_path, licence_path = client.root / STORE, client.root / LICENCE
     store = open_document(client, store_path, version=20)
-    store_text = large_store(store_path) + NEW_METHOD.replace("hasNoRights", "countsRights")
+    store_text = large_store(store_path) + new_method(
+        "SRStore >> hasAnyRights", "Answer whether the store holds any right"
+    )
     set_text(client, store, 21, store_text + "\n]\n")
     assert (await ask(client, store, end_of(store_text))).strip()
     first = last_answer(client, store)

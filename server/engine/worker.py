@@ -40,6 +40,8 @@ class InferenceWorker:
         self._lock = threading.Lock()
         self._by_key: dict[str, Job] = {}
         self._running: Job | None = None
+        # Jobs queued or running, for `busy`.
+        self._jobs: dict[int, Job] = {}
         self._idle = threading.Event()
         self._idle.set()
         # Monotonic time the last job finished, for "cancel -> free" measurements.
@@ -70,6 +72,7 @@ class InferenceWorker:
                 if previous is not None:
                     previous.cancel.cancel()
                 self._by_key[key] = job
+            self._jobs[id(job)] = job
             self._idle.clear()
         self._queue.put(job)
         return job
@@ -89,7 +92,11 @@ class InferenceWorker:
 
     @property
     def busy(self) -> bool:
-        return not self._idle.is_set()
+        """True while a job someone waits for is queued or running (work computed ahead,
+        `background`, does not count: what gives way to completions need not wait for it)."""
+        with self._lock:
+            return any(not job.background and not job.cancel.cancelled
+                       for job in self._jobs.values())
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         return self._idle.wait(timeout)
@@ -116,6 +123,7 @@ class InferenceWorker:
                     self._running = None
                     if job.key is not None and self._by_key.get(job.key) is job:
                         del self._by_key[job.key]
+                    self._jobs.pop(id(job), None)
                     self.last_finished = time.monotonic()
                     if self._queue.empty():
                         self._idle.set()

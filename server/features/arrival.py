@@ -25,6 +25,8 @@ State = Literal["idle", "waiting-for-model", "queued", "thinking", "writing"]
 NOTIFY_EVERY_S = 0.25
 # How often a request waiting for a loading model looks again.
 MODEL_POLL_S = 0.1
+# How often background work that gives way to a completion looks again.
+GIVE_WAY_POLL_S = 0.02
 
 
 @dataclass
@@ -104,7 +106,10 @@ class CompletionActivity:
                 self.superseded += 1
                 return
             del self._requests[uri]
+            self.answered += 1
             last: dict[str, Any] = {
+                # Counts the answers: a client sees which report is new.
+                "n": self.answered,
                 "uri": uri,
                 "ms": round((time.monotonic() - found.started) * 1000),
                 "empty": suggestion is None or not suggestion.text,
@@ -123,7 +128,6 @@ class CompletionActivity:
                         stop_reason=generation.stop_reason,
                     )
             self._last = last
-            self.answered += 1
         self._notify()
 
     def closed(self, uri: str) -> None:
@@ -168,6 +172,15 @@ async def wait_for_model(
             return False
         await asyncio.sleep(MODEL_POLL_S)
     return False
+
+
+def give_way(busy: Callable[[], bool], stop: Callable[[], bool]) -> float:
+    """Block (a background thread) while a completion is in flight: on 2 cores a second busy
+    thread makes llama.cpp several times slower. Returns the seconds waited."""
+    started = time.monotonic()
+    while busy() and not stop():
+        time.sleep(GIVE_WAY_POLL_S)
+    return time.monotonic() - started
 
 
 # --- ready before asked: the next suggestion after an accepted one ---------------------------

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from weakref import WeakKeyDictionary
 
 from server.config import Settings
+from server.features import arrival
 from server.retrieval.context import Context, build_context
 from server.retrieval.provider import RetrievalContextProvider
 from server.retrieval.units import units_of_file
@@ -180,6 +181,10 @@ class IndexingService:
             reporter: list[WorkDone] = []
 
             def progress(done: int, total: int) -> None:
+                # Between batches: embedding gives way while a completion is in flight.
+                waited = arrival.give_way(lambda: completion_busy(self.ls), self._stop.is_set)
+                if waited > 0.05:
+                    log.debug("indexing waited %.2fs for a completion", waited)
                 if total == 0:
                     return
                 if not reporter:
@@ -256,6 +261,16 @@ def retrieval_context(ls: SmalltalkLanguageServer, path: str, text: str, offset:
         service.current_index() if service is not None else None,
         service.recent() if service is not None else [],
     )
+
+
+def completion_busy(ls: SmalltalkLanguageServer) -> bool:
+    """True while an inline completion is queued or running on the coder."""
+    from server.features.inline_completion import feature_of
+
+    feature = feature_of(ls)
+    registry = feature.registry if feature is not None else None
+    worker = registry.worker("coder") if registry is not None else None
+    return worker is not None and worker.busy
 
 
 def setup(ls: SmalltalkLanguageServer) -> None:
