@@ -152,10 +152,11 @@ async def test_a_superseded_request_is_cancelled_and_the_newer_answered(client):
         "SRStore >> rightsCount", "Answer how many rights the store holds"
     )
     set_text(client, uri, 11, text + "\n]\n")
+    seen = len(statuses(client))
     first = asyncio.ensure_future(ask(client, uri, end_of(text)))
     await wait_for(
         lambda: any(s.get("state") == "thinking" and s.get("uri") == uri
-                    for s in statuses(client)),
+                    for s in statuses(client)[seen:]),
         "the first request to be thinking",
         timeout=120,
     )
