@@ -36,7 +36,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -314,8 +314,41 @@ async def run_side(side: Any, places: list[Place], read_s: float) -> dict[str, A
     return rows
 
 
+def snapshot_costs(model_path: Path, threads: int, places: list[Place]) -> None:
+    """What keeping a document's prompt state costs: the copy out and back in (llama_state_seq_
+    get_data / set_data) against evaluating the same prompt again, in process."""
+    from server.engine.llama_model import load_model
+    from server.engine.session import LlamaSession
+    from server.engine.types import CancelToken, GenerateParams
+
+    model = load_model(model_path)
+    session = LlamaSession(model, n_ctx=4096, n_batch=512, n_threads=threads)
+    try:
+        texts = [p.text[max(0, p.offset - 3000) : p.offset] for p in places]
+        line = GenerateParams(max_tokens=1, warm_slots=4)
+        cold = session.generate(texts[0], replace(line, cache_slot="a"), CancelToken())
+        snapshots = session.adapters.snapshots
+        started = time.perf_counter()
+        session.generate(texts[1], replace(line, cache_slot="b"), CancelToken())
+        switch_ms = (time.perf_counter() - started) * 1000
+        started = time.perf_counter()
+        back = session.generate(texts[0], replace(line, cache_slot="a"), CancelToken())
+        back_ms = (time.perf_counter() - started) * 1000
+        print(f"snapshots: {cold.prompt_tokens} tokens evaluated cold in {cold.prompt_ms:.0f} ms; "
+              f"kept {snapshots.bytes / 2**20:.1f} MiB; back to the first: "
+              f"{back.restored_tokens} tokens restored, {back_ms:.0f} ms in all "
+              f"(switching to the other file, cold, took {switch_ms:.0f} ms)")
+    finally:
+        session.close()
+        model.close()
+
+
 async def main_async(args: argparse.Namespace) -> None:
     places = choose_places(args.corpus)
+    if args.snapshots:
+        print(f"load: {_uptime()}")
+        snapshot_costs(args.model, args.threads, places)
+        return
     load_before = _uptime()
     print(f"load before: {load_before}")
     for place in places:
@@ -404,6 +437,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--read-s", type=float, default=1.5,
                         help="how long the user reads a suggestion before accepting it")
+    parser.add_argument("--snapshots", action="store_true",
+                        help="only measure what keeping a document's prompt state costs")
     parser.add_argument("--max-generate-ms", type=int, default=2000,
                         help="the peer's t_max_predict_ms (our default cap)")
     args = parser.parse_args()
