@@ -4,6 +4,7 @@ worker's background jobs). The end-to-end behaviour is in test_arrival_e2e.py.""
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 from server.completion.types import CompletionRequest, Suggestion
 from server.config import validate_settings
@@ -92,3 +93,73 @@ def test_any_new_job_cancels_a_background_job_and_a_same_key_job_can_be_found():
         assert wanted.future.result(10) == "done"
     finally:
         worker.close()
+
+
+# --- the pipeline with the real embedded coder --------------------------------------------
+
+
+class CountingEngine:
+    """The embedded coder on one context, counting the generations it runs."""
+
+    def __init__(self, model) -> None:  # type: ignore[no-untyped-def]
+        from server.engine.session import LlamaSession
+
+        self.model = model
+        self.session = LlamaSession(model, n_ctx=2048, n_batch=128, n_threads=2)
+        self.calls = 0
+
+    @property
+    def model_id(self) -> str:
+        return str(self.model.model_id)
+
+    @property
+    def fim(self):  # type: ignore[no-untyped-def]
+        return self.model.fim
+
+    def generate(self, prompt, params, cancel, stop_check=None):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        return self.session.generate(prompt, params, cancel, stop_check)
+
+
+STORE = (Path(__file__).parent / "fixtures" / "sample" / "tonel" / "StreamingRights-Core"
+         / "SRStore.class.st")
+
+
+def test_the_suggestion_computed_ahead_answers_the_request_after_accepting(gemma_model):
+    import asyncio
+
+    from server.completion.cache import SuggestionCache
+    from server.completion.pipeline import CompletionOptions, complete_async
+
+    engine = CountingEngine(gemma_model)
+    worker = InferenceWorker("coder")
+    cache = SuggestionCache()
+    options = CompletionOptions(max_generate_ms=None, max_tokens_block=24)
+    text = STORE.read_text(encoding="utf-8") + "\nSRStore >> isEmpty [\n\t^ "
+    request = CompletionRequest("file:///store.st", text + "\n]\n", len(text))
+
+    async def run() -> None:
+        shown = await complete_async(request, engine, worker, (), options, cache)
+        assert shown is not None and shown.text and engine.calls == 1
+        # Computed ahead while the user reads it; the request after accepting finds it ready.
+        ahead = arrival.after_accepting(request, shown.text)
+        await complete_async(ahead, engine, worker, (), options, cache, ahead=True)
+        assert engine.calls == 2
+        asked = await complete_async(ahead, engine, worker, (), options, cache)
+        assert asked is not None and asked.source == "cache" and engine.calls == 2
+        # Asked before the work ahead is done: the request joins it instead of starting over.
+        other = text.replace("isEmpty", "hasNoRights") + "\n]\n"
+        early = CompletionRequest("file:///store.st", other, len(other) - 3)
+        task = asyncio.ensure_future(
+            complete_async(early, engine, worker, (), options, cache, ahead=True)
+        )
+        await asyncio.sleep(0)
+        joined = await complete_async(early, engine, worker, (), options, cache)
+        await task
+        assert joined is not None and joined.source == "model" and engine.calls == 3
+
+    try:
+        asyncio.run(run())
+    finally:
+        worker.close()
+        engine.session.close()
