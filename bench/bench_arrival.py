@@ -3,8 +3,8 @@
     .venv/bin/python bench/bench_arrival.py [--model GGUF] [--llama-server BIN] [--threads 2]
 
 The peer is llama-server (the engine behind llama.vim and llama.vscode) run as its users run
-it: `/infill`, `-np 4` slots, `--cache-reuse 256`, 256 lines before and 64 after the cursor,
-the same model and thread count, `t_max_predict_ms` equal to our generation cap. Each side runs
+it: `/infill`, `-np 4` slots, `--cache-reuse 256`, `-b 1024 -ub 1024` (llama.vim's README), 256
+lines before and 64 after the cursor, the same model and thread count, `t_max_predict_ms` equal to our generation cap. Each side runs
 alone (the other's process is not running), on the same places, one after the other:
 
   cold             the first request in an emptied method of file A
@@ -99,7 +99,7 @@ def choose_places(corpus: Path) -> list[Place]:
                                                      if x.strip()]) >= 2]
         start, end = spans[len(spans) // 2]
         body = text[start:end].strip()
-        emptied = text[:start] + "\t" + text[end:]
+        emptied = text[:start] + "\t\n" + text[end:]  # `[`, a tab (the cursor), `]` below
         places.append(Place(path, emptied, start + 1, body))
     return places
 
@@ -225,7 +225,9 @@ class Peer:
         self.proc = subprocess.Popen(
             [str(self.binary), "-m", str(self.model), "--port", str(self.port),
              "--host", "127.0.0.1", "-np", "4", "--cache-reuse", "256", "-t", str(self.threads),
-             "-c", "16384", "-b", "512", "-ub", "512"],
+             # llama.vim's recommended batch (its README): /infill keeps the prompt to one
+             # batch, 3/4 of it before the cursor.
+             "-c", "16384", "-b", "1024", "-ub", "1024"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 300
