@@ -4,8 +4,9 @@
 
 The peer is llama-server (the engine behind llama.vim and llama.vscode) run as its users run
 it: `/infill`, `-np 4` slots, `--cache-reuse 256`, `-b 1024 -ub 1024` (llama.vim's README), 256
-lines before and 64 after the cursor, the same model and thread count, `t_max_predict_ms` equal to our generation cap. Each side runs
-alone (the other's process is not running), on the same places, one after the other:
+lines before and 64 after the cursor, the same model and thread count, `t_max_predict_ms`
+equal to our generation cap. Each side runs alone (the other's process is not running), on the
+same places, one after the other (`--peer-first` swaps the order):
 
   cold             the first request in an emptied method of file A
   one char         the first character of the method's real body typed, asked again
@@ -361,6 +362,8 @@ async def main_async(args: argparse.Namespace) -> None:
     try:
         sides = [("ours", Ours(args.model, args.threads, work)),
                  ("peer", Peer(args.llama_server, args.model, args.threads, args.max_generate_ms))]
+        if args.peer_first:
+            sides.reverse()
         for name, side in sides:
             try:
                 await side.start(places)
@@ -439,9 +442,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--read-s", type=float, default=1.5,
                         help="how long the user reads a suggestion before accepting it")
+    parser.add_argument("--peer-first", action="store_true",
+                        help="run the peer's column first (the load drifts over a run)")
     parser.add_argument("--snapshots", action="store_true",
                         help="only measure what keeping a document's prompt state costs")
-    parser.add_argument("--max-generate-ms", type=int, default=2000,
+    parser.add_argument("--max-generate-ms", type=int, default=5000,
                         help="the peer's t_max_predict_ms (our default cap)")
     args = parser.parse_args()
     asyncio.run(main_async(args))

@@ -59,9 +59,12 @@ class CompletionConfig(_Section):
     # for the document, $/cancelRequest or closing the document end one early). These cap the
     # generation once the prompt is read, as llama.vscode's t_max_predict_ms does: then it
     # stops, and what is there, trimmed to what parses, is the suggestion.
-    max_generate_ms: int = Field(default=2000, gt=0)
+    # A suggestion is trimmed to what parses, so a short cap on a slow or busy CPU leaves
+    # nothing (a comment or statement cut in the middle): 2 s gave empty suggestions at a load
+    # of 10 on 2 cores, where 5 s of Qwen2.5-Coder-0.5B writes a line or two.
+    max_generate_ms: int = Field(default=5000, gt=0)
     # The same cap when the user asked explicitly (triggerKind Invoked).
-    max_generate_ms_invoked: int = Field(default=10000, gt=0)
+    max_generate_ms_invoked: int = Field(default=20000, gt=0)
     # Prompt states (KV caches) of the most recently used documents kept in memory, so coming
     # back to a document re-evaluates only what changed; per adapter set. 0 keeps only the
     # document in use.

@@ -96,7 +96,8 @@ def _complete(args: argparse.Namespace, path: Path, text: str, offset: int) -> i
     if args.model:
         overrides.append({"models": {"code_generation": args.model}})
     if args.max_generate_ms:
-        overrides.append({"completion": {"max_generate_ms": args.max_generate_ms}})
+        cap = args.max_generate_ms
+        overrides.append({"completion": {"max_generate_ms": cap, "max_generate_ms_invoked": cap}})
     loaded = load_settings(root, overrides)
     for problem in loaded.problems:
         print(f"smalltalk-lsp complete: settings: {problem}", file=sys.stderr)

@@ -40,7 +40,7 @@ PROMPT_MARK = "<<<prompt>>>"
 @dataclass(frozen=True)
 class CompletionOptions:
     # Cap on generation once the prompt is read (None: unlimited); never on the prompt.
-    max_generate_ms: int | None = 2000
+    max_generate_ms: int | None = 5000
     max_tokens_line: int = 48
     max_tokens_block: int = 128
     temperature: float = 0.0

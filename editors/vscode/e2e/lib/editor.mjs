@@ -35,7 +35,7 @@ export function userSettings(extra = {}) {
   return {
     ...extra,
     'smalltalk.server.command': [SERVER_BIN, 'serve'],
-    // No cap on generation (the server's default stops it after 2 s): on a busy 2-core machine
+    // No cap on generation (the server's default stops it after 5 s): on a busy 2-core machine
     // a suggestion would then depend on the load; the tests check what appears, not how fast.
     'smalltalk.completion.maxGenerateMs': 100_000,
     'workbench.startupEditor': 'none',
