@@ -49,7 +49,7 @@ def options(max_tokens: int) -> dict[str, Any]:
         "cpu_settings": {"context_length": 2048},
         "retrieval": {"enabled": False},
         # Short suggestions: a completion's latency is then mostly the prompt, as when typing.
-        "completion": {"budget_ms": 600_000, "max_tokens_line": 16, "max_tokens_block": 16},
+        "completion": {"max_generate_ms": 600_000, "max_tokens_line": 16, "max_tokens_block": 16},
         "actions": {"max_tokens": max_tokens, "temperature": 0.0, "hover_summaries": False},
     }
 

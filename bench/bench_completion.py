@@ -59,7 +59,7 @@ def settings(threads: int) -> dict[str, Any]:
         "models": {"code_generation": "gemma3-270m", "reasoning": "off"},
         "cpu_settings": {"threads": threads, "batch_size": 512, "context_length": 2048},
         # No budget cut: the comparison is about the same work on both sides.
-        "completion": {"budget_ms": 600000},
+        "completion": {"max_generate_ms": 600000},
         "retrieval": {"enabled": False},
         # No hover summaries competing for the CPU in the background.
         "actions": {"hover_summaries": False},
@@ -355,7 +355,7 @@ def rss_child(both: bool, threads: int) -> None:
     reasoner = registry.load("reasoner")
     assert coder is not None and (reasoner is not None) == both
     text = (SAMPLE / FILE).read_text(encoding="utf-8") + NEW_METHOD
-    options = CompletionOptions(budget_ms=600000)
+    options = CompletionOptions(max_generate_ms=600000)
     complete(CompletionRequest("bench", text + CLOSE, len(text)), coder, options=options)
     if reasoner is not None:
         question = "Explain this Smalltalk method:\n" + text

@@ -64,7 +64,7 @@ def options(max_tokens: int, server: str | None, threads: int) -> dict[str, Any]
         "cpu_settings": {"threads": threads, "context_length": 2048},
         "retrieval": {"enabled": False},
         "actions": {"hover_summaries": False},
-        "completion": {"budget_ms": 300_000, "max_tokens_line": max_tokens,
+        "completion": {"max_generate_ms": 300_000, "max_tokens_line": max_tokens,
                        "max_tokens_block": max_tokens},
     }
 

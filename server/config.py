@@ -59,7 +59,21 @@ class CpuSettings(_Section):
 
 class CompletionConfig(_Section):
     enabled: bool = True
-    budget_ms: int = Field(default=1000, gt=0)
+    # A suggestion always arrives: the wait for its prompt is never cut (only a newer request
+    # for the document, $/cancelRequest or closing the document end one early). These cap the
+    # generation once the prompt is read, as llama.vscode's t_max_predict_ms does: then it
+    # stops, and what is there, trimmed to what parses, is the suggestion.
+    # A suggestion is trimmed to what parses, so a short cap on a slow or busy CPU leaves
+    # nothing (a comment or statement cut in the middle): 2 s gave empty suggestions at a load
+    # of 10 on 2 cores, where 5 s of Qwen2.5-Coder-0.5B writes a line or two.
+    max_generate_ms: int = Field(default=5000, gt=0)
+    # The same cap when the user asked explicitly (triggerKind Invoked).
+    max_generate_ms_invoked: int = Field(default=20000, gt=0)
+    # Prompt states (KV caches) of the most recently used documents kept in memory, so coming
+    # back to a document re-evaluates only what changed; per adapter set. 0 keeps only the
+    # document in use.
+    warm_documents: int = Field(default=4, ge=0)
+    warm_memory_mb: int = Field(default=256, ge=0)
     max_tokens_line: int = Field(default=48, gt=0)
     max_tokens_block: int = Field(default=128, gt=0)
     temperature: float = Field(default=0.0, ge=0.0)
@@ -110,7 +124,7 @@ class RoleBackend(_Section):
     api_key_file: str = ""
     connect_timeout_s: float = Field(default=2.0, gt=0)
     # Longest silence while waiting for the next piece of an answer before the server counts
-    # as slow; completions also stop at their own budget (completion.budget_ms).
+    # as slow; completions also stop generating at completion.max_generate_ms.
     read_timeout_s: float = Field(default=30.0, gt=0)
     # Longest wait between background retries of an unavailable server.
     retry_max_s: float = Field(default=30.0, gt=0)
@@ -196,6 +210,15 @@ class Settings(_Section):
         return per_role or self.cpu_settings.context_length
 
 
+# Keys that existed once: a user who still sets one is told what replaced it.
+REMOVED_SETTINGS = {
+    "completion.budget_ms": (
+        "was removed: a suggestion is no longer cut while its prompt is read; "
+        "'completion.max_generate_ms' (and 'max_generate_ms_invoked') cap the generation"
+    ),
+}
+
+
 class LoadedSettings(BaseModel):
     settings: Settings
     # One human-readable message per rejected key, e.g. "cpu_settings.threads: ...".
@@ -241,7 +264,9 @@ def validate_settings(data: dict[str, Any]) -> LoadedSettings:
             for error in err.errors():
                 loc = tuple(error["loc"])
                 key = ".".join(str(p) for p in loc)
-                if error["type"] == "extra_forbidden":
+                if key in REMOVED_SETTINGS:
+                    problems.append(f"setting '{key}' {REMOVED_SETTINGS[key]}")
+                elif error["type"] == "extra_forbidden":
                     problems.append(f"unknown setting '{key}'")
                 else:
                     problems.append(f"bad value for '{key}': {error['msg']}")

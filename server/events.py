@@ -60,5 +60,7 @@ class ServerEvents:
     document_parsed: Event[[str, SourceFile]] = field(default_factory=_event("document_parsed"))
     # uri of a document the client closed.
     document_closed: Event[[str]] = field(default_factory=_event("document_closed"))
+    # uri of an open document after each didChange (its text is current).
+    document_changed: Event[[str]] = field(default_factory=_event("document_changed"))
     # The workspace scan has filled the project model (once per start).
     scan_done: Event[[]] = field(default_factory=_event("scan_done"))

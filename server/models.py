@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from lsprotocol import types
 
 from server.actions.models import ActionCancelled, ActionError
+from server.completion import arrival
 from server.config import Settings
 from server.engine.backend import EngineBackend, EngineModel
 from server.engine.registry import LlamaEngine, ModelRegistry, PrivateContext, State
@@ -71,6 +72,8 @@ class Models:
         # Roles unloaded by new settings (and being reloaded): what they produced is stale.
         self.reloaded: Event[[list[Role]]] = Event("models reloaded")
         self.actions_worker = InferenceWorker("actions")
+        # What the coder is doing for each completion request, in `smalltalk/status`.
+        self.completion_activity = arrival.CompletionActivity(self.send_status)
         self._yield = not os.environ.get(NO_YIELD_ENV)
         self._lock = threading.Lock()
         self._reported: set[tuple[str, str]] = set()
@@ -189,7 +192,17 @@ class Models:
             "names": {role: self.ls.settings.model_for(role) or "off" for role in ROLES},
             "indexing": indexing,
             "adapters": list(self._active_adapters),
+            "completion": self.completion_activity.status(),
         }
+
+    def state(self, role: Role) -> str:
+        """A role's model state ("off" before the models start)."""
+        registry = self.registry
+        return registry.states.get(role, "off") if registry is not None else "off"
+
+    def error(self, role: Role) -> str | None:
+        registry = self.registry
+        return registry.errors.get(role) if registry is not None else None
 
     def send_status(self) -> None:
         self.ls.call_threadsafe(self.ls.protocol.notify, STATUS_NOTIFICATION, self.status())

@@ -32,7 +32,7 @@ OPTIONS = {
     "trust": {"workspace": True},
     "models": {"code_generation": "gemma3-270m", "reasoning": "off"},
     "cpu_settings": {"context_length": 2048},
-    "completion": {"budget_ms": 240000},
+    "completion": {"max_generate_ms": 240000},
 }
 STORE = "StreamingRights-Core/SRStore.class.st"
 EMPTY_METHOD = "\n{ #category : #testing }\nSRStore >> isEmpty [\n\n\t"

@@ -23,11 +23,11 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 SERVER = ClientServerConfig(
     server_command=[sys.executable, "-m", "server", "serve", "--log-level", "DEBUG"]
 )
-# Generous: the shared test machine is slow, and a budget cut would make the test about time.
+# Generous: the shared test machine is slow, and a generation cap would make the test about time.
 OPTIONS = {
     "models": {"reasoning": "off"},
     "cpu_settings": {"context_length": 2048},
-    "completion": {"budget_ms": 240000},
+    "completion": {"max_generate_ms": 240000},
 }
 STORE = "StreamingRights-Core/SRStore.class.st"
 EMPTY_METHOD = "\n{ #category : #testing }\nSRStore >> isEmpty [\n\n\t"

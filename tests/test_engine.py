@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -95,14 +96,37 @@ def test_cancel_stops_prompt_processing_and_leaves_a_usable_cache(session):
     assert session.generate(PROMPT, LINE, CancelToken()).text == reference.text
 
 
-def test_a_prompt_past_its_budget_is_finished_for_the_next_request(session):
+def test_the_generation_cap_never_cuts_the_prompt(session):
     session.reset()
-    warm = GenerateParams(max_tokens=8, warm_past_budget=True)
-    late = session.generate(PROMPT, warm, CancelToken(budget_s=0.001))
-    assert late.stop_reason == "budget" and late.text == ""
-    assert len(session.tokens) == late.prompt_tokens  # the whole prompt is in the cache
-    again = session.generate(PROMPT, LINE, CancelToken())
+    long_prompt = (SAMPLE / "SRStore.class.st").read_text() + PROMPT
+    capped = GenerateParams(max_tokens=200, max_generate_s=0.0)
+    seen: list[tuple[int, int]] = []
+    late = session.generate(long_prompt, replace(capped, on_prompt=lambda *p: seen.append(p)),
+                            CancelToken())
+    assert late.stop_reason == "budget"
+    assert late.generated_tokens <= 1
+    assert len(session.tokens) >= late.prompt_tokens  # the whole prompt was evaluated
+    assert seen[0] == (0, late.prompt_tokens) and seen[-1] == (late.prompt_tokens,) * 2
+    again = session.generate(long_prompt, LINE, CancelToken())
     assert again.reused_tokens == again.prompt_tokens - 1
+
+
+def test_coming_back_to_a_document_restores_its_prompt_state(session):
+    session.reset()
+    other = (SAMPLE / "SRStore.class.st").read_text(encoding="utf-8")
+    first = replace(LINE, cache_slot="file:///a.st", warm_slots=4)
+    second = replace(LINE, cache_slot="file:///b.st", warm_slots=4)
+    reference = session.generate(PROMPT, first, CancelToken())
+    session.generate(other, second, CancelToken())
+    back = session.generate(PROMPT, first, CancelToken())
+    assert back.restored_tokens == back.reused_tokens == back.prompt_tokens - 1
+    assert back.text == reference.text
+    # Without kept states, coming back evaluates the prompt again.
+    none = replace(first, warm_slots=0)
+    session.generate(other, replace(second, warm_slots=0), CancelToken())
+    cold = session.generate(PROMPT, none, CancelToken())
+    assert cold.restored_tokens == 0 and cold.reused_tokens == 0
+    assert cold.text == reference.text
 
 
 def test_budget_returns_what_is_ready(session):

@@ -256,11 +256,12 @@ async def test_bad_settings_are_reported_by_name(tmp_path):
     root = copy_sample("tonel", tmp_path)
     client = await SERVER.start()
     try:
-        options = {"smalltalk": {**STATIC_ONLY, "completion": {"enabled": False, "budget_ms": -5}}}
+        bad = {"enabled": False, "max_generate_ms": -5}
+        options = {"smalltalk": {**STATIC_ONLY, "completion": bad}}
         options["smalltalk"]["bogus"] = 1
         await start_session(client, root, options)
         text = " ".join(m.message for m in client.messages)
-        assert "completion.budget_ms" in text
+        assert "completion.max_generate_ms" in text
         assert "bogus" in text
         client.workspace_did_change_configuration(
             types.DidChangeConfigurationParams(settings={"cpu_settings": {"threads": 0}})

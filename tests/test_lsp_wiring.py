@@ -62,6 +62,7 @@ def test_models_before_initialized() -> None:
         "names": {"coder": "qwen2.5-coder-0.5b", "reasoner": "qwen2.5-coder-1.5b"},
         "indexing": "indexing",
         "adapters": [],
+        "completion": {"state": "idle"},
     }
     assert models.engine("coder") is None and models.worker("coder") is None
     assert models.select_adapters("coder", "/ws/A.st").key == ""

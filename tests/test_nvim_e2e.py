@@ -37,7 +37,7 @@ NVIM = Path(os.environ.get("SMALLTALK_NVIM") or Path(sys.executable).parent / "n
 INIT_OPTIONS = {
     "cpu_settings": {"context_length": 2048},
     "retrieval": {"enabled": False},
-    "completion": {"budget_ms": 120000},
+    "completion": {"max_generate_ms": 120000},
     "actions": {
         "max_tokens": 48,
         "code_max_tokens": 40,

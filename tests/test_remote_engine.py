@@ -57,7 +57,7 @@ def test_the_pipeline_gives_the_in_process_suggestion(
 ) -> None:
     project = ProjectModel(parse_path(SAMPLE))
     providers = [ClassContextProvider(lambda: project)]
-    options = CompletionOptions(budget_ms=300_000, max_tokens_line=10, max_tokens_block=10)
+    options = CompletionOptions(max_generate_ms=300_000, max_tokens_line=10, max_tokens_block=10)
     spec = RoleSpec(role="coder", name="gemma3-270m", path=gemma_model_path, n_ctx=2048,
                     n_batch=512, n_threads=2, mmap=True, mlock=False)
     local = LlamaEngine(spec, gemma_model)

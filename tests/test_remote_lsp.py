@@ -73,7 +73,7 @@ async def client(lsp_client: LanguageClient, tmp_path_factory, team_server, reas
     options.update({
         "trust": {"workspace": True},  # the adapters live in the workspace
         "retrieval": {"enabled": False},
-        "completion": {"budget_ms": 300_000, "max_tokens_line": 16, "max_tokens_block": 24},
+        "completion": {"max_generate_ms": 300_000, "max_tokens_line": 16, "max_tokens_block": 24},
         "actions": {"max_tokens": 16, "code_max_tokens": 24, "attempts": 2,
                     "temperature": 0.0, "hover_summaries": False},
     })

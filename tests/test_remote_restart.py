@@ -47,7 +47,7 @@ async def client(lsp_client: LanguageClient, tmp_path_factory, llm):
     options = remote_options(llm.url, coder_extra={"retry_max_s": 2.0})
     options.update({
         "retrieval": {"enabled": False},
-        "completion": {"budget_ms": 300_000, "max_tokens_line": 12, "max_tokens_block": 16},
+        "completion": {"max_generate_ms": 300_000, "max_tokens_line": 12, "max_tokens_block": 16},
         "actions": {"hover_summaries": False},
     })
     await start_session(lsp_client, root, options)

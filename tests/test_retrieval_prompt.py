@@ -40,7 +40,7 @@ def test_retrieved_methods_reach_the_prompt(
     engine = LlamaEngine(spec, gemma_model)
     try:
         suggestion = complete(request, engine, providers,
-                              CompletionOptions(budget_ms=20000, max_tokens_line=8))
+                              CompletionOptions(max_generate_ms=20000, max_tokens_line=8))
     finally:
         engine.close()
         index.close()

@@ -29,7 +29,7 @@ api_key_env = "AWS_SECRET_ACCESS_KEY"
 workspace = true
 
 [completion]
-budget_ms = 1234
+max_generate_ms = 1234
 """
 
 
@@ -60,7 +60,7 @@ def test_an_untrusted_workspace_chooses_no_files(user_config: Path, workspace: P
     assert settings.models.embeddings == "all-minilm-l6-v2"
     assert settings.adapters.folders == [] and settings.adapters.active == ["house"]
     assert settings.backend_for("coder").backend == "local"
-    assert settings.completion.budget_ms == 1234  # everything else applies
+    assert settings.completion.max_generate_ms == 1234  # everything else applies
     assert not settings.trust.workspace  # the workspace cannot trust itself
     text = "\n".join(loaded.ignored)
     assert "models.code_generation = 'models/evil.gguf'" in text

@@ -39,11 +39,11 @@ SERVER = ClientServerConfig(
     server_command=[sys.executable, "-m", "server", "serve", "--log-level", "DEBUG"],
     server_env={**os.environ, "XDG_DATA_HOME": tempfile.mkdtemp(prefix="vscode-step-")},
 )
-# What the extension sends with the e2e user settings (smalltalk.completion.budgetMs); the
+# What the extension sends with the e2e user settings (smalltalk.completion.maxGenerateMs); the
 # reasoner is left out, it plays no part in a completion.
 # The adapter lives in the workspace: trusted (as VS Code says once the user trusts it).
 OPTIONS = {
-    "completion": {"budget_ms": 100000},
+    "completion": {"max_generate_ms": 100000},
     "models": {"reasoning": "off"},
     "trust": {"workspace": True},
 }

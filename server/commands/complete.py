@@ -18,7 +18,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("location", help="FILE:LINE:COL, line and column counting from 1")
     parser.add_argument("--json", action="store_true", help="print a JSON object with timings")
     parser.add_argument("--model", default=None, help="coder model: a GGUF path or embedded name")
-    parser.add_argument("--budget-ms", type=int, default=None, help="time budget per suggestion")
+    parser.add_argument(
+        "--max-generate-ms", type=int, default=None,
+        help="cap on generation once the prompt is read (completion.max_generate_ms)",
+    )
     parser.add_argument(
         "--root", type=Path, default=None, help="workspace root (default: found from FILE)"
     )
@@ -92,8 +95,9 @@ def _complete(args: argparse.Namespace, path: Path, text: str, offset: int) -> i
     overrides: list[dict[str, Any]] = []
     if args.model:
         overrides.append({"models": {"code_generation": args.model}})
-    if args.budget_ms:
-        overrides.append({"completion": {"budget_ms": args.budget_ms}})
+    if args.max_generate_ms:
+        cap = args.max_generate_ms
+        overrides.append({"completion": {"max_generate_ms": cap, "max_generate_ms_invoked": cap}})
     loaded = load_settings(root, overrides, trusted=True)  # the root the user named
     for problem in loaded.problems:
         print(f"smalltalk-lsp complete: settings: {problem}", file=sys.stderr)
@@ -113,7 +117,7 @@ def _complete(args: argparse.Namespace, path: Path, text: str, offset: int) -> i
         request = CompletionRequest(
             "file://" + str(path), text, offset, str(path), source_format=source.format
         )
-        options = CompletionOptions.from_settings(loaded.settings)
+        options = CompletionOptions.from_settings(loaded.settings, invoked=True)
         providers = [ClassContextProvider(lambda: project)]
         suggestion = complete(request, engine, providers, options)
     finally:

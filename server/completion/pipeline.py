@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from server.completion.cache import CacheKey, SuggestionCache
 from server.completion.context import ContextProvider, build_context
@@ -22,12 +22,18 @@ from server.completion.lexical import Scanner
 from server.completion.prompt import build_prompt
 from server.completion.types import CompletionRequest, CursorContext, Prompt, Suggestion
 from server.config import CompletionConfig, Settings
-from server.engine.types import CancelToken, GenerateParams, Generation, StopCheck, TextEngine
+from server.engine.types import (
+    CancelToken,
+    GenerateParams,
+    Generation,
+    PromptProgress,
+    StopCheck,
+    TextEngine,
+)
+from server.engine.warm import MB
 from server.engine.worker import InferenceWorker
 
 log = logging.getLogger(__name__)
-# How long past the budget to wait for a generation the budget has just cut.
-_GRACE_S = 0.1
 PROMPT_MARK = "<<<prompt>>>"
 
 
@@ -36,7 +42,8 @@ _CONFIG = CompletionConfig()  # the defaults below are the `completion` settings
 
 @dataclass(frozen=True)
 class CompletionOptions:
-    budget_ms: int = _CONFIG.budget_ms
+    # Cap on generation once the prompt is read (None: unlimited); never on the prompt.
+    max_generate_ms: int | None = _CONFIG.max_generate_ms
     max_tokens_line: int = _CONFIG.max_tokens_line
     max_tokens_block: int = _CONFIG.max_tokens_block
     temperature: float = _CONFIG.temperature
@@ -47,6 +54,9 @@ class CompletionOptions:
     adapter_key: str = ""
     # That set as (name, scale) pairs, applied to the context for this request.
     adapters: tuple[tuple[str, float], ...] = ()
+    # Prompt states of other documents the engine keeps (None: the engine's own choice).
+    warm_documents: int | None = None
+    warm_bytes: int | None = None
 
     @classmethod
     def from_settings(
@@ -54,10 +64,15 @@ class CompletionOptions:
         settings: Settings,
         adapter_key: str = "",
         adapters: tuple[tuple[str, float], ...] = (),
+        invoked: bool = False,
     ) -> CompletionOptions:
+        """The options of a request; `invoked` (the user asked explicitly) allows a longer
+        generation than an automatic trigger."""
         c = settings.completion
         return cls(
-            budget_ms=c.budget_ms,
+            max_generate_ms=c.max_generate_ms_invoked if invoked else c.max_generate_ms,
+            warm_documents=c.warm_documents,
+            warm_bytes=c.warm_memory_mb * MB,
             max_tokens_line=c.max_tokens_line,
             max_tokens_block=c.max_tokens_block,
             temperature=c.temperature,
@@ -101,10 +116,12 @@ def prepare(
         max_tokens=prompt.max_tokens,
         temperature=options.temperature,
         stop=prompt.stop,
-        budget_s=options.budget_ms / 1000,
+        max_generate_s=None if options.max_generate_ms is None else options.max_generate_ms / 1000,
         adapter_key=options.adapter_key,
         adapters=options.adapters,
-        warm_past_budget=True,
+        cache_slot=request.uri,
+        warm_slots=options.warm_documents,
+        warm_bytes=options.warm_bytes,
     )
     prepared = Prepared(ctx, prompt, params, key, started)
     # The whole prompt, for debugging suggestions (and for bench_completion, which sends the
@@ -133,8 +150,14 @@ def stop_check_for(ctx: CursorContext) -> StopCheck:
 
 
 def _finish(
-    prepared: Prepared, generation: Generation, cache: SuggestionCache, source: str = "model"
+    prepared: Prepared,
+    generation: Generation,
+    cache: SuggestionCache,
+    source: str = "model",
+    remember: bool = True,
 ) -> Suggestion:
+    """Filters, then the caches: the prompt's result, and (`remember`) the suggestion shown
+    for typing through it."""
     ctx, prompt = prepared.ctx, prepared.prompt
     text = apply_filters(generation.text, ctx) or ""
     if source == "model" and generation.stop_reason in ("eos", "stop", "length"):
@@ -142,7 +165,7 @@ def _finish(
         cache.store_prompt_result(
             key.model_id, key.adapter_key, prompt.text, prompt.max_tokens, generation.text
         )
-    if text:
+    if text and remember:
         cache.remember(prepared.key, ctx.request.text, ctx.request.offset, text)
     timings = _since(prepared.started)
     timings.update(prompt_ms=generation.prompt_ms, generate_ms=generation.generate_ms)
@@ -175,7 +198,7 @@ def complete(
     prepared = prepare(request, engine, providers, options, cache)
     if isinstance(prepared, Suggestion):
         return prepared
-    cancel = cancel or CancelToken(prepared.params.budget_s)
+    cancel = cancel or CancelToken()
     generation = engine.generate(
         prepared.prompt.text, prepared.params, cancel, stop_check_for(prepared.ctx)
     )
@@ -189,39 +212,47 @@ async def complete_async(
     providers: Sequence[ContextProvider] = (),
     options: CompletionOptions | None = None,
     cache: SuggestionCache | None = None,
+    on_prompt: PromptProgress | None = None,
+    ahead: bool = False,
 ) -> Suggestion | None:
-    """The pipeline for the event loop: generation on the worker, keyed by document so a newer
-    request supersedes this one. None when superseded or cancelled."""
+    """The pipeline for the event loop: generation on the worker, keyed by document.
+
+    It waits as long as the suggestion takes: only a newer request for the same document
+    (None), `$/cancelRequest` (CancelledError) or closing the document (None) end it early.
+    A request whose prompt is already being worked on for the document (a prefetch after an
+    accepted suggestion, a repeated request) joins that work instead of starting it again.
+    `ahead`: a suggestion computed before anyone asks (after the one just shown, as if it were
+    accepted): any other work cancels it, and its answer only goes into the prompt cache."""
     options = options or CompletionOptions()
     cache = cache or SuggestionCache()
     prepared = prepare(request, engine, providers, options, cache)
     if isinstance(prepared, Suggestion):
         return prepared
     stop_check = stop_check_for(prepared.ctx)
+    params = replace(prepared.params, on_prompt=on_prompt)
+    # The same model, prompt and settings (whatever the generation cap) give the same text.
+    tag = (engine.model_id, prepared.prompt.text, replace(prepared.params, max_generate_s=None))
+    job = worker.job_for(request.uri)
+    if job is None or job.tag != tag or job.cancel.cancelled:
 
-    def run(cancel: CancelToken) -> Generation:
-        return engine.generate(prepared.prompt.text, prepared.params, cancel, stop_check)
+        def run(cancel: CancelToken) -> Generation:
+            return engine.generate(prepared.prompt.text, params, cancel, stop_check)
 
-    job = worker.submit(run, key=request.uri, budget_s=prepared.params.budget_s)
-    job.future.add_done_callback(lambda done: _log_stop(request.uri, job.cancel, done))
-    deadline = job.cancel.deadline
-    # Wait until the budget is spent (and a moment for a cut generation to arrive); a prompt
-    # still being evaluated then goes on in the background, so the next request finds it in
-    # the KV cache.
-    wait = None if deadline is None else max(0.0, deadline - time.monotonic()) + _GRACE_S
+        job = worker.submit(run, key=request.uri, tag=tag, background=ahead)
+        job.future.add_done_callback(lambda done: _log_stop(request.uri, job.cancel, done))
+    else:
+        log.debug("completion for %s joins the work already running for its prompt", request.uri)
+        if not ahead:
+            job.background = False  # someone waits for it now
     try:
-        generation = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(job.future)), wait)
-    except TimeoutError:
-        log.debug("completion for %s: budget spent on the prompt; it finishes in the background",
-                  request.uri)
-        return None
+        generation = await asyncio.shield(asyncio.wrap_future(job.future))
     except asyncio.CancelledError:
         # $/cancelRequest: stop the model too, not just this coroutine.
         job.cancel.cancel()
         raise
     if generation is None or generation.stop_reason == "cancelled":
         return None
-    return _finish(prepared, generation, cache)
+    return _finish(prepared, generation, cache, remember=not ahead)
 
 
 def _log_stop(uri: str, cancel: CancelToken, done: Future[Generation | None]) -> None:

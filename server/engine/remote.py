@@ -5,7 +5,7 @@ Only the generate stage changes: prompts, FIM layout, stop strings, the stop che
 filters are the pipeline's own, so the same context gives the same prompt either way. The
 prompt goes to `/v1/completions` with `stream: true`; the text is cut by the same rules as in
 process, and the stream is closed (which stops the server's work) on cancel, on a superseding
-request, when the time budget runs out, and once the stop check cuts.
+request, at the generation cap (`max_generate_s`), and once the stop check cuts.
 
 Settings per role (`backends.coder` / `backends.reasoner`, server.config.RoleBackend):
 `backend = "remote"`, `base_url`, `model`, `api_key_env` (the *name* of an environment
@@ -82,7 +82,7 @@ log = logging.getLogger(__name__)
 logging.getLogger("httpx").setLevel(logging.WARNING)
 logging.getLogger("httpcore").setLevel(logging.INFO)
 
-# How often a running request looks at its CancelToken (cancel, supersede, budget).
+# How often a running request looks at its CancelToken (cancel, supersede, generation cap).
 _POLL_S = 0.01
 _FIRST_RETRY_S = 0.5
 _CLOSE_WAIT_S = 5.0
@@ -400,7 +400,12 @@ class RemoteEngine:
     ) -> Generation:
         stream = _Stream()
         task = asyncio.ensure_future(self._consume(body, params.stop, stop_check, stream))
+        capped = False
         while not task.done():
+            if not capped and stream.first_token is not None:
+                # The generation cap counts from the first token: never the prompt's time.
+                cancel.limit(params.max_generate_s)
+                capped = True
             if cancel.should_stop():
                 # Closing the stream closes the connection: the server stops generating.
                 task.cancel()

@@ -15,9 +15,17 @@ import threading
 import time
 from typing import Any
 
+from server.engine import warm
 from server.engine.llama_model import LoadedModel, llama
 from server.engine.lora import ContextAdapters
-from server.engine.types import CancelToken, GenerateParams, Generation, StopCheck, StopReason
+from server.engine.types import (
+    CancelToken,
+    GenerateParams,
+    Generation,
+    PromptProgress,
+    StopCheck,
+    StopReason,
+)
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +73,6 @@ class LlamaSession:
         self.tokens: list[int] = []
         self.kv_key = ""
         self._cancel: CancelToken | None = None
-        # True while a prompt is evaluated past its budget to warm the cache.
-        self._warming = False
         self._lock = threading.Lock()
         # Applies each request's LoRA set and keeps per-set KV snapshots (server.engine.lora).
         self.adapters = ContextAdapters(self, model.adapters, self._lock)
@@ -75,7 +81,7 @@ class LlamaSession:
             cancel = self._cancel
             if cancel is None:
                 return False
-            return cancel.cancelled or (cancel.expired and not self._warming)
+            return cancel.should_stop()
 
         self._abort = lib.ggml_abort_callback(_should_abort)
         lib.llama_set_abort_callback(ctx, self._abort, None)
@@ -96,11 +102,15 @@ class LlamaSession:
         self.reset()
         return 0
 
-    def _decode(self, tokens: list[int]) -> int:
-        """Decode tokens at the end of the KV cache, one batch per call; 0 on success."""
+    def _decode(self, tokens: list[int], progress: PromptProgress | None = None) -> int:
+        """Decode tokens at the end of the KV cache, one batch per call; 0 on success.
+        `progress` hears (tokens in the cache, tokens when done) before each batch."""
         lib = llama()
         batch = self.batch
+        total = len(self.tokens) + len(tokens)
         for start in range(0, len(tokens), self.n_batch):
+            if progress is not None:
+                progress(len(self.tokens), total)
             part = tokens[start : start + self.n_batch]
             pos0 = len(self.tokens)
             batch.n_tokens = len(part)
@@ -135,17 +145,24 @@ class LlamaSession:
             finally:
                 self._cancel = None
 
-    def _prepare(self, prompt: str, params: GenerateParams) -> tuple[list[int], int]:
+    def _prepare(self, prompt: str, params: GenerateParams) -> tuple[list[int], int, int]:
+        """The prompt's tokens, how many of them the KV cache already holds, and how many of
+        those came back from a kept snapshot."""
         tokens = self.model.tokenize(prompt, self.model.add_bos, params.parse_special)
         if not tokens:
-            return [], 0
+            return [], 0, 0
         room = max(self.n_ctx - params.max_tokens - 1, 1)
         if len(tokens) > room:
             # Keep the end of the prompt (the text at the cursor); keep BOS if there is one.
             head = tokens[:1] if self.model.add_bos else []
             tokens = head + tokens[len(tokens) - room + len(head) :]
-        # Sets the adapters and resets (or restores) the KV cache when the set changed.
-        self.adapters.prepare(params.adapters, params.adapter_key)
+        # Sets the adapters and resets (or restores) the KV cache when the set or the slot
+        # changed: prompt states are kept per (slot, adapter set) (server.engine.warm).
+        snapshots = self.adapters.snapshots
+        warm.configure(snapshots, params.warm_slots, params.warm_bytes)
+        restores = snapshots.restores
+        self.adapters.prepare(params.adapters, warm.kv_key(params.cache_slot, params.adapter_key))
+        restored = len(self.tokens) if snapshots.restores != restores else 0
         common = 0
         for cached, new in zip(self.tokens, tokens, strict=False):
             if cached != new:
@@ -153,7 +170,7 @@ class LlamaSession:
             common += 1
         # At least one prompt token must be decoded again for fresh logits.
         reused = self._keep_prefix(min(common, len(tokens) - 1))
-        return tokens, reused
+        return tokens, reused, min(restored, reused)
 
     def _generate(
         self,
@@ -163,7 +180,7 @@ class LlamaSession:
         stop_check: StopCheck | None,
     ) -> Generation:
         started = time.monotonic()
-        tokens, reused = self._prepare(prompt, params)
+        tokens, reused, restored = self._prepare(prompt, params)
 
         def result(
             reason: StopReason, text: str = "", n: int = 0, error: str | None = None
@@ -174,6 +191,7 @@ class LlamaSession:
                 reason,
                 prompt_tokens=len(tokens),
                 reused_tokens=reused,
+                restored_tokens=restored,
                 generated_tokens=n,
                 prompt_ms=prompt_ms,
                 generate_ms=(time.monotonic() - prompt_done) * 1000 if prompt_done else 0.0,
@@ -183,21 +201,21 @@ class LlamaSession:
         prompt_done = 0.0
         if not tokens:
             return result("error", error="empty prompt")
-        if cancel.cancelled or (cancel.expired and not params.warm_past_budget):
+        if cancel.should_stop():
             return result(_why(cancel))
-        self._warming = params.warm_past_budget
-        try:
-            rc = self._decode(tokens[reused:])
-        finally:
-            self._warming = False
+        rc = self._decode(tokens[reused:], params.on_prompt)
+        if params.on_prompt is not None and rc == 0:
+            params.on_prompt(len(tokens), len(tokens))
         if rc == _ABORTED:
             return result(_why(cancel))
         if cancel.should_stop():
-            return result(_why(cancel))  # the prompt is in the cache; no time left to generate
+            return result(_why(cancel))  # the prompt is in the cache
         if rc != 0:
             self.reset()
             return result("error", error=f"llama_decode returned {rc}")
         prompt_done = time.monotonic()
+        # The generation cap counts from here: the wait for the prompt is never cut by it.
+        cancel.limit(params.max_generate_s)
         text, n_generated, reason = self._sample_loop(params, cancel, stop_check)
         return result(reason, text, n_generated)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 StopReason = Literal["eos", "stop", "length", "budget", "cancelled", "error"]
@@ -18,6 +18,8 @@ ROLES: tuple[Role, ...] = ("coder", "reasoner")
 
 # Called with the text generated so far; returns an index to cut it at and stop, or None.
 StopCheck = Callable[[str], int | None]
+# Called while a prompt is evaluated: (prompt tokens in the KV cache so far, prompt tokens).
+PromptProgress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -38,8 +40,10 @@ class GenerateParams:
     top_k: int = 40
     seed: int = 0
     stop: tuple[str, ...] = ()
-    # Wall-clock budget for prompt processing and generation together; None is unlimited.
-    budget_s: float | None = None
+    # Longest generation once the prompt is read (llama.vscode's t_max_predict_ms): then it
+    # stops with what is there (stop reason "budget"). The prompt itself is never cut by it.
+    # None is unlimited. (A CancelToken's own deadline still counts from the request.)
+    max_generate_s: float | None = None
     # Identifies the active LoRA adapter set (with scales). Part of every KV-cache key:
     # a prefix computed under another adapter set is never reused.
     adapter_key: str = ""
@@ -49,10 +53,15 @@ class GenerateParams:
     adapters: tuple[tuple[str, float], ...] = ()
     # Parse special-token texts (FIM markers, chat markers) in the prompt as tokens.
     parse_special: bool = True
-    # When the budget runs out during prompt processing, finish the prompt anyway (and then
-    # stop): the KV cache is warm for the next request. Completions want this; the caller
-    # stops waiting at the budget. A cancel still stops the prompt mid-batch.
-    warm_past_budget: bool = False
+    # Whose prompt state this is (a document URI for completions): the engine keeps the KV
+    # state of recently used slots, so coming back to one reuses its prompt. "" is shared.
+    cache_slot: str = ""
+    # How many other slots' prompt states the engine keeps, and their memory cap in bytes;
+    # None leaves the engine's own choice.
+    warm_slots: int | None = None
+    warm_bytes: int | None = None
+    # Told how far prompt evaluation got (the editor's "thinking" status).
+    on_prompt: PromptProgress | None = field(default=None, compare=False, hash=False)
 
 
 @dataclass(frozen=True)
@@ -62,6 +71,8 @@ class Generation:
     prompt_tokens: int = 0
     # Prompt tokens whose KV state was reused from the previous request on this context.
     reused_tokens: int = 0
+    # Of those, tokens whose state came back from a kept snapshot (a document used earlier).
+    restored_tokens: int = 0
     generated_tokens: int = 0
     prompt_ms: float = 0.0
     generate_ms: float = 0.0
@@ -95,6 +106,13 @@ class CancelToken:
 
     def set_budget(self, budget_s: float | None) -> None:
         self.deadline = time.monotonic() + budget_s if budget_s is not None else None
+
+    def limit(self, seconds: float | None) -> None:
+        """Stop at most `seconds` from now (an earlier deadline stays)."""
+        if seconds is None:
+            return
+        until = time.monotonic() + seconds
+        self.deadline = until if self.deadline is None else min(self.deadline, until)
 
 
 class TextEngine(Protocol):

@@ -27,6 +27,10 @@ class Job:
     cancel: CancelToken
     key: str | None = None
     future: Future[Any] = field(default_factory=Future)
+    # What the job computes, for a caller that would submit the same work (see `job_for`).
+    tag: Any = None
+    # Work nobody waits for yet (a suggestion computed ahead): any newer job cancels it.
+    background: bool = False
 
 
 class InferenceWorker:
@@ -36,6 +40,8 @@ class InferenceWorker:
         self._lock = threading.Lock()
         self._by_key: dict[str, Job] = {}
         self._running: Job | None = None
+        # Jobs queued or running, for `busy`.
+        self._jobs: dict[int, Job] = {}
         self._idle = threading.Event()
         self._idle.set()
         # Monotonic time the last job finished, for "cancel -> free" measurements.
@@ -48,19 +54,33 @@ class InferenceWorker:
         fn: Callable[[CancelToken], Any],
         key: str | None = None,
         budget_s: float | None = None,
+        tag: Any = None,
+        background: bool = False,
     ) -> Job:
-        """Queue `fn(cancel)`; a job with the same key is cancelled first. The budget counts
-        from now: the user waits from the request, not from when the worker got to it."""
-        job = Job(fn, CancelToken(budget_s), key)
+        """Queue `fn(cancel)`; a job with the same key is cancelled first, and so is every
+        background job. A budget counts from now: the user waits from the request, not from
+        when the worker got to it."""
+        job = Job(fn, CancelToken(budget_s), key, tag=tag, background=background)
         with self._lock:
+            for other in self._by_key.values():
+                if other.background:
+                    other.cancel.cancel()
+            if self._running is not None and self._running.background:
+                self._running.cancel.cancel()
             if key is not None:
                 previous = self._by_key.get(key)
                 if previous is not None:
                     previous.cancel.cancel()
                 self._by_key[key] = job
+            self._jobs[id(job)] = job
             self._idle.clear()
         self._queue.put(job)
         return job
+
+    def job_for(self, key: str) -> Job | None:
+        """The job waiting or running under `key`, if any."""
+        with self._lock:
+            return self._by_key.get(key)
 
     def cancel(self, key: str) -> bool:
         with self._lock:
@@ -72,7 +92,11 @@ class InferenceWorker:
 
     @property
     def busy(self) -> bool:
-        return not self._idle.is_set()
+        """True while a job someone waits for is queued or running (work computed ahead,
+        `background`, does not count: what gives way to completions need not wait for it)."""
+        with self._lock:
+            return any(not job.background and not job.cancel.cancelled
+                       for job in self._jobs.values())
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         return self._idle.wait(timeout)
@@ -99,6 +123,7 @@ class InferenceWorker:
                     self._running = None
                     if job.key is not None and self._by_key.get(job.key) is job:
                         del self._by_key[job.key]
+                    self._jobs.pop(id(job), None)
                     self.last_finished = time.monotonic()
                     if self._queue.empty():
                         self._idle.set()

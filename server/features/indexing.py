@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from server.completion import arrival
 from server.config import Settings
 from server.retrieval.provider import RetrievalContextProvider
 from server.retrieval.units import units_of_file
@@ -175,6 +176,10 @@ class IndexingService:
             reporter: list[WorkDone] = []
 
             def progress(done: int, total: int) -> None:
+                # Between batches: embedding gives way while a completion is in flight.
+                waited = arrival.give_way(lambda: completion_busy(self.ls), self._stop.is_set)
+                if waited > 0.05:
+                    log.debug("indexing waited %.2fs for a completion", waited)
                 if total == 0:
                     return
                 if not reporter:
@@ -235,6 +240,12 @@ def _lower_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
     except (AttributeError, OSError) as err:
         log.debug("cannot lower the indexing thread's priority: %s", err)
+
+
+def completion_busy(ls: SmalltalkLanguageServer) -> bool:
+    """True while an inline completion is queued or running on the coder."""
+    worker = ls.models.worker("coder")
+    return worker is not None and worker.busy
 
 
 def setup(ls: SmalltalkLanguageServer) -> None:

@@ -34,6 +34,7 @@ def setup(ls: SmalltalkLanguageServer) -> None:
         if not ls.documents.is_open(uri):
             ls.documents.opened(uri)
         ls.schedule_reparse(uri)
+        ls.events.document_changed.emit(uri)
 
     @ls.handler(types.TEXT_DOCUMENT_DID_SAVE)
     def did_save(params: types.DidSaveTextDocumentParams) -> None:

@@ -155,7 +155,7 @@ step('setup and open a Tonel file', function(next)
     cmd = { python, here .. '/stub_server.py' },
     root_markers = { '.gitattributes' },
     init_options = { models = { code_generation = 'stub-coder' }, cpu_settings = { threads = 2 } },
-    settings = { completion = { budget_ms = 300 } },
+    settings = { completion = { max_generate_ms = 300 } },
   })
   vim.cmd('edit ' .. vim.fn.fnameescape(file))
   check('*.st gets filetype smalltalk', vim.bo.filetype == 'smalltalk', vim.bo.filetype)
@@ -183,7 +183,7 @@ step('initializationOptions and settings reach the server', function(next)
       { models = { code_generation = 'stub-coder' }, cpu_settings = { threads = 2 }, trust = { workspace = false } }),
       init.params.initializationOptions)
     local change = stub_messages('workspace/didChangeConfiguration')[1]
-    check('didChangeConfiguration carries settings', vim.deep_equal(change.params.settings, { completion = { budget_ms = 300 } }),
+    check('didChangeConfiguration carries settings', vim.deep_equal(change.params.settings, { completion = { max_generate_ms = 300 } }),
       change.params)
     next()
   end)
@@ -194,6 +194,9 @@ step('smalltalk/status feeds the statusline', function(next)
     return st.status[client.id]
   end, 5000, function()
     check('statusline', st.statusline() == 'st: coder ready (qwen2.5-coder-0.5b), reasoner loading (qwen2.5-coder-1.5b)', st.statusline())
+    check('thinking with progress', st.completion_text({ state = 'thinking', done = 512, total = 1400 }) == 'thinking 512/1400')
+    check('waiting for the model', st.completion_text({ state = 'waiting-for-model' }) == 'waiting for the coder')
+    check('idle says nothing', st.completion_text({ state = 'idle' }) == nil)
     next()
   end)
 end)

@@ -5,7 +5,7 @@
 export interface ServerConfig {
   models?: { code_generation?: string; reasoning?: string; embeddings?: string };
   cpu_settings?: { threads?: number; batch_size?: number; context_length?: number };
-  completion?: { budget_ms?: number };
+  completion?: { max_generate_ms?: number };
   adapters?: { active?: string[] };
   /** VS Code's Workspace Trust: may the workspace's own model and adapter files load. */
   trust?: { workspace: boolean };
@@ -34,12 +34,12 @@ export const STRING_SETTINGS: ReadonlyArray<[string, 'models', 'code_generation'
 ];
 
 export const INTEGER_SETTINGS: ReadonlyArray<
-  ['cpu.threads' | 'cpu.batchSize' | 'cpu.contextLength' | 'completion.budgetMs', 'cpu_settings' | 'completion', string]
+  ['cpu.threads' | 'cpu.batchSize' | 'cpu.contextLength' | 'completion.maxGenerateMs', 'cpu_settings' | 'completion', string]
 > = [
   ['cpu.threads', 'cpu_settings', 'threads'],
   ['cpu.batchSize', 'cpu_settings', 'batch_size'],
   ['cpu.contextLength', 'cpu_settings', 'context_length'],
-  ['completion.budgetMs', 'completion', 'budget_ms'],
+  ['completion.maxGenerateMs', 'completion', 'max_generate_ms'],
 ];
 
 function isUnset(value: unknown): boolean {

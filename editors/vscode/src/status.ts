@@ -16,6 +16,19 @@ export interface StatusState {
   readonly adapters: readonly string[];
   /** Running `$/progress` tasks about models or indexing, by token. */
   readonly progress: Readonly<Record<string, ProgressTask>>;
+  /** The inline completion in flight and the last one answered (the server's `completion`). */
+  readonly completion: CompletionActivity;
+}
+
+export type CompletionState = 'idle' | 'waiting-for-model' | 'queued' | 'thinking' | 'writing';
+
+export interface CompletionActivity {
+  readonly state: CompletionState;
+  /** Prompt tokens evaluated so far and in all, while thinking (when the engine says). */
+  readonly done?: number;
+  readonly total?: number;
+  /** One line about the last answer: time and tokens reused. */
+  readonly last?: string;
 }
 
 export interface ProgressTask {
@@ -29,6 +42,7 @@ export interface StatusNotification {
   names?: Record<string, unknown>;
   indexing?: unknown;
   adapters?: unknown;
+  completion?: unknown;
 }
 
 export interface ProgressValue {
@@ -47,9 +61,50 @@ export interface RenderedStatus {
 }
 
 const MODEL_STATES: readonly string[] = ['loading', 'ready', 'failed', 'off'];
+const COMPLETION_STATES: readonly string[] = ['idle', 'waiting-for-model', 'queued', 'thinking', 'writing'];
+const IDLE: CompletionActivity = { state: 'idle' };
 
 export function initialStatus(): StatusState {
-  return { server: 'starting', models: {}, names: {}, indexing: null, adapters: [], progress: {} };
+  return { server: 'starting', models: {}, names: {}, indexing: null, adapters: [], progress: {}, completion: IDLE };
+}
+
+/** The server's `completion` field: {state, done, total, last: {ms, prompt_tokens, ...}}. */
+export function parseCompletion(value: unknown): CompletionActivity {
+  if (!value || typeof value !== 'object') {
+    return IDLE;
+  }
+  const v = value as Record<string, unknown>;
+  const state = typeof v.state === 'string' && COMPLETION_STATES.includes(v.state) ? (v.state as CompletionState) : 'idle';
+  const num = (x: unknown): number | undefined => (typeof x === 'number' && Number.isFinite(x) ? x : undefined);
+  let last: string | undefined;
+  if (v.last && typeof v.last === 'object') {
+    const l = v.last as Record<string, unknown>;
+    const ms = num(l.ms);
+    const prompt = num(l.prompt_tokens);
+    const reused = num(l.reused_tokens);
+    const parts = [ms !== undefined ? `${(ms / 1000).toFixed(1)} s` : undefined,
+      prompt !== undefined ? `${prompt} prompt tokens (${reused ?? 0} reused)` : undefined,
+      l.empty === true ? 'no suggestion' : undefined,
+      typeof l.why === 'string' && l.why ? String(l.why) : undefined].filter((p) => p !== undefined);
+    last = parts.length > 0 ? parts.join(', ') : undefined;
+  }
+  return { state, done: num(v.done), total: num(v.total), last };
+}
+
+/** What the status bar says about a suggestion in flight; undefined when there is none. */
+export function completionText(activity: CompletionActivity): string | undefined {
+  switch (activity.state) {
+    case 'waiting-for-model':
+      return 'suggestion waits for the coder model to load';
+    case 'queued':
+      return 'thinking (queued)';
+    case 'thinking':
+      return activity.total ? `thinking ${activity.done ?? 0}/${activity.total} tokens` : 'thinking';
+    case 'writing':
+      return 'writing a suggestion';
+    default:
+      return undefined;
+  }
 }
 
 export function withServerState(state: StatusState, server: ServerState): StatusState {
@@ -57,7 +112,7 @@ export function withServerState(state: StatusState, server: ServerState): Status
     return { ...state, server };
   }
   // What a stopped or restarting server reported no longer holds; a new one reports afresh.
-  return { ...state, server, models: {}, names: {}, indexing: null, progress: {} };
+  return { ...state, server, models: {}, names: {}, indexing: null, progress: {}, completion: IDLE };
 }
 
 /** Applies a `smalltalk/status` notification; fields it leaves out keep their value. */
@@ -89,6 +144,9 @@ export function applyStatusNotification(state: StatusState, params: StatusNotifi
   }
   if (Array.isArray(params.adapters)) {
     next = { ...next, adapters: params.adapters.filter((a): a is string => typeof a === 'string') };
+  }
+  if ('completion' in params) {
+    next = { ...next, completion: parseCompletion(params.completion) };
   }
   return next;
 }
@@ -151,6 +209,13 @@ export function renderStatus(state: StatusState): RenderedStatus {
     lines.push(task.text);
   }
   lines.push(`Adapters: ${state.adapters.length > 0 ? state.adapters.join(', ') : 'none'}`);
+  const thinking = completionText(state.completion);
+  if (thinking) {
+    lines.push(`Suggestion: ${thinking}`);
+  }
+  if (state.completion.last) {
+    lines.push(`Last suggestion: ${state.completion.last}`);
+  }
   const label = `Smalltalk LSP: ${lines.join('; ')}`;
   lines.push('Click to choose a LoRA adapter.');
   const tooltip = lines.join('\n');
@@ -165,6 +230,9 @@ export function renderStatus(state: StatusState): RenderedStatus {
   const failed = rolesIn(state, 'failed');
   if (failed.length > 0) {
     return { text: `$(error) Smalltalk: ${failed.join(', ')} failed${adapters}`, tooltip, label, severity: 'error' };
+  }
+  if (thinking) {
+    return { text: `$(loading~spin) Smalltalk: ${thinking}${adapters}`, tooltip, label, severity: 'normal' };
   }
   const loading = rolesIn(state, 'loading');
   const modelProgress = Object.values(state.progress).filter((t) => /model/i.test(t.title));

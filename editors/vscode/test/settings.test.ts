@@ -13,7 +13,7 @@ test('all settings map to the server layout', () => {
       'cpu.threads': 2,
       'cpu.batchSize': 256,
       'cpu.contextLength': 4096,
-      'completion.budgetMs': 800,
+      'completion.maxGenerateMs': 800,
       'adapters.active': ['house-style', 'tests'],
     }),
   );
@@ -21,7 +21,7 @@ test('all settings map to the server layout', () => {
   assert.deepEqual(config, {
     models: { code_generation: 'gemma3-270m', reasoning: '/models/r1.gguf', embeddings: 'all-MiniLM-L6-v2' },
     cpu_settings: { threads: 2, batch_size: 256, context_length: 4096 },
-    completion: { budget_ms: 800 },
+    completion: { max_generate_ms: 800 },
     adapters: { active: ['house-style', 'tests'] },
   });
 });
@@ -41,17 +41,17 @@ test('an explicit empty adapter list is kept (no adapter active)', () => {
 
 test('wrong types are reported by name and left out; the rest still applies', () => {
   const { config, problems } = toServerConfig(
-    getter({ 'cpu.threads': 2.5, 'cpu.batchSize': '512', 'completion.budgetMs': 0, 'models.coder': 7, 'adapters.active': 'x', 'cpu.contextLength': 2048 }),
+    getter({ 'cpu.threads': 2.5, 'cpu.batchSize': '512', 'completion.maxGenerateMs': 0, 'models.coder': 7, 'adapters.active': 'x', 'cpu.contextLength': 2048 }),
   );
   assert.deepEqual(config, { cpu_settings: { context_length: 2048 } });
   assert.equal(problems.length, 5);
-  for (const name of ['cpu.threads', 'cpu.batchSize', 'completion.budgetMs', 'models.coder', 'adapters.active']) {
+  for (const name of ['cpu.threads', 'cpu.batchSize', 'completion.maxGenerateMs', 'models.coder', 'adapters.active']) {
     assert.ok(problems.some((p) => p.startsWith(`smalltalk.${name}:`)), name);
   }
 });
 
 test('didChangeConfiguration params wrap the same layout in settings', () => {
-  assert.deepEqual(didChangeConfigurationParams(getter({ 'completion.budgetMs': 300 })), { settings: { completion: { budget_ms: 300 } } });
+  assert.deepEqual(didChangeConfigurationParams(getter({ 'completion.maxGenerateMs': 300 })), { settings: { completion: { max_generate_ms: 300 } } });
 });
 
 test('the trust state travels with the settings', () => {

@@ -81,3 +81,22 @@ test('a stopped server is an error and forgets what the old process reported', (
   assert.deepEqual(s.progress, {});
   assert.equal(renderStatus(s).severity, 'error');
 });
+
+test('a suggestion in flight says the coder is thinking, with the prompt progress', () => {
+  let s = applyStatusNotification(running(), { models: { coder: 'ready' } });
+  s = applyStatusNotification(s, { completion: { state: 'thinking', uri: 'file:///a.st', done: 512, total: 1400 } });
+  assert.equal(renderStatus(s).text, '$(loading~spin) Smalltalk: thinking 512/1400 tokens');
+  s = applyStatusNotification(s, { completion: { state: 'writing' } });
+  assert.equal(renderStatus(s).text, '$(loading~spin) Smalltalk: writing a suggestion');
+  s = applyStatusNotification(s, {
+    completion: { state: 'idle', last: { ms: 2300, prompt_tokens: 1400, reused_tokens: 1200, empty: false } },
+  });
+  const r = renderStatus(s);
+  assert.equal(r.text, '$(check) Smalltalk');
+  assert.match(r.tooltip, /Last suggestion: 2\.3 s, 1400 prompt tokens \(1200 reused\)/);
+});
+
+test('a suggestion waiting for the model says so', () => {
+  const s = applyStatusNotification(running(), { models: { coder: 'loading' }, completion: { state: 'waiting-for-model' } });
+  assert.equal(renderStatus(s).text, '$(loading~spin) Smalltalk: suggestion waits for the coder model to load');
+});

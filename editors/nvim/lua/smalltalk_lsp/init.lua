@@ -33,7 +33,7 @@ M.defaults = {
   -- Sent as initializationOptions, in the server's layout:
   -- { models = { code_generation = ..., reasoning = ..., embeddings = ... },
   --   cpu_settings = { threads = ..., batch_size = ..., context_length = ... },
-  --   completion = { budget_ms = ... }, adapters = { active = { ... } } }
+  --   completion = { max_generate_ms = ... }, adapters = { active = { ... } } }
   init_options = nil,
   -- Sent as workspace/didChangeConfiguration {settings = ...} after start (same layout).
   settings = nil,
@@ -276,7 +276,7 @@ local function on_status(_, result, ctx)
   if type(result) == 'table' then
     -- Fields a notification leaves out keep their last value.
     local status = M.status[ctx.client_id] or {}
-    for _, key in ipairs({ 'models', 'names', 'indexing', 'adapters' }) do
+    for _, key in ipairs({ 'models', 'names', 'indexing', 'adapters', 'completion' }) do
       if result[key] ~= nil then
         status[key] = result[key] ~= vim.NIL and result[key] or nil
       end
@@ -287,7 +287,8 @@ local function on_status(_, result, ctx)
 end
 
 --- A short text for a statusline:
---- `st: coder ready (qwen2.5-coder-0.5b), reasoner loading (qwen2.5-coder-1.5b) [adapter]`.
+--- `st: coder ready (qwen2.5-coder-0.5b), reasoner loading (qwen2.5-coder-1.5b) [adapter]`,
+--- with the suggestion in flight (`..., thinking 512/1400`).
 function M.statusline(bufnr)
   local client = M.get_client(bufnr or 0)
   local status = client and M.status[client.id]
@@ -306,10 +307,36 @@ function M.statusline(bufnr)
   if type(status.indexing) == 'string' and status.indexing ~= '' then
     text = text .. ', indexing'
   end
+  local thinking = M.completion_text(status.completion)
+  if thinking then
+    text = text .. ', ' .. thinking
+  end
   if type(status.adapters) == 'table' and #status.adapters > 0 then
     text = text .. ' [' .. table.concat(status.adapters, ', ') .. ']'
   end
   return text
+end
+
+--- What the statusline says about a suggestion in flight (the server's `completion` field):
+--- `thinking 512/1400`, `writing`, `waiting for the coder`; nil when none is.
+function M.completion_text(completion)
+  if type(completion) ~= 'table' then
+    return nil
+  end
+  local state = completion.state
+  if state == 'thinking' then
+    if type(completion.total) == 'number' and completion.total > 0 then
+      return ('thinking %d/%d'):format(tonumber(completion.done) or 0, completion.total)
+    end
+    return 'thinking'
+  elseif state == 'queued' then
+    return 'thinking (queued)'
+  elseif state == 'writing' then
+    return 'writing'
+  elseif state == 'waiting-for-model' then
+    return 'waiting for the coder'
+  end
+  return nil
 end
 
 -- Inline completion ---------------------------------------------------------------------------
