@@ -53,6 +53,13 @@ class CpuSettings(_Section):
     context_length: int = Field(default=4096, gt=0)
 
 
+ContextSourceName = Literal["class", "siblings", "implementors", "similar", "lexical", "recent"]
+
+
+def _default_sources() -> list[ContextSourceName]:
+    return ["implementors", "similar", "lexical", "recent"]
+
+
 class CompletionConfig(_Section):
     enabled: bool = True
     budget_ms: int = Field(default=1000, gt=0)
@@ -61,6 +68,17 @@ class CompletionConfig(_Section):
     temperature: float = Field(default=0.0, ge=0.0)
     # Suggestions kept for typing through and for repeated prompts.
     cache_size: int = Field(default=64, gt=0)
+    # The file window around the cursor that the prompt shows, in characters.
+    prefix_chars: int = Field(default=3000, gt=0)
+    suffix_chars: int = Field(default=600, ge=0)
+    # Project context in the prompt (within retrieval.context_tokens), in this order of
+    # preference: "class" (definition, variables, comment), "siblings" (other methods of the
+    # class and protocol), "implementors" (of the selectors the method sends), "similar"
+    # (retrieved by embedding), "lexical" (selectors sharing words), "recent" (edited methods).
+    context_sources: list[ContextSourceName] = Field(default_factory=_default_sources)
+    # Lay project context out as repository files in the model's own tokens when it has them
+    # (Qwen2.5-Coder `<|repo_name|>`/`<|file_sep|>`); otherwise, and when false, as text.
+    repository_layout: bool = True
 
 
 class RetrievalConfig(_Section):
