@@ -21,7 +21,9 @@ project a user has open). For each hole:
   128, t_max_predict_ms 500, top_k 40, top_p 0.99, samplers top_k/top_p/infill, n_indent,
   cache_prompt, no input_extra (a fresh editor: one request per file); its answer goes
   through llama.vscode's own post-processing (discard repeats, first line only before text).
-The order of the sides rotates from hole to hole. Scores (holes_corpus.score): answered,
+The order of the sides rotates from hole to hole, and after each server answer the bench waits
+until that server process is idle (work a budget cut goes on in the background must not slow
+the next side down). Scores (holes_corpus.score): answered,
 parses (the whole file with the suggestion parses with bare tree-sitter-pharo), first line
 exact, edit similarity (Levenshtein on indentation-free lines), CrossCodeEval's identifier
 exact match and F1, median latency of answered requests.
@@ -74,13 +76,22 @@ def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 
 class ServerSide:
-    def __init__(self, name: str, settings: dict[str, Any], workspace: Path) -> None:
+    def __init__(self, name: str, settings: dict[str, Any], workspace: Path,
+                 code: Path | None = None) -> None:
         self.name, self.settings, self.workspace = name, settings, workspace
+        # Another checkout's server code (e.g. the commit before a change), else this one's.
+        self.code = code
         self.client: LanguageClient | None = None
         self.statuses: list[dict[str, Any]] = []
 
     async def start(self) -> None:
-        config = ClientServerConfig(server_command=[sys.executable, "-m", "server", "serve"])
+        command = [sys.executable, "-m", "server", "serve"]
+        env = None
+        if self.code is not None:
+            # -P: not the current folder first on the path, the other checkout instead.
+            command = [sys.executable, "-P", "-m", "server", "serve"]
+            env = {**os.environ, "PYTHONPATH": str(self.code)}
+        config = ClientServerConfig(server_command=command, server_env=env)
         client = await config.start()
         assert isinstance(client, LanguageClient)
         self.client = client
@@ -129,10 +140,36 @@ class ServerSide:
             text = insert if isinstance(insert, str) else insert.value
         return text, elapsed
 
+    async def wait_idle(self, limit_s: float = 120.0) -> float:
+        """Wait until the server process stops computing (a suggestion cut by the budget goes
+        on in the background, which would slow the next side down); answers the seconds
+        waited."""
+        server = getattr(self.client, "_server", None)
+        if server is None:
+            return 0.0
+        started = time.monotonic()
+        last = cpu_seconds(server.pid)
+        while time.monotonic() - started < limit_s:
+            await asyncio.sleep(0.5)
+            now = cpu_seconds(server.pid)
+            if now - last < 0.05:  # under a tenth of a core over half a second
+                break
+            last = now
+        return time.monotonic() - started
+
     async def stop(self) -> None:
         if self.client is not None:
             await self.client.shutdown_session()
             await self.client.stop()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process and its threads so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # --- the peer: llama-server /infill as llama.vscode asks -------------------------------------
@@ -278,7 +315,9 @@ async def run(args: argparse.Namespace, holes: list[Hole], workspace: Path) -> d
     variants = args.variant or ["server={}"]
     for spec in variants:
         name, _, extra = spec.partition("=")
-        sides.append(ServerSide(name, deep_merge(base, json.loads(extra or "{}")), workspace))
+        name, _, code = name.partition("@")
+        sides.append(ServerSide(name, deep_merge(base, json.loads(extra or "{}")), workspace,
+                                Path(code).resolve() if code else None))
     for side in sides:
         print(f"starting {side.name}: {json.dumps(side.settings)}", flush=True)
         await side.start()
@@ -303,6 +342,7 @@ async def run(args: argparse.Namespace, holes: list[Hole], workspace: Path) -> d
                     text, elapsed = await asyncio.to_thread(side.ask, hole)
                 else:
                     text, elapsed = await side.ask(hole, workspace)
+                    row.setdefault("idle_wait", {})[side.name] = await side.wait_idle()
                 row["sides"][side.name] = {"suggestion": text, "seconds": elapsed,
                                            **score(hole, text)}
             rows.append(row)
@@ -346,7 +386,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2, help="the peer's threads")
     parser.add_argument("--settings", default="", help="JSON settings for every server variant")
     parser.add_argument("--variant", action="append", default=[],
-                        help="NAME=JSON: a server with these extra settings (repeatable; "
+                        help="NAME[@CHECKOUT]=JSON: a server with these extra settings, "
+                             "optionally the server code of another checkout (repeatable; "
                              "default one variant 'server' with none)")
     parser.add_argument("--json-out", type=Path, default=None, help="per-hole results")
     parser.add_argument("--index", action=argparse.BooleanOptionalAction, default=True,

@@ -224,6 +224,12 @@ def test_repository_prompt_leaves_out_what_the_window_shows() -> None:
     ctx = CursorContext(**{**base.__dict__, "request": request, "snippets": (shown,)})
     text = build_prompt(ctx, REPO_FIM).text
     assert text.startswith("<REPO>src\n<SEP>StreamingRights-Core/SRLicence.class.st\n<PRE>")
+    # The current file's items from outside the window come first in its FIM prefix.
+    head = ContextSnippet("x", "class", path, code="Class {\n\t#name : 'SRLicence'\n}")
+    ctx = CursorContext(**{**ctx.__dict__, "prefix": ctx.prefix[-40:], "snippets": (head,)})
+    text = build_prompt(ctx, REPO_FIM).text
+    assert text.startswith("<REPO>src\n<SEP>StreamingRights-Core/SRLicence.class.st\n"
+                           "<PRE>Class {\n\t#name : 'SRLicence'\n}\n\n" + ctx.prefix[-40:-1])
 
 
 def test_prompt_front_is_stable_while_typing() -> None:

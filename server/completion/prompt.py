@@ -55,11 +55,12 @@ def project_label(path: str | None) -> str:
 
 def render_repository(
     ctx: CursorContext, fim: FimTokens, budget_chars: int
-) -> str:
+) -> tuple[str, str]:
     """Project context as files of the repository, in the model's own tokens, ending with the
-    current file's separator (the FIM part follows). Items are grouped by file in the order
-    their first item came; items without a file, or of the current file already inside the
-    prompt window, are left out."""
+    current file's separator; and the current file's own items from outside the window (its
+    class definition, say), which go first in the FIM prefix, as the top of the file would.
+    Items are grouped by file in the order their first item came; items without a file, or of
+    the current file already inside the prompt window, are left out."""
     current = ctx.request.path
     files: dict[str, list[str]] = {}
     used = 0
@@ -76,11 +77,9 @@ def render_repository(
     for label, codes in files.items():
         if label != here:
             parts.append(f"{fim.file_sep}{label}\n" + "\n\n".join(codes) + "\n")
-    if here in files:
-        # Parts of the current file from outside the window come first in its own section.
-        parts.append(f"{fim.file_sep}{here}\n" + "\n\n".join(files[here]) + "\n")
     parts.append(f"{fim.file_sep}{here}\n")
-    return "".join(parts)
+    head = "\n\n".join(files.get(here, ())) + "\n\n" if here in files else ""
+    return "".join(parts), head
 
 
 def build_prompt(
@@ -97,7 +96,8 @@ def build_prompt(
     # `drop_typed_whitespace` filter takes them off the suggestion's start.
     before = ctx.prefix.rstrip(" \t")
     if fim is not None and repository and fim.repo_name and fim.file_sep:
-        front = render_repository(ctx, fim, context_chars) + fim.prefix + before
+        repository, head = render_repository(ctx, fim, context_chars)
+        front = repository + fim.prefix + head + before
         text = f"{front}{fim.suffix}{ctx.suffix}{fim.middle}"
         stable = len(front)
     else:
