@@ -321,19 +321,18 @@ async def run(args: argparse.Namespace, holes: list[Hole], workspace: Path) -> d
     for side in sides:
         print(f"starting {side.name}: {json.dumps(side.settings)}", flush=True)
         await side.start()
-    peer: PeerSide | None = None
-    if args.peer:
-        binary = args.llama_server or (SERVER_PATH_FILE.read_text().strip()
-                                       if SERVER_PATH_FILE.exists() else "")
-        if not binary or not Path(binary).exists():
-            print("no llama-server binary (see /work/assets/llama-server.path): peer skipped")
-        else:
-            peer = PeerSide(binary, args.model, args.threads,
-                            Path(tempfile.gettempdir()) / "bench-holes-llama-server.log")
-            sides.append(peer)
+    peer_wanted = args.peer
+    if peer_wanted and not peer_binary(args):
+        print("no llama-server binary yet (see /work/assets/llama-server.path): the peer joins "
+              "the run once it is there; tables compare the holes every side answered", flush=True)
     rows: list[dict[str, Any]] = []
     try:
         for number, hole in enumerate(holes):
+            if peer_wanted and (binary := peer_binary(args)):
+                peer_wanted = False
+                print(f"starting the peer {binary} at hole {number + 1}", flush=True)
+                sides.append(PeerSide(binary, args.model, args.threads,
+                                      Path(tempfile.gettempdir()) / "bench-holes-llama-server.log"))
             order = sides[number % len(sides):] + sides[: number % len(sides)]
             row: dict[str, Any] = {"id": hole.id, "kind": hole.kind, "expected": hole.expected,
                                    "sides": {}}
@@ -346,6 +345,10 @@ async def run(args: argparse.Namespace, holes: list[Hole], workspace: Path) -> d
                 row["sides"][side.name] = {"suggestion": text, "seconds": elapsed,
                                            **score(hole, text)}
             rows.append(row)
+            if args.json_out:  # after every hole: a run cut short still reports
+                args.json_out.write_text(json.dumps(
+                    {"names": [s.name for s in sides], "rows": rows, "command": sys.argv,
+                     "load_start": args.load_start}, indent=1))
             summary = ", ".join(f"{name}: {r['edit_similarity']:.2f}/{r['seconds']:.1f}s"
                                 for name, r in row["sides"].items())
             print(f"  {number + 1}/{len(holes)} {hole.id}: {summary}", flush=True)
@@ -358,8 +361,16 @@ async def run(args: argparse.Namespace, holes: list[Hole], workspace: Path) -> d
     return {"names": [s.name for s in sides], "rows": rows}
 
 
+def peer_binary(args: argparse.Namespace) -> str:
+    binary = args.llama_server or (SERVER_PATH_FILE.read_text().strip()
+                                   if SERVER_PATH_FILE.exists() else "")
+    return binary if binary and Path(binary).exists() else ""
+
+
 def table(result: dict[str, Any], kinds: tuple[str, ...] | None = None) -> list[str]:
-    rows = [r for r in result["rows"] if kinds is None or r["kind"] in kinds]
+    """Scores over the holes every side was asked (a peer may join a run late)."""
+    rows = [r for r in result["rows"] if (kinds is None or r["kind"] in kinds)
+            and all(name in r["sides"] for name in result["names"])]
     n = len(rows)
     out = ["| | answered | parses | first line exact | edit similarity | identifier EM | "
            "identifier F1 | median latency |", "|---|---|---|---|---|---|---|---|"]
@@ -390,10 +401,18 @@ def main() -> int:
                              "optionally the server code of another checkout (repeatable; "
                              "default one variant 'server' with none)")
     parser.add_argument("--json-out", type=Path, default=None, help="per-hole results")
+    parser.add_argument("--report", type=Path, default=None,
+                        help="print the tables of a --json-out file (of a whole or cut run)")
     parser.add_argument("--index", action=argparse.BooleanOptionalAction, default=True,
                         help="build the workspace's retrieval index before the run (once)")
     parser.add_argument("--corpus", type=Path, default=CORPUS, help="a folder of Tonel sources")
     args = parser.parse_args()
+    if args.report:
+        result = json.loads(args.report.read_text())
+        print(f"{len(result['rows'])} holes; command: {' '.join(result.get('command', []))}; "
+              f"load at the start {result.get('load_start')}")
+        report(result)
+        return 0
     corpus: Path = args.corpus
     if not corpus.is_dir():
         print(f"no corpus at {corpus}: the holes benchmark needs ../shared/corpus/pharo-subset")
@@ -411,20 +430,23 @@ def main() -> int:
     if args.index:
         ensure_index(workspace)
     load = os.getloadavg()
-    print(f"machine: {os.cpu_count()} cores, load average {load[0]:.2f} {load[1]:.2f} "
-          f"{load[2]:.2f}; {len(holes)} holes of {len(all_holes)}; model {args.model}",
-          flush=True)
+    args.load_start = " ".join(f"{x:.2f}" for x in load)
+    print(f"machine: {os.cpu_count()} cores, load average {args.load_start}; "
+          f"{len(holes)} holes of {len(all_holes)}; model {args.model}", flush=True)
     result = asyncio.run(run(args, holes, workspace))
     load = os.getloadavg()
     print(f"\nload average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    report(result)
+    if args.json_out:
+        print(f"\nper-hole results in {args.json_out}")
+    return 0
+
+
+def report(result: dict[str, Any]) -> None:
     print("\n".join(table(result)))
     for kind in ("body", "statement", "line"):
         print(f"\n{kind} holes:")
         print("\n".join(table(result, (kind,))))
-    if args.json_out:
-        args.json_out.write_text(json.dumps(result, indent=1))
-        print(f"\nper-hole results in {args.json_out}")
-    return 0
 
 
 if __name__ == "__main__":
