@@ -351,6 +351,10 @@ def _add_implementors(collector: _Collector, project: ProjectModel, cursor: Curs
         if cursor.class_name else []
     for selector in selectors:
         implementors = project.implementors(selector)
+        if len(implementors) > IMPLEMENTORS_PER_SELECTOR:
+            # A selector many classes implement (`new`, `ifNil:`, `=`) says nothing about
+            # this code, except where the class itself or its superclasses implement it.
+            implementors = [pm for pm in implementors if pm[1].class_name in chain]
         implementors.sort(key=lambda pm: (
             chain.index(pm[1].class_name) if pm[1].class_name in chain else len(chain),
             pm[1].class_name, pm[1].side,
