@@ -32,9 +32,11 @@ exact match and F1, median latency of answered requests.
 from __future__ import annotations
 
 import argparse
+import ast
 import asyncio
 import json
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -62,6 +64,8 @@ CACHE = Path.home() / ".cache" / "smalltalk-lsp-bench"
 DEFAULT_MODEL = "/work/assets/qwen2.5-coder-0.5b-instruct.gguf"
 SERVER_PATH_FILE = Path("/work/assets/llama-server.path")
 N_PREFIX, N_SUFFIX, N_PREDICT, T_MAX_PREDICT_MS = 256, 64, 128, 500
+# The server's debug line for a suggestion: `...: 'text' from 'raw' {timings}`.
+_RAW = re.compile(r"\): .* from (?P<raw>'.*'|\".*\") \{", re.DOTALL)
 
 
 def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -85,11 +89,12 @@ class ServerSide:
         self.statuses: list[dict[str, Any]] = []
 
     async def start(self) -> None:
-        command = [sys.executable, "-m", "server", "serve"]
+        # At debug level the server logs each suggestion's raw model output (see `ask`).
+        command = [sys.executable, "-m", "server", "serve", "--log-level", "DEBUG"]
         env = None
         if self.code is not None:
             # -P: not the current folder first on the path, the other checkout instead.
-            command = [sys.executable, "-P", "-m", "server", "serve"]
+            command = [sys.executable, "-P", *command[1:]]
             env = {**os.environ, "PYTHONPATH": str(self.code)}
         config = ClientServerConfig(server_command=command, server_env=env)
         client = await config.start()
@@ -117,9 +122,11 @@ class ServerSide:
             await asyncio.sleep(0.2)
         await asyncio.sleep(3.0)  # the index sync after the scan (nothing left to embed)
 
-    async def ask(self, hole: Hole, workspace: Path) -> tuple[str, float]:
+    async def ask(self, hole: Hole, workspace: Path) -> tuple[str, float, str | None]:
+        """The suggestion, the seconds it took, and the raw model output the server logged."""
         client = self.client
         assert client is not None
+        seen = len(client.log_messages)
         uri = from_fs_path(str(workspace / "src" / hole.path)) or ""
         client.text_document_did_open(types.DidOpenTextDocumentParams(
             text_document=types.TextDocumentItem(uri=uri, language_id="smalltalk", version=1,
@@ -138,7 +145,15 @@ class ServerSide:
         if isinstance(result, types.InlineCompletionList) and result.items:
             insert = result.items[0].insert_text
             text = insert if isinstance(insert, str) else insert.value
-        return text, elapsed
+        await asyncio.sleep(0.1)  # the log line follows the answer
+        raw = None
+        for message in client.log_messages[seen:]:
+            match = _RAW.search(message.message)
+            if match and uri in message.message:
+                raw = str(ast.literal_eval(match.group("raw")))
+        # The prompts are logged too: drop them, a long run would keep them all.
+        del client.log_messages[seen:]
+        return text, elapsed, raw
 
     async def wait_idle(self, limit_s: float = 120.0) -> float:
         """Wait until the server process stops computing (a suggestion cut by the budget goes
@@ -202,7 +217,7 @@ class PeerSide:
                     raise RuntimeError(f"llama-server did not start (see {log})") from None
                 time.sleep(0.5)
 
-    def ask(self, hole: Hole) -> tuple[str, float]:
+    def ask(self, hole: Hole) -> tuple[str, float, str]:
         lines = hole.text.split("\n")
         line = lines[hole.line]
         line_prefix, line_suffix = line[: hole.character], line[hole.character:]
@@ -234,7 +249,7 @@ class PeerSide:
             content = json.loads(response.read())["content"]
         elapsed = time.perf_counter() - started
         return vscode_postprocess(content, lines, hole.line, line_prefix, line_suffix,
-                                  spaces), elapsed
+                                  spaces), elapsed, content
 
     def stop(self) -> None:
         self.process.terminate()
@@ -337,12 +352,13 @@ async def run(args: argparse.Namespace, holes: list[Hole], workspace: Path) -> d
             row: dict[str, Any] = {"id": hole.id, "kind": hole.kind, "expected": hole.expected,
                                    "sides": {}}
             for side in order:
+                raw: str | None = None
                 if isinstance(side, PeerSide):
-                    text, elapsed = await asyncio.to_thread(side.ask, hole)
+                    text, elapsed, raw = await asyncio.to_thread(side.ask, hole)
                 else:
-                    text, elapsed = await side.ask(hole, workspace)
+                    text, elapsed, raw = await side.ask(hole, workspace)
                     row.setdefault("idle_wait", {})[side.name] = await side.wait_idle()
-                row["sides"][side.name] = {"suggestion": text, "seconds": elapsed,
+                row["sides"][side.name] = {"suggestion": text, "raw": raw, "seconds": elapsed,
                                            **score(hole, text)}
             rows.append(row)
             if args.json_out:  # after every hole: a run cut short still reports
