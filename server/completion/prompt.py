@@ -96,8 +96,8 @@ def build_prompt(
     # `drop_typed_whitespace` filter takes them off the suggestion's start.
     before = ctx.prefix.rstrip(" \t")
     if fim is not None and repository and fim.repo_name and fim.file_sep:
-        repository, head = render_repository(ctx, fim, context_chars)
-        front = repository + fim.prefix + head + before
+        files, head = render_repository(ctx, fim, context_chars)
+        front = files + fim.prefix + head + before
         text = f"{front}{fim.suffix}{ctx.suffix}{fim.middle}"
         stable = len(front)
     else:
