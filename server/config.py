@@ -57,6 +57,13 @@ class CpuSettings(_Section):
     context_length: int = Field(default=4096, gt=0)
 
 
+ContextSourceName = Literal["class", "siblings", "implementors", "similar", "lexical", "recent"]
+
+
+def _default_sources() -> list[ContextSourceName]:
+    return ["implementors", "similar", "lexical", "recent"]
+
+
 class CompletionConfig(_Section):
     enabled: bool = True
     # A suggestion always arrives: the wait for its prompt is never cut (only a newer request
@@ -79,11 +86,24 @@ class CompletionConfig(_Section):
     temperature: float = Field(default=0.0, ge=0.0)
     # Suggestions kept for typing through and for repeated prompts.
     cache_size: int = Field(default=64, gt=0)
+    # The file window around the cursor that the prompt shows, in characters.
+    prefix_chars: int = Field(default=3000, gt=0)
+    suffix_chars: int = Field(default=600, ge=0)
+    # Project context in the prompt (within retrieval.context_tokens), in this order of
+    # preference: "class" (definition, variables, comment), "siblings" (other methods of the
+    # class and protocol), "implementors" (of the selectors the method sends), "similar"
+    # (retrieved by embedding), "lexical" (selectors sharing words), "recent" (edited methods).
+    context_sources: list[ContextSourceName] = Field(default_factory=_default_sources)
+    # Lay project context out as repository files in the model's own tokens when it has them
+    # (Qwen2.5-Coder `<|repo_name|>`/`<|file_sep|>`); otherwise, and when false, as text.
+    repository_layout: bool = True
 
 
 class RetrievalConfig(_Section):
     enabled: bool = True
-    context_tokens: int = Field(default=1024, gt=0)
+    # Project context in a prompt; completions take about 4 characters a token of it. Every
+    # token costs prompt time (the 0.5B coder reads about 200 a second on 2 cores).
+    context_tokens: int = Field(default=384, gt=0)
 
 
 class AdaptersConfig(_Section):

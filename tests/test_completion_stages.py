@@ -192,6 +192,58 @@ def test_fim_prompt_keeps_the_indentation_of_an_empty_body_line() -> None:
     assert prompt.stable_chars == len("<PRE>") + len(ctx.prefix)
 
 
+REPO_FIM = FimTokens("<PRE>", "<SUF>", "<MID>", repo_name="<REPO>", file_sep="<SEP>")
+
+
+def test_repository_prompt_lays_context_out_as_files() -> None:
+    base = ctx_at(TONEL.replace("\tCURSOR", "\t^ feCURSOR"))
+    request = CompletionRequest(base.request.uri, base.request.text, base.request.offset,
+                                path="/ws/src/StreamingRights-Core/SRLicence.class.st")
+    snippets = (
+        ContextSnippet('"similar: SRStore >> fee"\n^ fee', "similar",
+                       "/ws/src/StreamingRights-Core/SRStore.class.st",
+                       code="SRStore >> fee [\n\t^ fee\n]"),
+        ContextSnippet('"lexical: SRRight >> fee"\n^ 1', "lexical",
+                       "/ws/src/StreamingRights-Core/SRRight.class.st"),
+        ContextSnippet('"implementors: SRStore >> size"\n^ 0', "implementors",
+                       "/ws/src/StreamingRights-Core/SRStore.class.st",
+                       code="SRStore >> size [\n\t^ 0\n]"),
+        ContextSnippet('"SRLicence also understands: #fee"', "selectors"),  # no file: left out
+    )
+    ctx = CursorContext(**{**base.__dict__, "request": request, "snippets": snippets})
+    prompt = build_prompt(ctx, REPO_FIM)
+    assert prompt.text == (
+        "<REPO>src\n"
+        "<SEP>StreamingRights-Core/SRStore.class.st\n"
+        "SRStore >> fee [\n\t^ fee\n]\n\nSRStore >> size [\n\t^ 0\n]\n"
+        '<SEP>StreamingRights-Core/SRRight.class.st\n"lexical: SRRight >> fee"\n^ 1\n'
+        "<SEP>StreamingRights-Core/SRLicence.class.st\n"
+        f"<PRE>{ctx.prefix}<SUF>{ctx.suffix}<MID>"
+    )
+    # Off by setting, or for models without repository tokens: context as text in the prefix.
+    plain = build_prompt(ctx, REPO_FIM, repository=False)
+    assert plain.text.startswith('<PRE>"similar: SRStore >> fee"\n^ fee\n\n')
+    assert build_prompt(ctx, FimTokens("<PRE>", "<SUF>", "<MID>")).text == plain.text
+
+
+def test_repository_prompt_leaves_out_what_the_window_shows() -> None:
+    base = ctx_at(TONEL)
+    path = "/ws/src/StreamingRights-Core/SRLicence.class.st"
+    request = CompletionRequest(base.request.uri, base.request.text, base.request.offset,
+                                path=path)
+    shown = ContextSnippet("x", "siblings", path,
+                           code="SRLicence >> fee [\n\n\t^ fee ifNil: [ 0 ]\n]")
+    ctx = CursorContext(**{**base.__dict__, "request": request, "snippets": (shown,)})
+    text = build_prompt(ctx, REPO_FIM).text
+    assert text.startswith("<REPO>src\n<SEP>StreamingRights-Core/SRLicence.class.st\n<PRE>")
+    # The current file's items from outside the window come first in its FIM prefix.
+    head = ContextSnippet("x", "class", path, code="Class {\n\t#name : 'SRLicence'\n}")
+    ctx = CursorContext(**{**ctx.__dict__, "prefix": ctx.prefix[-40:], "snippets": (head,)})
+    text = build_prompt(ctx, REPO_FIM).text
+    assert text.startswith("<REPO>src\n<SEP>StreamingRights-Core/SRLicence.class.st\n"
+                           "<PRE>Class {\n\t#name : 'SRLicence'\n}\n\n" + ctx.prefix[-40:-1])
+
+
 def test_prompt_front_is_stable_while_typing() -> None:
     base = TONEL.replace("\tCURSOR", "\t^ feCURSOR")
     typed = TONEL.replace("\tCURSOR", "\t^ feeCURSOR")

@@ -227,3 +227,23 @@ def test_lexical_search_with_common_words_is_bounded_and_deterministic() -> None
     assert forward.search(["atRareThing:"], 3)[0][0] == "rare"
     common = forward.search(["atValue:"], 5)
     assert len(common) == 5 and common == backward.search(["atValue:"], 5)
+
+
+def test_context_items_carry_their_files_own_form() -> None:
+    """Repository-layout prompts show an item as its file writes it: a Tonel method with its
+    category and `Class >> pattern [` header, a Tonel class definition; both parse there."""
+    import tree_sitter
+    import tree_sitter_pharo
+
+    project = _project()
+    text = SAVINGS
+    offset = text.index("self deposit: self balance") + len("self deposit: self balance")
+    ctx = build_context(project, "/ws/Bank/SavingsAccount.class.st", text, offset, 2000)
+    deposit = next(i for i in ctx.by_source("implementors") if "deposit:" in i.title)
+    assert deposit.code.startswith("{ #category : 'operations' }\nAccount >> deposit: anAmount [")
+    assert deposit.code.endswith("\n]")
+    cls = ctx.items[0]
+    assert cls.source == "class" and "#name : 'SavingsAccount'" in cls.code
+    parser = tree_sitter.Parser(tree_sitter.Language(tree_sitter_pharo.language()))
+    tree = parser.parse(f"{cls.code}\n\n{deposit.code}\n".encode())
+    assert not tree.root_node.has_error

@@ -50,6 +50,7 @@ class CompletionOptions:
     prefix_chars: int = 3000
     suffix_chars: int = 600
     context_chars: int = 1500
+    repository_layout: bool = True
     # The active LoRA adapter set; part of every cache key.
     adapter_key: str = ""
     # That set as (name, scale) pairs, applied to the context for this request.
@@ -76,6 +77,11 @@ class CompletionOptions:
             max_tokens_line=c.max_tokens_line,
             max_tokens_block=c.max_tokens_block,
             temperature=c.temperature,
+            prefix_chars=c.prefix_chars,
+            suffix_chars=c.suffix_chars,
+            # The context cap follows the retrieval budget (about 4 characters a token).
+            context_chars=settings.retrieval.context_tokens * 4,
+            repository_layout=c.repository_layout,
             adapter_key=adapter_key,
             adapters=adapters,
         )
@@ -110,7 +116,8 @@ def prepare(
         # do not spend the model on one.
         return Suggestion("", ctx.mode, timings=_since(started))
     prompt = build_prompt(
-        ctx, engine.fim, options.max_tokens_line, options.max_tokens_block, options.context_chars
+        ctx, engine.fim, options.max_tokens_line, options.max_tokens_block, options.context_chars,
+        options.repository_layout,
     )
     params = GenerateParams(
         max_tokens=prompt.max_tokens,

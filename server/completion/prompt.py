@@ -4,11 +4,23 @@ The front of the prompt (project context, then the file up to the cursor) stays 
 between keystrokes, so llama.cpp reuses its KV cache for all of it. Models with FIM tokens get
 a fill-in-the-middle prompt built from their own token texts (create_completion(suffix=) does
 not do FIM in llama-cpp-python 0.3.36); others get the prefix only.
+
+Models trained on repositories (Qwen2.5-Coder, StarCoder2) get project context in their own
+repository format, the layout llama-server's `/infill` builds from its extra context:
+
+    <|repo_name|>project
+    <|file_sep|>Package/Other.class.st
+    ...methods of that file, as the file writes them...
+    <|file_sep|>Package/Current.class.st
+    <|fim_prefix|>...before the cursor<|fim_suffix|>after...<|fim_middle|>
+
+Other models get the context as Smalltalk text in front of the file's own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import PurePath
 
 from server.completion.types import ContextSnippet, CursorContext, Prompt
 from server.engine.types import FimTokens
@@ -53,19 +65,73 @@ def layout(fim: FimTokens | None, front: str, back: str) -> str:
     return f"{fim.prefix}{front}{fim.suffix}{back}{fim.middle}"
 
 
+def file_label(path: str | None) -> str:
+    """A file as the prompt names it: its package folder and name (`Kernel/Foo.class.st`)."""
+    if not path:
+        return "scratch.st"
+    parts = PurePath(path.replace("\\", "/")).parts
+    return "/".join(parts[-2:])
+
+
+def project_label(path: str | None) -> str:
+    """The repository name of a prompt: the folder above the file's package folder."""
+    parts = PurePath((path or "").replace("\\", "/")).parts
+    return parts[-3] if len(parts) >= 3 else "project"
+
+
+def render_repository(
+    ctx: CursorContext, fim: FimTokens, budget_chars: int
+) -> tuple[str, str]:
+    """Project context as files of the repository, in the model's own tokens, ending with the
+    current file's separator; and the current file's own items from outside the window (its
+    class definition, say), which go first in the FIM prefix, as the top of the file would.
+    Items are grouped by file in the order their first item came; items without a file, or of
+    the current file already inside the prompt window, are left out."""
+    current = ctx.request.path
+    files: dict[str, list[str]] = {}
+    used = 0
+    for snippet in ctx.snippets:
+        code = (snippet.code or snippet.text).strip()
+        if not code or not snippet.path or used + len(code) > budget_chars:
+            continue
+        if snippet.path == current and (code in ctx.prefix or code in ctx.suffix):
+            continue
+        files.setdefault(file_label(snippet.path), []).append(code)
+        used += len(code) + 2
+    here = file_label(current)
+    parts = [f"{fim.repo_name}{project_label(current)}\n"]
+    for label, codes in files.items():
+        if label != here:
+            parts.append(f"{fim.file_sep}{label}\n" + "\n\n".join(codes) + "\n")
+    parts.append(f"{fim.file_sep}{here}\n")
+    head = "\n\n".join(files.get(here, ())) + "\n\n" if here in files else ""
+    return "".join(parts), head
+
+
 def build_prompt(
     ctx: CursorContext,
     fim: FimTokens | None,
     max_tokens_line: int = 48,
     max_tokens_block: int = 128,
     context_chars: int = 1500,
+    repository: bool = True,
 ) -> Prompt:
-    front, back = prompt_parts(ctx, context_chars, fim is not None)
+    before = kept_prefix(ctx, fim is not None)
+    if fim is not None and repository and fim.repo_name and fim.file_sep:
+        files, head = render_repository(ctx, fim, context_chars)
+        front = files + fim.prefix + head + before
+        text = f"{front}{fim.suffix}{ctx.suffix}{fim.middle}"
+        stable = len(front)
+    else:
+        # The layout training uses too (prompt_parts, layout).
+        front, back = prompt_parts(ctx, context_chars, fim is not None)
+        text = layout(fim, front, back)
+        stable = len(front) + (len(fim.prefix) if fim else 0)
     line = ctx.mode == "line"
     return Prompt(
-        text=layout(fim, front, back),
+        text=text,
         max_tokens=max_tokens_line if line else max_tokens_block,
         mode=ctx.mode,
         stop=("\n",) if line else (),
-        stable_chars=len(front) + (len(fim.prefix) if fim else 0),
+        stable_chars=stable,
     )

@@ -33,6 +33,9 @@ class ContextSnippet:
     text: str
     origin: str = ""
     path: str | None = None
+    # The item as its file writes it (a Tonel method or class definition), for prompts that
+    # lay context out as repository files; "" means `text` serves for both.
+    code: str = ""
 
 
 @dataclass(frozen=True)

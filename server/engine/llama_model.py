@@ -107,7 +107,11 @@ class LoadedModel:
         if any(token < 0 for token in ids):
             return None
         pre, suf, mid = (self.piece(token, special=True).decode("utf-8") for token in ids)
-        return FimTokens(prefix=pre, suffix=suf, middle=mid)
+        rep, sep = (
+            self.piece(token, special=True).decode("utf-8") if token >= 0 else ""
+            for token in (lib.llama_vocab_fim_rep(self.vocab), lib.llama_vocab_fim_sep(self.vocab))
+        )
+        return FimTokens(prefix=pre, suffix=suf, middle=mid, repo_name=rep, file_sep=sep)
 
     def tokenize(self, text: str, add_bos: bool, special: bool) -> list[int]:
         lib = llama()

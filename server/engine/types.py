@@ -29,6 +29,10 @@ class FimTokens:
     prefix: str
     suffix: str
     middle: str
+    # Repository-level context tokens (Qwen2.5-Coder `<|repo_name|>`, `<|file_sep|>`;
+    # StarCoder `<reponame>`, `<file_sep>`); "" when the model has none.
+    repo_name: str = ""
+    file_sep: str = ""
 
 
 @dataclass(frozen=True)

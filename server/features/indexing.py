@@ -260,5 +260,6 @@ def setup(ls: SmalltalkLanguageServer) -> None:
         index=service.current_index,
         budget_tokens=lambda: ls.settings.retrieval.context_tokens,
         recent=service.recent,
+        sources=lambda: ls.settings.completion.context_sources,
     ))
 

@@ -63,6 +63,9 @@ class ContextItem(BaseModel):
     text: str
     path: str | None = None
     tokens: int
+    # The item as its file writes it (a Tonel method with its header), for prompts that lay
+    # context out as repository files; "" when only `text` exists.
+    code: str = ""
 
 
 class Context(BaseModel):
@@ -117,6 +120,48 @@ def _method_text(method: MethodDef) -> str:
     return _clip(method.source.strip(), MAX_METHOD_CHARS)
 
 
+def method_code(method: MethodDef, source_format: str | None) -> str:
+    """A method as its file writes it: in Tonel with its category and `Class >> pattern [`
+    header, in a chunk file as a `methodsFor:` chunk, else its bare source. A long method
+    keeps its first lines (whole lines, so the text stays Smalltalk)."""
+    source = method.source.strip()
+    if len(source) > MAX_METHOD_CHARS:
+        source = source[:MAX_METHOD_CHARS].rsplit("\n", 1)[0]
+    side = " class" if method.side == "class" else ""
+    if source_format == "tonel":
+        pattern, _, body = source.partition("\n")
+        category = method.category.replace("'", "''") if method.category else ""
+        category = f"{{ #category : '{category}' }}\n" if category else ""
+        return f"{category}{method.class_name}{side} >> {pattern} [\n{body}\n]"
+    if source_format == "chunk":
+        category = method.category or "as yet unclassified"
+        return f"!{method.class_name}{side} methodsFor: '{category}'!\n{source}! !"
+    return source
+
+
+def class_code(cls: ClassDef, source_format: str | None) -> str:
+    """A class definition as a Tonel file writes it ("" in other formats)."""
+    if source_format != "tonel" or cls.kind not in ("class", "trait"):
+        return ""
+    fields = [f"\t#name : '{cls.name}'"]
+    if cls.kind == "class":
+        fields.append(f"\t#superclass : '{cls.superclass or 'Object'}'")
+    if cls.instance_variables:
+        names = ",\n".join(f"\t\t'{v}'" for v in cls.instance_variables)
+        fields.append(f"\t#instVars : [\n{names}\n\t]")
+    if cls.class_variables:
+        names = ",\n".join(f"\t\t'{v}'" for v in cls.class_variables)
+        fields.append(f"\t#classVars : [\n{names}\n\t]")
+    if cls.category:
+        fields.append(f"\t#category : '{cls.category}'")
+    comment = ""
+    if cls.comment and cls.comment.strip():
+        comment = '"\n' + _clip(cls.comment.strip(), 600).replace('"', '""') + '\n"\n'
+
+    keyword = "Class" if cls.kind == "class" else "Trait"
+    return comment + keyword + " {\n" + ",\n".join(fields) + "\n}"
+
+
 def _find_method(project: ProjectModel, record: UnitRecord,
                  index: RetrievalIndex) -> tuple[str, MethodDef] | None:
     """The method of an index record in the current project model (None if it is gone)."""
@@ -143,9 +188,10 @@ class _Collector:
         }
 
     def add(self, source: ContextSource, identity: tuple[str, ...], title: str, text: str,
-            path: str | None) -> None:
-        item = ContextItem(source=source, title=title, text=text, path=path,
-                           tokens=self.count(f'"{source}: {title}"\n{text}'))
+            path: str | None, code: str = "") -> None:
+        tokens = max(self.count(f'"{source}: {title}"\n{text}'), self.count(code) if code else 0)
+        item = ContextItem(source=source, title=title, text=text, path=path, tokens=tokens,
+                           code=code)
         self.candidates[_GROUP[source]].append((identity, item))
 
     def select(self, budget: int, exclude: set[tuple[str, ...]]) -> list[ContextItem]:
@@ -206,14 +252,34 @@ def build_context(
         similarity = _add_retrieved(collector, project, path, cursor, index, selectors,
                                     wait_for_embedding)
     for method in recent[:8]:
+        where = _path_of(project, method)
         collector.add("recent", _method_id(method), method_header(method),
-                      _method_text(method), None)
+                      _method_text(method), where, _code(project, where, method))
 
     items = collector.select(budget_tokens, exclude)
     return Context(items=items, budget_tokens=budget_tokens,
                    tokens=sum(i.tokens for i in items),
                    class_name=cursor.class_name, selector=cursor.selector,
                    similarity=similarity)
+
+
+def _format(project: ProjectModel, path: str | None) -> str | None:
+    source = project.file(path) if path else None
+    return source.format if source is not None else None
+
+
+def _code(project: ProjectModel, path: str | None, item: MethodDef | ClassDef) -> str:
+    """The item in its file's own form (see method_code, class_code)."""
+    if isinstance(item, ClassDef):
+        return class_code(item, _format(project, path))
+    return method_code(item, _format(project, path))
+
+
+def _path_of(project: ProjectModel, method: MethodDef) -> str | None:
+    for path, other in project.methods_of(method.class_name, method.side):
+        if other.selector == method.selector:
+            return path
+    return None
 
 
 def _current_method(project: ProjectModel, cursor: Cursor) -> MethodDef | None:
@@ -231,7 +297,7 @@ def _add_class(collector: _Collector, project: ProjectModel, cursor: Cursor) -> 
     for path, cls in project.class_definitions(cursor.class_name):
         if cls.kind != "extension":
             collector.add("class", ("class", cls.name), f"class {cls.name}",
-                          class_summary(project, cls), path)
+                          class_summary(project, cls), path, _code(project, path, cls))
             return
 
 
@@ -247,7 +313,7 @@ def _add_siblings(collector: _Collector, project: ProjectModel, cursor: Cursor,
     siblings = same or others
     for path, method in siblings[:MAX_SIBLINGS]:
         collector.add("siblings", _method_id(method), method_header(method),
-                      _first_lines(method.source), path)
+                      _first_lines(method.source), path, _code(project, path, method))
 
 
 def _add_implementors(collector: _Collector, project: ProjectModel, cursor: Cursor,
@@ -270,13 +336,17 @@ def _add_implementors(collector: _Collector, project: ProjectModel, cursor: Curs
         if cursor.class_name else []
     for selector in selectors:
         implementors = project.implementors(selector)
+        if len(implementors) > IMPLEMENTORS_PER_SELECTOR:
+            # A selector many classes implement (`new`, `ifNil:`, `=`) says nothing about
+            # this code, except where the class itself or its superclasses implement it.
+            implementors = [pm for pm in implementors if pm[1].class_name in chain]
         implementors.sort(key=lambda pm: (
             chain.index(pm[1].class_name) if pm[1].class_name in chain else len(chain),
             pm[1].class_name, pm[1].side,
         ))
         for path, method in implementors[:IMPLEMENTORS_PER_SELECTOR]:
             collector.add("implementors", _method_id(method), method_header(method),
-                          _method_text(method), path)
+                          _method_text(method), path, _code(project, path, method))
     return selectors
 
 
@@ -356,12 +426,15 @@ def _add_retrieved(collector: _Collector, project: ProjectModel, path: str, curs
         if record.kind == "class":
             cls = project.class_named(record.class_name)
             if cls is not None:
+                definitions = project.class_definitions(cls.name)
+                where = definitions[0][0] if definitions else None
                 collector.add(source, ("class", cls.name), f"class {cls.name}",
-                              class_summary(project, cls), None)
+                              class_summary(project, cls), where, _code(project, where, cls))
             continue
         found = _find_method(project, record, index)
         if found is not None:
             method_path, method = found
             collector.add(source, _method_id(method), method_header(method),
-                          _method_text(method), method_path)
+                          _method_text(method), method_path,
+                          _code(project, method_path, method))
     return vector is not None

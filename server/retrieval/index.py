@@ -355,6 +355,9 @@ class RetrievalIndex:
                         to_embed.append(unit)
                 self._apply(reuse, removed)
                 stats.removed = len(removed)
+            # Batches of texts of about one length: a batch is padded to its longest text, so
+            # mixing a 20-token accessor with a 256-token method wastes most of the work.
+            to_embed.sort(key=lambda u: (len(u.text), u.key))
             total = len(to_embed)
             if progress is not None:
                 progress(0, total)

@@ -8,10 +8,11 @@ builds anew when the cursor moves to another method or the index has just become
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING
 
 from server.completion.types import CompletionRequest, ContextSnippet, MethodSpan
+from server.config import CompletionConfig
 from server.project_model import ProjectModel
 from server.retrieval.context import build_context
 from smalltalk_grammar.model import MethodDef
@@ -19,9 +20,6 @@ from smalltalk_grammar.model import MethodDef
 if TYPE_CHECKING:
     from server.retrieval.index import RetrievalIndex
 
-# The completion feature's own class provider already gives the class definition and the
-# other selectors of the class; retrieval adds what it cannot know.
-DEFAULT_SKIP = frozenset({"class", "siblings"})
 
 
 class RetrievalContextProvider:
@@ -31,13 +29,13 @@ class RetrievalContextProvider:
         index: Callable[[], RetrievalIndex | None],
         budget_tokens: Callable[[], int],
         recent: Callable[[], Sequence[MethodDef]] = lambda: (),
-        skip: frozenset[str] = DEFAULT_SKIP,
+        sources: Callable[[], Collection[str]] = lambda: CompletionConfig().context_sources,
     ) -> None:
         self._project = project
         self._index = index
         self._budget = budget_tokens
         self._recent = recent
-        self.skip = skip
+        self._sources = sources
         self._cache: dict[str, tuple[tuple[object, ...], tuple[ContextSnippet, ...]]] = {}
         self._lock = threading.Lock()
 
@@ -50,7 +48,8 @@ class RetrievalContextProvider:
         index = self._index()
         ready = index is not None and len(index) > 0
         where = (method.class_name, method.side, method.selector) if method else None
-        key = (where, ready, self._budget())
+        sources = tuple(self._sources())
+        key = (where, ready, self._budget(), sources)
         with self._lock:
             cached = self._cache.get(request.uri)
         if cached is not None and cached[0] == key:
@@ -65,8 +64,8 @@ class RetrievalContextProvider:
         )
         snippets = tuple(
             ContextSnippet(text=f'"{item.source}: {item.title}"\n{item.text}',
-                           origin=item.source, path=item.path)
-            for item in context.items if item.source not in self.skip
+                           origin=item.source, path=item.path, code=item.code)
+            for item in context.items if item.source in sources
         )
         # Without the similarity ranking yet (a new method's query vector is being embedded),
         # the next request builds again instead of keeping this answer for the whole method.
