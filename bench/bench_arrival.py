@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
 import shutil
 import socket
@@ -45,8 +44,10 @@ from lsprotocol import types
 from pygls.uris import from_fs_path
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peer import default_coder_path, llama_server  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
-QWEN = Path("/work/assets/qwen2.5-coder-0.5b-instruct.gguf")
 STEPS = ("cold", "one char", "another file", "back to first", "accept+continue")
 _HEADER = re.compile(r"^[A-Za-z0-9_]+( class)? >> .*\[\s*$")
 INDEX_READY = ("retrieval index: ", "without similar-code search")
@@ -430,15 +431,13 @@ def default_corpus() -> Path:
 
 
 def default_llama_server() -> Path:
-    recorded = Path("/work/assets/llama-server.path")
-    if recorded.is_file():
-        return Path(recorded.read_text().strip())
-    return Path(os.environ.get("LLAMA_SERVER", "llama-server"))
+    return llama_server() or Path("llama-server")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", type=Path, default=QWEN)
+    parser.add_argument("--model", type=Path, default=None,
+                        help="GGUF (default: the embedded default coder)")
     parser.add_argument("--llama-server", type=Path, default=default_llama_server())
     parser.add_argument("--corpus", type=Path, default=default_corpus())
     parser.add_argument("--threads", type=int, default=2)
@@ -451,6 +450,8 @@ def main() -> None:
     parser.add_argument("--max-generate-ms", type=int, default=5000,
                         help="the peer's t_max_predict_ms (our default cap)")
     args = parser.parse_args()
+    if args.model is None:
+        args.model = default_coder_path()
     asyncio.run(main_async(args))
 
 

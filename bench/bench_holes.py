@@ -14,7 +14,8 @@ project a user has open). For each hole:
   settings except `models.code_generation`, plus the variant's settings) gets the holed file
   opened and one `textDocument/inlineCompletion` (triggerKind Invoked) at the hole, then the
   file closed;
-- the peer, llama-server (path in /work/assets/llama-server.path, or --llama-server) started
+- the peer, llama-server (`--llama-server`, `LLAMA_SERVER`, or the one
+  ../shared/tools/build-llama-server.sh builds) started
   as llama.vscode's README starts it on 2 threads, gets llama.vscode's `/infill` request:
   input_prefix the 256 lines before the cursor line, prompt the line up to the cursor (empty
   if only indentation), input_suffix the rest of the line and the 64 lines after, n_predict
@@ -53,6 +54,7 @@ from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from holes_corpus import Hole, build_workspace, score, select_holes  # noqa: E402
+from peer import DEFAULT_CODER, default_coder_path, llama_server  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 # ../shared/corpus beside the checkout (/work/main), or beside the worktrees' folder.
@@ -61,8 +63,7 @@ CORPUS = next((base / "shared" / "corpus" / "pharo-subset" / "src"
                if (base / "shared" / "corpus" / "pharo-subset" / "src").is_dir()),
               ROOT.parent / "shared" / "corpus" / "pharo-subset" / "src")
 CACHE = Path.home() / ".cache" / "smalltalk-lsp-bench"
-DEFAULT_MODEL = "/work/assets/qwen2.5-coder-0.5b-instruct.gguf"
-SERVER_PATH_FILE = Path("/work/assets/llama-server.path")
+DEFAULT_MODEL = DEFAULT_CODER
 N_PREFIX, N_SUFFIX, N_PREDICT, T_MAX_PREDICT_MS = 256, 64, 128, 500
 # The server's debug line for a suggestion: `...: 'text' from 'raw' {timings}`.
 _RAW = re.compile(r"\): .* from (?P<raw>'.*'|\".*\") \{", re.DOTALL)
@@ -338,8 +339,8 @@ async def run(args: argparse.Namespace, holes: list[Hole], workspace: Path) -> d
         await side.start()
     peer_wanted = args.peer
     if peer_wanted and not peer_binary(args):
-        print("no llama-server binary yet (see /work/assets/llama-server.path): the peer joins "
-              "the run once it is there; tables compare the holes every side answered", flush=True)
+        print("no llama-server binary (LLAMA_SERVER, or ../shared/tools/build-llama-server.sh): "
+              "the run goes on without the peer", flush=True)
     rows: list[dict[str, Any]] = []
     try:
         for number, hole in enumerate(holes):
@@ -378,8 +379,10 @@ async def run(args: argparse.Namespace, holes: list[Hole], workspace: Path) -> d
 
 
 def peer_binary(args: argparse.Namespace) -> str:
-    binary = args.llama_server or (SERVER_PATH_FILE.read_text().strip()
-                                   if SERVER_PATH_FILE.exists() else "")
+    if not args.llama_server:
+        found = llama_server()
+        args.llama_server = str(found) if found is not None else ""
+    binary = args.llama_server
     return binary if binary and Path(binary).exists() else ""
 
 
@@ -433,9 +436,8 @@ def main() -> int:
     if not corpus.is_dir():
         print(f"no corpus at {corpus}: the holes benchmark needs ../shared/corpus/pharo-subset")
         return 0
-    if args.model == DEFAULT_MODEL and not Path("/work/assets/qwen05.done").exists():
-        print(f"{DEFAULT_MODEL} is not ready (no /work/assets/qwen05.done)")
-        return 1
+    if args.model == DEFAULT_MODEL:
+        args.model = str(default_coder_path())  # the peer needs the file itself
     if not args.model.endswith(".gguf"):
         if args.peer:
             print(f"the peer needs a GGUF with FIM tokens, {args.model} is a name: peer skipped")

@@ -26,11 +26,8 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 SERVER = ClientServerConfig(
     server_command=[sys.executable, "-m", "server", "serve", "--log-level", "DEBUG"]
 )
-QWEN = Path("/work/assets/qwen2.5-coder-0.5b-instruct.gguf")
-# Default settings but for the model and the reasoner, which plays no part in completions.
+# Default settings (the default coder) but for the reasoner, which plays no part here.
 OPTIONS: dict[str, Any] = {"models": {"reasoning": "off"}}
-if QWEN.is_file():
-    OPTIONS["models"]["code_generation"] = str(QWEN)
 INDEX_READY = ("retrieval index: ", "without similar-code search")
 STORE = "StreamingRights-Core/SRStore.class.st"
 LICENCE = "StreamingRights-Core/SRLicence.class.st"
