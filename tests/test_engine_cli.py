@@ -84,7 +84,7 @@ def test_complete_prints_the_suggestion_with_timings(tmp_path):
     text += "\n{ #category : #testing }\nSRStore >> isEmpty [\n\n\t\n]\n"
     path.write_text(text, encoding="utf-8")
     line = text.count("\n") - 1  # the empty line inside the new method (1-based)
-    result = cli("complete", f"{path}:{line}:2", "--json", "--budget-ms", "600000")
+    result = cli("complete", f"{path}:{line}:2", "--json", "--max-generate-ms", "600000")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["mode"] == "block"
