@@ -37,7 +37,10 @@ def remote(team_server: Any) -> Any:
     os.environ[TEAM_KEY_ENV] = TEAM_KEY
     backend = {"backend": "remote", "base_url": team_server.url + "/v1", "model": "gemma3-270m",
                "api_key_env": TEAM_KEY_ENV, "read_timeout_s": 300}
-    loaded = validate_settings({"backends": {"coder": backend}})
+    # The role names the model the server runs: its FIM tokens (none) come from that file.
+    loaded = validate_settings(
+        {"backends": {"coder": backend}, "models": {"code_generation": "gemma3-270m"}}
+    )
     assert not loaded.problems
     states: list[tuple[str, str | None]] = []
     engine = RemoteEngine("coder", loaded.settings, None, lambda r, s, e: states.append((s, e)))
