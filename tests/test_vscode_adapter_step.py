@@ -123,8 +123,10 @@ async def suggest(client: LanguageClient, uri: str, at: types.Position) -> str:
 
 
 def prompts(client: LanguageClient) -> list[str]:
+    """The prompts of the requests (not those of suggestions computed ahead)."""
     messages = [m.message for m in client.log_messages]
-    return [m.split(PROMPT_MARK, 1)[1] for m in messages if PROMPT_MARK in m]
+    return [m.split(PROMPT_MARK, 1)[1] for m in messages
+            if PROMPT_MARK in m and "computed ahead" not in m.split(PROMPT_MARK, 1)[0]]
 
 
 def parses_with(text: str, at: types.Position, suggestion: str) -> bool:

@@ -102,8 +102,10 @@ def prepare(
     providers: Sequence[ContextProvider],
     options: CompletionOptions,
     cache: SuggestionCache,
+    ahead: bool = False,
 ) -> Prepared | Suggestion:
-    """Context and prompt stages; a Suggestion straight away when a cache answers."""
+    """Context and prompt stages; a Suggestion straight away when a cache answers. `ahead`:
+    for a suggestion computed before anyone asks (said in the prompt's log record)."""
     started = time.monotonic()
     key = CacheKey(request.uri, engine.model_id, options.adapter_key)
     rest = cache.typed_through(key, request.text, request.offset)
@@ -133,7 +135,8 @@ def prepare(
     prepared = Prepared(ctx, prompt, params, key, started)
     # The whole prompt, for debugging suggestions (and for bench_completion, which sends the
     # very same prompt to llama-cpp-python).
-    log.debug("prompt for %s (%s mode):\n%s%s", request.uri, prompt.mode, PROMPT_MARK, prompt.text)
+    log.debug("prompt for %s (%s mode%s):\n%s%s", request.uri, prompt.mode,
+              ", computed ahead" if ahead else "", PROMPT_MARK, prompt.text)
     if options.temperature == 0:
         raw = cache.prompt_result(key.model_id, key.adapter_key, prompt.text, prompt.max_tokens)
         if raw is not None:
@@ -232,7 +235,7 @@ async def complete_async(
     accepted): any other work cancels it, and its answer only goes into the prompt cache."""
     options = options or CompletionOptions()
     cache = cache or SuggestionCache()
-    prepared = prepare(request, engine, providers, options, cache)
+    prepared = prepare(request, engine, providers, options, cache, ahead)
     if isinstance(prepared, Suggestion):
         return prepared
     stop_check = stop_check_for(prepared.ctx)
