@@ -39,6 +39,24 @@ def drop_typed_whitespace(text: str, ctx: CursorContext) -> str | None:
     return text[len(typed) :] if text.startswith(typed) else text.lstrip(" \t")
 
 
+def drop_retyped_line_start(text: str, ctx: CursorContext) -> str | None:
+    """A model given a project's context may write the current line again from its start
+    (after `^` typed, `^ endDate < aDate`): what the user has typed on the line is not
+    suggested twice."""
+    typed = ctx.line_prefix.strip(" \t")
+    if ctx.mode != "line" or not typed:
+        return text
+    start = text.lstrip(" \t")
+    if not start.startswith(typed):
+        return text
+    rest = start[len(typed) :]
+    # The typed text must end where a token of the retyped line ends (`^` in `^ x`, `self`
+    # in `self foo`), not inside one (`se` in `self`: that is a continuation).
+    if rest and typed[-1].isalnum() and (rest[0].isalnum() or rest[0] in "_:"):
+        return text
+    return rest
+
+
 def cut_special_tokens(text: str, ctx: CursorContext) -> str | None:
     match = _SPECIAL.search(text)
     return text[: match.start()] if match else text
@@ -168,6 +186,7 @@ def drop_empty(text: str, ctx: CursorContext) -> str | None:
 FILTERS: tuple[Filter, ...] = (
     drop_outside_methods,
     drop_typed_whitespace,
+    drop_retyped_line_start,
     cut_special_tokens,
     cut_at_bang,
     cut_at_line_end,
