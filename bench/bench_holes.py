@@ -63,7 +63,6 @@ CORPUS = next((base / "shared" / "corpus" / "pharo-subset" / "src"
                if (base / "shared" / "corpus" / "pharo-subset" / "src").is_dir()),
               ROOT.parent / "shared" / "corpus" / "pharo-subset" / "src")
 CACHE = Path.home() / ".cache" / "smalltalk-lsp-bench"
-DEFAULT_MODEL = DEFAULT_CODER
 N_PREFIX, N_SUFFIX, N_PREDICT, T_MAX_PREDICT_MS = 256, 64, 128, 500
 # The server's debug line for a suggestion: `...: 'text' from 'raw' {timings}`.
 _RAW = re.compile(r"\): .* from (?P<raw>'.*'|\".*\") \{", re.DOTALL)
@@ -410,7 +409,7 @@ def table(result: dict[str, Any], kinds: tuple[str, ...] | None = None) -> list[
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--holes", type=int, default=200)
-    parser.add_argument("--model", default=DEFAULT_MODEL, help="GGUF path or embedded name")
+    parser.add_argument("--model", default=DEFAULT_CODER, help="GGUF path or embedded name")
     parser.add_argument("--peer", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--llama-server", default=None, help="llama-server binary")
     parser.add_argument("--threads", type=int, default=2, help="the peer's threads")
@@ -436,7 +435,7 @@ def main() -> int:
     if not corpus.is_dir():
         print(f"no corpus at {corpus}: the holes benchmark needs ../shared/corpus/pharo-subset")
         return 0
-    if args.model == DEFAULT_MODEL:
+    if args.model == DEFAULT_CODER:
         args.model = str(default_coder_path())  # the peer needs the file itself
     if not args.model.endswith(".gguf"):
         if args.peer:

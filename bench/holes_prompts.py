@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_holes import CACHE, CORPUS, DEFAULT_MODEL, N_PREFIX, N_SUFFIX  # noqa: E402
+from bench_holes import CACHE, CORPUS, N_PREFIX, N_SUFFIX  # noqa: E402
 from holes_corpus import build_workspace, select_holes  # noqa: E402
+from peer import default_coder_path  # noqa: E402
 
 CONFIGS: dict[str, dict[str, Any]] = {
     "no project context": {"sources": []},
@@ -36,7 +37,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--holes", type=int, default=60)
-    parser.add_argument("--model", default=DEFAULT_MODEL)
+    parser.add_argument("--model", default=None, help="GGUF (default: the default coder)")
     args = parser.parse_args()
 
     from llama_cpp import Llama
@@ -56,7 +57,7 @@ def main() -> int:
     holes = all_holes[: args.holes]
     root = build_workspace(CORPUS, all_holes, CACHE)
     settings = Settings()
-    llm = Llama(model_path=args.model, vocab_only=True, verbose=False)
+    llm = Llama(model_path=str(args.model or default_coder_path()), vocab_only=True, verbose=False)
     fim = FimTokens("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>",
                     "<|repo_name|>", "<|file_sep|>")
     project = ProjectModel(parse_path(root))

@@ -259,10 +259,14 @@ class Models:
 
         return self.actions_worker.submit(run, key=key)
 
-    def gate(self) -> bool:
-        """True while a completion is queued or running on the coder's worker (actions pause)."""
-        worker = self.worker("coder") if self._yield else None
+    def completion_in_flight(self) -> bool:
+        """True while a completion is queued or running on the coder's worker."""
+        worker = self.worker("coder")
         return worker is not None and worker.busy
+
+    def gate(self) -> bool:
+        """True while code actions must pause for a completion (unless told not to yield)."""
+        return self._yield and self.completion_in_flight()
 
     def reasoner(self, cancel: CancelToken) -> EngineBackend:
         return self._wait_engine("reasoner", cancel)

@@ -177,7 +177,7 @@ class IndexingService:
 
             def progress(done: int, total: int) -> None:
                 # Between batches: embedding gives way while a completion is in flight.
-                waited = arrival.give_way(lambda: completion_busy(self.ls), self._stop.is_set)
+                waited = arrival.give_way(self.ls.models.completion_in_flight, self._stop.is_set)
                 if waited > 0.05:
                     log.debug("indexing waited %.2fs for a completion", waited)
                 if total == 0:
@@ -240,12 +240,6 @@ def _lower_priority() -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
     except (AttributeError, OSError) as err:
         log.debug("cannot lower the indexing thread's priority: %s", err)
-
-
-def completion_busy(ls: SmalltalkLanguageServer) -> bool:
-    """True while an inline completion is queued or running on the coder."""
-    worker = ls.models.worker("coder")
-    return worker is not None and worker.busy
 
 
 def setup(ls: SmalltalkLanguageServer) -> None:
