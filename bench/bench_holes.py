@@ -65,7 +65,7 @@ CORPUS = next((base / "shared" / "corpus" / "pharo-subset" / "src"
 CACHE = Path.home() / ".cache" / "smalltalk-lsp-bench"
 N_PREFIX, N_SUFFIX, N_PREDICT, T_MAX_PREDICT_MS = 256, 64, 128, 500
 # The server's debug line for a suggestion: `...: 'text' from 'raw' {timings}`.
-_RAW = re.compile(r"\): .* from (?P<raw>'.*'|\".*\") \{", re.DOTALL)
+_RAW = re.compile(r"\): .* from (?P<raw>'.*'|\".*\") (?P<timings>\{[^{}]*\})$", re.DOTALL)
 
 
 def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -87,6 +87,7 @@ class ServerSide:
         self.code = code
         self.client: LanguageClient | None = None
         self.statuses: list[dict[str, Any]] = []
+        self.timings: dict[str, Any] = {}  # of the last answer, from the server's log
 
     async def start(self) -> None:
         # At debug level the server logs each suggestion's raw model output (see `ask`).
@@ -123,7 +124,8 @@ class ServerSide:
         await asyncio.sleep(3.0)  # the index sync after the scan (nothing left to embed)
 
     async def ask(self, hole: Hole, workspace: Path) -> tuple[str, float, str | None]:
-        """The suggestion, the seconds it took, and the raw model output the server logged."""
+        """The suggestion, the seconds it took, and the raw model output the server logged
+        (its timings and token counts go to `self.timings`)."""
         client = self.client
         assert client is not None
         seen = len(client.log_messages)
@@ -151,6 +153,7 @@ class ServerSide:
             match = _RAW.search(message.message)
             if match and uri in message.message:
                 raw = str(ast.literal_eval(match.group("raw")))
+                self.timings = ast.literal_eval(match.group("timings"))
         # The prompts are logged too: drop them, a long run would keep them all.
         del client.log_messages[seen:]
         return text, elapsed, raw
@@ -356,9 +359,11 @@ async def run(args: argparse.Namespace, holes: list[Hole], workspace: Path) -> d
                 if isinstance(side, PeerSide):
                     text, elapsed, raw = await asyncio.to_thread(side.ask, hole)
                 else:
+                    side.timings = {}
                     text, elapsed, raw = await side.ask(hole, workspace)
                     row.setdefault("idle_wait", {})[side.name] = await side.wait_idle()
                 row["sides"][side.name] = {"suggestion": text, "raw": raw, "seconds": elapsed,
+                                           "timings": getattr(side, "timings", {}),
                                            **score(hole, text)}
             rows.append(row)
             if args.json_out:  # after every hole: a run cut short still reports

@@ -119,6 +119,15 @@ def test_window_start_moves_in_steps() -> None:
 # --- filters, one at a time -------------------------------------------------------------
 
 
+def test_suffix_ends_after_the_next_method_header() -> None:
+    # A keystroke evaluates the whole suffix again: it holds the rest of this method and the
+    # next method's category and header, not the methods further down.
+    ctx = ctx_at(TONEL)
+    assert ctx.suffix == "\n]\n\n{ #category : #accessing }\nSRLicence >> endDate ["
+    outside = ctx_at(TONEL.replace("SRLicence >> fee [", "CURSOR\nSRLicence >> fee ["))
+    assert outside.method is None and "^ endDate" in outside.suffix
+
+
 def test_cut_at_method_end() -> None:
     ctx = ctx_at(TONEL)
     assert f.cut_at_method_end("^ startDate\n]\nmore", ctx) == "^ startDate\n"
