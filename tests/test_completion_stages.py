@@ -119,11 +119,11 @@ def test_window_start_moves_in_steps() -> None:
 # --- filters, one at a time -------------------------------------------------------------
 
 
-def test_suffix_ends_after_the_next_method_header() -> None:
-    # A keystroke evaluates the whole suffix again: it holds the rest of this method and the
-    # next method's category and header, not the methods further down.
+def test_suffix_ends_with_the_line_that_closes_the_method() -> None:
+    # A keystroke evaluates the whole suffix again: it holds the rest of this method, not the
+    # methods further down.
     ctx = ctx_at(TONEL)
-    assert ctx.suffix == "\n]\n\n{ #category : #accessing }\nSRLicence >> endDate ["
+    assert ctx.suffix == "\n]"
     outside = ctx_at(TONEL.replace("SRLicence >> fee [", "CURSOR\nSRLicence >> fee ["))
     assert outside.method is None and "^ endDate" in outside.suffix
 

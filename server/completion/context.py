@@ -40,28 +40,25 @@ def stable_window_start(offset: int, window: int) -> int:
     return ((offset - window) // step + 1) * step
 
 
-# Lines kept from the end of the cursor's method on: its closing line and, in Tonel, the next
-# method's category and header, which tell the model where this one stops.
-_LINES_AFTER_METHOD = 3
 
 
 def suffix_end(text: str, offset: int, method: MethodSpan | None, suffix_chars: int) -> int:
-    """Where the prompt's text after the cursor ends: the end of the cursor's method and the
-    next non-blank lines, within `suffix_chars`; the whole window outside a method.
+    """Where the prompt's text after the cursor ends: the line that closes the cursor's method
+    (`]`, `!`), within `suffix_chars`; the whole window outside a method.
 
     Why not the whole window: fill-in-the-middle prompts put the suffix after the prefix, so
     each keystroke evaluates the suffix again (about 200 tokens for 600 characters), and the
-    methods further down say little about this one."""
+    methods further down say little about this one. Why not the next method's header too: the
+    model then tends to write that method's body (seen at Collection >> errorNotFound:)."""
     limit = min(len(text), offset + suffix_chars)
     if method is None or not method.start <= offset <= method.end:
         return limit
     end = method.end
-    for _ in range(_LINES_AFTER_METHOD):
-        while end < limit and text[end] in " \t\r\n":
-            end += 1
-        newline = text.find("\n", end, limit)
-        end = limit if newline < 0 else newline
-    return max(offset, min(end, limit))
+    while end < limit and text[end] in " \t\r\n":
+        end += 1
+    newline = text.find("\n", end, limit)
+    end = limit if newline < 0 else newline
+    return max(offset, end)
 
 
 def build_context(
