@@ -81,6 +81,10 @@ class CompletionConfig(_Section):
     # document in use.
     warm_documents: int = Field(default=4, ge=0)
     warm_memory_mb: int = Field(default=256, ge=0)
+    # When the cursor comes to rest in a method (the editor asks for its highlights there),
+    # compute the suggestion for it in the background, as llama.vim warms its cache; never
+    # while a completion or a code action runs.
+    warm_on_cursor: bool = True
     max_tokens_line: int = Field(default=48, gt=0)
     max_tokens_block: int = Field(default=128, gt=0)
     temperature: float = Field(default=0.0, ge=0.0)

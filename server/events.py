@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Generic, ParamSpec
 
 if TYPE_CHECKING:
+    from lsprotocol import types
+
     from server.config import Settings
     from smalltalk_grammar.model import SourceFile
 
@@ -62,5 +64,7 @@ class ServerEvents:
     document_closed: Event[[str]] = field(default_factory=_event("document_closed"))
     # uri of an open document after each didChange (its text is current).
     document_changed: Event[[str]] = field(default_factory=_event("document_changed"))
+    # (uri, position) where the client shows the cursor: it asked for the highlights there.
+    cursor_seen: Event[[str, types.Position]] = field(default_factory=_event("cursor_seen"))
     # The workspace scan has filled the project model (once per start).
     scan_done: Event[[]] = field(default_factory=_event("scan_done"))

@@ -185,11 +185,37 @@ async def test_coming_back_to_a_document_reuses_its_prompt_state(client):
     await ask(client, licence, end_of(licence_text))
     assert last_answer(client, licence)["restored_tokens"] == 0
 
-    # Back to the store, where the user added a blank line after the method: only the text
+    # Back to the store, where the user added a blank line below the cursor: only the text
     # after the cursor changed, so the prompt up to it comes back from the kept state.
-    set_text(client, store, 22, store_text + "\n]\n\n")
+    set_text(client, store, 22, store_text + "\n\n]\n")
     assert (await ask(client, store, end_of(store_text))).strip()
     back = last_answer(client, store)
     assert back["source"] == "model"
     assert back["restored_tokens"] > first["prompt_tokens"] // 2
     assert back["reused_tokens"] >= back["restored_tokens"]
+
+
+async def test_a_cursor_at_rest_in_a_method_has_its_suggestion_ready(client):
+    path = client.root / STORE
+    uri = open_document(client, path, version=30)
+    text = large_store(path) + new_method(
+        "SRStore >> hasRightsIn: aTerritory", "Answer whether the store holds a right there"
+    )
+    set_text(client, uri, 31, text + "\n]\n")
+    seen = len(client.log_messages)
+    # The editor asks for the highlights where the cursor stops (VS Code on every move).
+    await client.text_document_document_highlight_async(
+        types.DocumentHighlightParams(text_document=doc(uri), position=end_of(text))
+    )
+    await wait_for(
+        lambda: any(f"suggestion for {uri} computed ahead" in m.message
+                    for m in client.log_messages[seen:]),
+        "the suggestion computed ahead for the cursor",
+        timeout=600,
+    )
+    suggestion = await ask(client, uri, end_of(text))
+    assert suggestion.strip()
+    last = last_answer(client, uri)
+    # Ready from the cache; or, when the generation cap cut the work ahead (a loaded
+    # machine), its evaluated prompt is reused.
+    assert last["source"] == "cache" or last["reused_tokens"] >= last["prompt_tokens"] - 2

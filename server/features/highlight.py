@@ -78,5 +78,6 @@ def highlights(ctx: common.Context) -> list[types.DocumentHighlight]:
 def setup(ls: SmalltalkLanguageServer) -> None:
     @ls.handler(types.TEXT_DOCUMENT_DOCUMENT_HIGHLIGHT, empty=list)
     def on_highlight(params: types.DocumentHighlightParams) -> list[types.DocumentHighlight]:
+        ls.events.cursor_seen.emit(params.text_document.uri, params.position)
         ctx = common.context_at(ls, params.text_document.uri, params.position)
         return highlights(ctx) if ctx is not None else []

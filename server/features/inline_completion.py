@@ -19,6 +19,7 @@ from lsprotocol import types
 
 from server.completion import arrival
 from server.completion.cache import SuggestionCache
+from server.completion.cursor import analyse_cursor
 from server.completion.pipeline import CompletionOptions, complete_async
 from server.completion.providers import ClassContextProvider
 from server.completion.types import CompletionRequest, Suggestion
@@ -47,6 +48,9 @@ class InlineCompletion:
         # The last suggestion answered per document, to see it accepted (completion.arrival).
         self.shown: dict[str, arrival.Shown] = {}
         self.prefetches = 0
+        # Per document, the method (start, text) whose suggestion the cursor warmed last.
+        self.warmed: dict[str, tuple[int, int]] = {}
+        self.warms = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
     def settings_changed(self, settings: Settings) -> None:
@@ -90,9 +94,11 @@ class InlineCompletion:
 
         async def run() -> None:
             try:
-                await complete_async(
+                suggestion = await complete_async(
                     request, engine, worker, providers, options, self.cache, ahead=True
                 )
+                if suggestion is not None:
+                    log.debug("suggestion for %s computed ahead: %r", request.uri, suggestion.text)
             except Exception:
                 log.exception("computing the next suggestion ahead failed")
 
@@ -100,9 +106,46 @@ class InlineCompletion:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def cursor_seen(self, uri: str, position: types.Position) -> None:
+        """The cursor came to rest in a method: compute its suggestion now, in the background
+        (as llama.vim warms its cache on cursor moves), so a request there finds it ready or
+        joins it, and one after a keystroke reuses the evaluated prompt. Once per method and
+        text; never while a completion or a code action runs (on few cores it would slow them)."""
+        models, text = self.ls.models, self.ls.document_text(uri)
+        reasoner = models.worker("reasoner")
+        if (
+            text is None
+            or not self.ls.settings.completion.enabled
+            or not self.ls.settings.completion.warm_on_cursor
+            or models.completion_in_flight()
+            or (reasoner is not None and reasoner.busy)
+        ):
+            return
+        path = self.ls.path_of(uri)
+        offset = offset_at(text, Position(line=position.line, character=position.character))
+        source_format = format_of(text, path)
+        method = analyse_cursor(text, offset, source_format, path).method
+        mark = (method.start, hash(text)) if method is not None else None
+        if mark is None or self.warmed.get(uri) == mark:
+            return
+        self.warmed[uri] = mark
+        self.warms += 1
+        log.debug("cursor in %s at %s: computing its suggestion ahead", uri, position)
+        request = CompletionRequest(
+            uri=uri, text=text, offset=offset, path=path, source_format=source_format
+        )
+        self._compute_ahead(request, self._options(path, invoked=False))
+
+    def _options(self, path: str | None, invoked: bool) -> CompletionOptions:
+        selection = self.ls.models.select_adapters("coder", path)
+        return CompletionOptions.from_settings(
+            self.ls.settings, selection.key, selection.pairs, invoked=invoked
+        )
+
     def document_closed(self, uri: str) -> None:
         """Closing a document ends its suggestion in progress."""
         self.shown.pop(uri, None)
+        self.warmed.pop(uri, None)
         worker = self.ls.models.worker("coder")
         if worker is not None:
             worker.cancel(uri)
@@ -146,10 +189,7 @@ class InlineCompletion:
                 path=path,
                 source_format=format_of(text, path),
             )
-            selection = models.select_adapters("coder", path)
-            options = CompletionOptions.from_settings(
-                settings, selection.key, selection.pairs, invoked=invoked
-            )
+            options = self._options(path, invoked)
             suggestion = await complete_async(
                 request, engine, worker, self.ls.context_providers or [self.default_provider],
                 options, self.cache, on_prompt=activity.prompt_progress(uri, ticket),
@@ -229,6 +269,7 @@ def setup(ls: SmalltalkLanguageServer) -> None:
     ls.completion_sources.append(feature.completion_items)
     ls.events.document_closed.subscribe(feature.document_closed)
     ls.events.document_changed.subscribe(feature.document_changed)
+    ls.events.cursor_seen.subscribe(feature.cursor_seen)
 
     @ls.handler(
         types.TEXT_DOCUMENT_INLINE_COMPLETION,
