@@ -209,6 +209,20 @@ step('hover', function(next)
   next()
 end)
 
+step('a resting cursor asks for its highlights', function(next)
+  local before = #stub_messages('textDocument/documentHighlight')
+  vim.api.nvim_win_set_cursor(0, { 3, 0 })
+  vim.api.nvim_exec_autocmds('CursorHold', { buffer = 0, modeline = false })
+  wait_for('documentHighlight sent on CursorHold', function()
+    return #stub_messages('textDocument/documentHighlight') > before
+  end, 5000, function()
+    local sent = stub_messages('textDocument/documentHighlight')[before + 1]
+    check('... at the cursor', sent.params.position.line == 2 and sent.params.position.character == 0,
+      sent.params.position)
+    next()
+  end)
+end)
+
 step(':SmalltalkComment applies the edit', function(next)
   vim.api.nvim_win_set_cursor(0, { 3, 0 })
   vim.cmd('SmalltalkComment')

@@ -66,6 +66,7 @@ def main():
                 "capabilities": {
                     "textDocumentSync": 1,
                     "hoverProvider": True,
+                    "documentHighlightProvider": True,
                     "codeActionProvider": {"codeActionKinds": KINDS, "resolveProvider": True},
                     "inlineCompletionProvider": {},
                     "executeCommandProvider": {
@@ -86,6 +87,10 @@ def main():
         elif method == "textDocument/hover":
             result = {"contents": {"kind": "markdown", "value": "stub hover at line %d" %
                                    params["position"]["line"]}}
+        elif method == "textDocument/documentHighlight":
+            at = params["position"]
+            result = [{"range": {"start": at, "end": {"line": at["line"],
+                                                      "character": at["character"] + 1}}}]
         elif method == "textDocument/codeAction":
             only = (params.get("context") or {}).get("only") or KINDS
             uri = params["textDocument"]["uri"]

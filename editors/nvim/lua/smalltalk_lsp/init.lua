@@ -51,6 +51,9 @@ M.defaults = {
   commands = true,
   -- Show and refresh the "N senders · M implementors" code lens on method headers.
   code_lens = true,
+  -- Highlight the variable, selector or class under the cursor when it rests (CursorHold);
+  -- the server also starts the suggestion for that place then (completion.warm_on_cursor).
+  highlight_on_hold = true,
   -- Open Markdown documents the server shows (explanations) in a vertical split.
   markdown_split = true,
   capabilities = nil,
@@ -380,6 +383,21 @@ local function on_attach(client, bufnr)
       buffer = bufnr,
       callback = function()
         vim.lsp.codelens.refresh({ bufnr = bufnr })
+      end,
+    })
+  end
+  if M.options.highlight_on_hold and client.server_capabilities.documentHighlightProvider then
+    vim.api.nvim_create_autocmd({ 'CursorHold', 'CursorHoldI' }, {
+      buffer = bufnr,
+      callback = function()
+        vim.lsp.buf.clear_references()
+        vim.lsp.buf.document_highlight()
+      end,
+    })
+    vim.api.nvim_create_autocmd('CursorMoved', {
+      buffer = bufnr,
+      callback = function()
+        vim.lsp.buf.clear_references()
       end,
     })
   end
