@@ -67,11 +67,13 @@ class RetrievalSource(Protocol):
 class WorkDone:
     """A `$/progress` work-done report, usable from any thread (see `ls.progress`)."""
 
-    def __init__(self, ls: SmalltalkLanguageServer, title: str) -> None:
+    def __init__(self, ls: SmalltalkLanguageServer, title: str, token: Any = None) -> None:
         self._ls = ls
         self.title = title
-        self.token = f"smalltalk-lsp/{uuid.uuid4()}"
-        self._enabled = ls.client_supports_progress()
+        # A request's own `workDoneToken` (the client created it), else one of ours.
+        self._created = token is not None
+        self.token = token if token is not None else f"smalltalk-lsp/{uuid.uuid4()}"
+        self._enabled = self._created or ls.client_supports_progress()
 
     def __enter__(self) -> WorkDone:
         if self._enabled:
@@ -79,9 +81,10 @@ class WorkDone:
         return self
 
     def _begin(self) -> None:
-        self._ls.window_work_done_progress_create(
-            types.WorkDoneProgressCreateParams(token=self.token)
-        )
+        if not self._created:
+            self._ls.window_work_done_progress_create(
+                types.WorkDoneProgressCreateParams(token=self.token)
+            )
         begin = types.WorkDoneProgressBegin(title=self.title, percentage=0, cancellable=False)
         self._ls.progress(types.ProgressParams(token=self.token, value=begin))
 
@@ -189,13 +192,14 @@ class SmalltalkLanguageServer(LanguageServer):
     def progress(self, params: types.ProgressParams) -> None: ...
 
     @overload
-    def progress(self, params: str) -> WorkDone: ...
+    def progress(self, params: str, token: Any = None) -> WorkDone: ...
 
-    def progress(self, params: types.ProgressParams | str) -> WorkDone | None:
-        """`ls.progress("Indexing")` is a context manager with `.report(message, percentage)`;
-        called with `ProgressParams` it sends one `$/progress` notification (pygls' meaning)."""
+    def progress(self, params: types.ProgressParams | str, token: Any = None) -> WorkDone | None:
+        """`ls.progress("Indexing")` is a context manager with `.report(message, percentage)`
+        (on a request's `workDoneToken` if given); called with `ProgressParams` it sends one
+        `$/progress` notification (pygls' meaning)."""
         if isinstance(params, str):
-            return WorkDone(self, params)
+            return WorkDone(self, params, token)
         super().progress(params)
         return None
 
