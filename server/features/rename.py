@@ -4,7 +4,8 @@ keyword part, on any line; `#symbol` literals, so `perform:` with a literal), a 
 rename files), an instance or class variable (server.features.rename_fields: in its class and
 subclasses), a temporary or an argument (in its method). One WorkspaceEdit whose changes carry
 a change annotation the user confirms. A rename touching many methods reports `$/progress`
-and ends at once on `$/cancelRequest` (RequestCancelled, no edit).
+and ends at once on `$/cancelRequest` (RequestCancelled, no edit): its steps run on a thread
+(server.features.rename_support), the event loop stays free to read the cancel.
 
 Refused, with the reason: pseudo-variables, a selector the kernel implements (an implementor
 on a class the project does not define, or one of the messages every object understands), a
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -259,15 +261,26 @@ def can_rename_files(ls: SmalltalkLanguageServer) -> bool:
 
 
 async def run_reporting(ls: SmalltalkLanguageServer, found: Plan, token: object) -> None:
-    """Run a plan's steps with a turn of the event loop between them (so `$/cancelRequest`
-    ends it: CancelledError), reporting `$/progress` when it looks at many methods."""
+    """Run a plan's steps; one that looks at many methods runs on a thread and reports
+    `$/progress`, while the event loop stays free to read `$/cancelRequest`: then the request
+    ends at once (CancelledError) and the thread stops at its next step."""
     if found.size < PROGRESS_FROM:
         run(found.steps)
         return
+    stop = threading.Event()
     with ls.progress(found.description.split(" in all ")[0], token=token) as work:
-        for done, total in found.steps:
-            work.report(f"{done} of {total} methods", 100 * done // max(1, total))
-            await asyncio.sleep(0)
+
+        def steps() -> None:
+            for done, total in found.steps:
+                if stop.is_set():
+                    return
+                work.report(f"{done} of {total} methods", 100 * done // max(1, total))
+
+        try:
+            await asyncio.to_thread(steps)
+        except asyncio.CancelledError:
+            stop.set()
+            raise
 
 
 def setup(ls: SmalltalkLanguageServer) -> None:

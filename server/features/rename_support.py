@@ -1,9 +1,9 @@
 """What the kinds of rename share: the refusal, the annotated edits they collect per file, the
 texts of the files they read, and the steps they report progress by.
 
-A rename is computed as a generator of steps `(done, total)`: the request handler reports each
-as `$/progress` and gives the event loop a turn between them, so `$/cancelRequest` ends a
-rename of thousands of senders in the middle (the plain functions just run it to the end).
+A rename is computed as a generator of steps `(done, total)`, one per batch of methods: the
+request handler runs a long one on a thread, reports each step as `$/progress` and stops at the
+next step once `$/cancelRequest` came (the plain functions just run it to the end).
 """
 
 from __future__ import annotations
