@@ -68,14 +68,19 @@ def rename_params(client: LanguageClient, new: str) -> types.RenameParams:
     return types.RenameParams(text_document=doc(uri), position=at, new_name=new)
 
 
-def rename_reports(client: LanguageClient, before: set[str]) -> list:
+def rename_progress(client: LanguageClient, before: set[str]) -> tuple[object, list]:
+    """(token, values) of the rename's progress begun since `before`."""
     for token, values in client.progress_reports.items():
         if token in before or not values:
             continue
         first = values[0]
         if isinstance(first, types.WorkDoneProgressBegin) and first.title.startswith("rename"):
-            return list(values)
-    return []
+            return token, list(values)
+    return None, []
+
+
+def rename_reports(client: LanguageClient, before: set[str]) -> list:
+    return rename_progress(client, before)[1]
 
 
 async def test_cancel_request_ends_a_long_rename_without_an_edit(client: LanguageClient):
@@ -104,6 +109,28 @@ async def test_cancel_request_ends_a_long_rename_without_an_edit(client: Languag
     assert reports[-1].percentage is not None and reports[-1].percentage < 100
     assert {p: p.read_text() for p in root.rglob("*.st")} == texts
     assert not client.shown_documents
+
+
+async def test_progress_cancel_ends_a_long_rename_without_an_edit(client: LanguageClient):
+    """The rename's progress is cancellable (VS Code shows a Cancel button on it):
+    `window/workDoneProgress/cancel` ends the request as `$/cancelRequest` does."""
+    root = client.root  # type: ignore[attr-defined]
+    texts = {p: p.read_text() for p in root.rglob("*.st")}
+    before = set(client.progress_reports)
+    params = rename_params(client, "tick:")
+    future = client.protocol.send_request(types.TEXT_DOCUMENT_RENAME, params, msg_id="rename-2")
+    await wait_for(
+        lambda: any(isinstance(v, types.WorkDoneProgressReport)
+                    for v in rename_reports(client, before)),
+        "the rename's first progress report",
+    )
+    token, values = rename_progress(client, before)
+    assert isinstance(values[0], types.WorkDoneProgressBegin) and values[0].cancellable
+    client.window_work_done_progress_cancel(types.WorkDoneProgressCancelParams(token=token))
+    with pytest.raises(JsonRpcException) as raised:
+        await asyncio.wait_for(asyncio.wrap_future(future), 30)
+    assert raised.value.code == REQUEST_CANCELLED
+    assert {p: p.read_text() for p in root.rglob("*.st")} == texts
 
 
 async def test_long_rename_reports_progress_and_renames_every_sender(client: LanguageClient):

@@ -233,7 +233,6 @@ def plan(
             found.notes.append(FILES_KEEP_NAMES)
         return found
     if target.scope in ("instance", "class"):
-        assert ctx.method is not None or target.kind == "variable"
         steps = rename_fields.field_steps(ls, ctx, target, new, edits)
         return Plan(description, edits, steps)
     rename_local(ctx, target, new, edits)
@@ -263,12 +262,21 @@ def can_rename_files(ls: SmalltalkLanguageServer) -> bool:
 async def run_reporting(ls: SmalltalkLanguageServer, found: Plan, token: object) -> None:
     """Run a plan's steps; one that looks at many methods runs on a thread and reports
     `$/progress`, while the event loop stays free to read `$/cancelRequest`: then the request
-    ends at once (CancelledError) and the thread stops at its next step."""
+    ends at once (CancelledError) and the thread stops at its next step. The progress is
+    cancellable too (VS Code shows a Cancel button): the same end."""
     if found.size < PROGRESS_FROM:
         run(found.steps)
         return
     stop = threading.Event()
-    with ls.progress(found.description.split(" in all ")[0], token=token) as work:
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+
+    def cancelled() -> None:  # window/workDoneProgress/cancel: as $/cancelRequest
+        if task is not None:
+            loop.call_soon_threadsafe(task.cancel)
+
+    title = found.description.split(" in all ")[0]
+    with ls.progress(title, token=token, on_cancel=cancelled) as work:
 
         def steps() -> None:
             for done, total in found.steps:
