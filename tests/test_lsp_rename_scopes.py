@@ -5,6 +5,7 @@ editor tells it, and the result is parsed again."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -337,3 +338,33 @@ async def test_rename_variable_refused_on_collision(client: LanguageClient):
         client.text_document_did_close(types.DidCloseTextDocumentParams(text_document=doc(uri)))
         assert edit is None
         assert any(reason in m for m in shown(client)), shown(client)
+
+
+# --- temporaries and arguments ----------------------------------------------------------------
+
+
+async def test_rename_argument_in_its_method_only(client: LanguageClient):
+    root = client.root  # type: ignore[attr-defined]
+    store = "SRShop" if class_facts(root, "SRShop")["defined"] else "SRStore"
+
+    def add_right() -> dict[str, tuple[list[str], str]]:
+        return {
+            m.class_name: (m.arguments, m.source)
+            for s in project(root)
+            for m in numbered_methods(s)
+            if m.selector == "addRight:"
+        }
+
+    before = add_right()
+    assert before[store][0] == ["aRight"] and before["SRRegionalStore"][0] == ["aRight"]
+    # The first send of `add: aRight` is in the store's own addRight:.
+    prepared, edit = await rename_at(client, "add: aRight", "aGrant", len("add: "))
+    assert prepared is not None and prepared.placeholder == "aRight"
+    assert edit is not None
+    assert len(edit.document_changes or []) == 1
+    apply(client, edit)
+    after = add_right()
+    assert after[store][0] == ["aGrant"]
+    code = re.sub(r'"[^"]*"', '""', before[store][1])  # comments keep their words
+    assert re.sub(r'"[^"]*"', '""', after[store][1]) == code.replace("aRight", "aGrant")
+    assert after["SRRegionalStore"] == before["SRRegionalStore"]
