@@ -368,3 +368,29 @@ async def test_rename_argument_in_its_method_only(client: LanguageClient):
     code = re.sub(r'"[^"]*"', '""', before[store][1])  # comments keep their words
     assert re.sub(r'"[^"]*"', '""', after[store][1]) == code.replace("aRight", "aGrant")
     assert after["SRRegionalStore"] == before["SRRegionalStore"]
+
+
+@pytest.mark.parametrize("client", ["tonel", "chunk-squeak"], indirect=True)
+async def test_rename_trait_renames_its_users_compositions(client: LanguageClient):
+    root, fmt = client.root, client.fmt  # type: ignore[attr-defined]
+    before = class_facts(root, "TSRComparable")
+
+    def composition() -> str | None:
+        [right] = [c for s in project(root) for c in s.classes if c.name == "SRRight"]
+        return right.traits
+
+    assert composition() == "TSRComparable" and before["methods"]
+    needle = {"tonel": "#name : #TSRComparable", "chunk-squeak": "named: #TSRComparable"}[fmt]
+    _, edit = await rename_at(client, needle, "TSROrdered", needle.index("TSR"))
+    assert edit is not None
+    apply(client, edit)
+    assert composition() == "TSROrdered"
+    traits = [c for s in project(root) for c in s.classes if c.kind == "trait"]
+    assert [t.name for t in traits] == ["TSROrdered"]
+    methods = sorted(
+        f"{m.side} {m.selector}"
+        for s in project(root) for m in numbered_methods(s) if m.class_name == "TSROrdered"
+    )
+    assert methods == before["methods"]
+    if fmt == "tonel":
+        assert (root / "StreamingRights-Core" / "TSROrdered.trait.st").exists()

@@ -1,7 +1,7 @@
 """Rename of a class: its definitions and extensions, the class definitions that name it (a
-subclass's superclass, a trait user's composition), every reference in methods, and the files
-named after it: Tonel's `Foo.class.st` / `Foo.extension.st` / `Foo.trait.st` and FileTree's
-`Foo.class/` (`.extension/`, `.trait/`) folders."""
+subclass's superclass, a trait user's composition), its methods' headers, every reference in
+methods, and the files named after it: Tonel's `Foo.class.st` / `Foo.extension.st` /
+`Foo.trait.st` and FileTree's `Foo.class/` (`.extension/`, `.trait/`) folders."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import os
 import re
 from typing import TYPE_CHECKING
 
-from server.features.analysis import occurrences
+from server.features.analysis import _trait_names, occurrences
 from server.features.rename_support import BATCH, Edits, RenameRefused, Steps
 from smalltalk_grammar.filetree import method_location
 
@@ -37,7 +37,7 @@ def class_steps(ls: SmalltalkLanguageServer, old: str, new: str, edits: Edits) -
     # its subclasses' definitions. FileTree method files name it only in their folder.
     paths = [p for p, _c in ls.project.class_definitions(old)]
     paths += [p for p, _m in ls.project.methods_of(old) if method_location(p) is None]
-    for sub in ls.project.subclasses(old):
+    for sub in ls.project.subclasses(old) + trait_users(ls, old):
         paths += [p for p, _c in ls.project.class_definitions(sub)]
     for path in dict.fromkeys(paths):
         edits.words(path, edits.outside_methods(path), old, new, symbols=True)
@@ -51,6 +51,18 @@ def class_steps(ls: SmalltalkLanguageServer, old: str, new: str, edits: Edits) -
             for start, end in occurrences(tree, "class", old):
                 edits.add(ref.path, start, end, new)
     yield len(refs), len(refs)
+
+
+def trait_users(ls: SmalltalkLanguageServer, name: str) -> list[str]:
+    """The classes and traits whose composition names trait `name` (none if not a trait)."""
+    if all(c.kind != "trait" for _p, c in ls.project.class_definitions(name)):
+        return []
+    users = []
+    for other in ls.project.class_names():
+        cls = ls.project.class_named(other)
+        if cls is not None and other != name and name in _trait_names(cls.traits):
+            users.append(other)
+    return users
 
 
 def file_renames(ls: SmalltalkLanguageServer, old: str, new: str) -> list[tuple[str, str]]:
