@@ -394,3 +394,30 @@ async def test_rename_trait_renames_its_users_compositions(client: LanguageClien
     assert methods == before["methods"]
     if fmt == "tonel":
         assert (root / "StreamingRights-Core" / "TSROrdered.trait.st").exists()
+
+
+# Where each format declares SRRegionalStore's instance variable `territories`.
+DECLARATION = {
+    "tonel": "'territories'",
+    "chunk-squeak": "instanceVariableNames: 'territories'",
+    "chunk-vw": "instanceVariableNames: 'territories'",
+    "filetree": '"territories" ]',
+    "gnu": "| territories |",
+}
+
+
+async def test_rename_instance_variable_from_its_declaration(client: LanguageClient):
+    root, fmt = client.root, client.fmt  # type: ignore[attr-defined]
+    needle = DECLARATION[fmt]
+    before = uses(root, "territories", {"SRRegionalStore"})
+    assert before
+    prepared, edit = await rename_at(client, needle, "regions", needle.index("territories"))
+    assert prepared is not None and prepared.placeholder == "territories"
+    assert edit is not None
+    apply(client, edit)
+    assert uses(root, "regions", {"SRRegionalStore"}) == before
+    assert uses(root, "territories", {"SRRegionalStore"}) == []
+    assert declared(root, "SRRegionalStore")[0] == ["regions"]
+    # The selector `territories` (an accessor of the same name) is not a variable: it stays.
+    sends = [m for s in project(root) for m in numbered_methods(s) if "territories" in m.sends]
+    assert sends
