@@ -241,6 +241,8 @@ async def test_rename_class_renames_definitions_references_and_files(client: Lan
         ]
         assert (core / "SRShop.class.st").exists() and not (core / "SRStore.class.st").exists()
         assert (root / "StreamingRights-Tests" / "SRShop.extension.st").exists()
+        [annotation] = (edit.change_annotations or {}).values()
+        assert "SRStore.class.st -> SRShop.class.st" in annotation.label
     elif fmt == "filetree":
         package = root / "StreamingRights-Core.package"
         assert sorted(m.new_uri.rsplit("/", 1)[1] for m in moves) == [

@@ -18,6 +18,7 @@ untyped): the annotation says how many implementors are renamed together.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import threading
 from dataclasses import dataclass, field
@@ -227,6 +228,9 @@ def plan(
         moves = rename_class.file_renames(ls, target.name, new)
         if moves and rename_files:
             found.moves = moves
+            found.description += ", and the files named after it: " + ", ".join(
+                f"{os.path.basename(a)} -> {os.path.basename(b)}" for a, b in moves
+            )
         elif any(not a.endswith(".st") for a, _b in moves):
             raise RenameRefused(FOLDERS_NEEDED)
         elif moves:
