@@ -423,3 +423,27 @@ async def test_rename_instance_variable_from_its_declaration(client: LanguageCli
     # The selector `territories` (an accessor of the same name) is not a variable: it stays.
     sends = [m for s in project(root) for m in numbered_methods(s) if "territories" in m.sends]
     assert sends
+
+
+async def test_rename_variable_named_like_a_definition_key(client: LanguageClient):
+    """`name` is an instance variable of two unrelated classes, Tonel's `#name :` key and
+    FileTree's `"name"` key: only the one class's variable is renamed, the definitions stay."""
+    root = client.root  # type: ignore[attr-defined]
+
+    def state() -> dict[str, tuple[list[str], list[str]]]:
+        classes = [c for s in project(root) for c in s.classes if c.kind == "class"]
+        return {c.name: (c.instance_variables, uses(root, "name", {c.name})) for c in classes}
+
+    before = state()
+    owners = [n for n, (ivars, _) in before.items() if "name" in ivars]
+    assert owners
+    _, edit = await rename_at(client, "name := aString", "label")
+    assert edit is not None
+    apply(client, edit)
+    after = state()
+    assert sorted(after) == sorted(before)  # every class still defined under its name
+    changed = [n for n in after if after[n] != before[n]]
+    assert len(changed) == 1 and changed[0] in owners
+    ivars, _ = after[changed[0]]
+    assert "label" in ivars and "name" not in ivars
+    assert uses(root, "label", {changed[0]}) == before[changed[0]][1]  # the same methods

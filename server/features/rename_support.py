@@ -97,7 +97,8 @@ class Edits:
         The count of spans renamed."""
         text = self.text(path) or ""
         before = r"(?<![\w-])" if symbols else r"(?<![\w#-])"
-        word = re.compile(rf"{before}{re.escape(name)}(?![\w-])")
+        # Not a keyword (`category:` of a chunk definition), not part of a dashed category.
+        word = re.compile(rf"{before}{re.escape(name)}(?![\w-]|:(?!=))")
         json = path.endswith(".json")
         strings = r'"(?:[^"\\]|\\.)*"' if json else r"\"(?:[^\"]|\"\")*\"|'(?:[^']|'')*'|"
         token = re.compile(strings if json else strings + word.pattern)
