@@ -14,6 +14,13 @@
    each at random positions, over stdio, and prints p50/p95/max latency. Two position mixes:
    "project" (tokens naming the project's own classes and selectors) and "any" (any word in a
    method body, including sends of `new`, `ifTrue:` and other selectors sent everywhere).
+4. Rename of a selector with thousands of senders: the selector sent by the most methods of
+   the generated project that the server agrees to rename (the sample's sends counted per
+   method, times the copies; kernel selectors are refused), renamed in full (time, `$/progress`
+   reports, edits), then again with `$/cancelRequest` sent at its first progress report (time
+   from the cancel to the RequestCancelled answer).
+
+    .venv/bin/python bench/bench_lsp.py --rename-only   # only step 4 (after the scan)
 """
 
 from __future__ import annotations
@@ -36,7 +43,9 @@ from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "tests" / "fixtures" / "sample" / "tonel"
+# The static features alone: no model loads (it would share the 2 cores with the requests).
 STATIC_ONLY = {
+    "models": {"code_generation": "off", "reasoning": "off"},
     "completion": {"enabled": False},
     "retrieval": {"enabled": False},
     "actions": {"hover_summaries": False},
@@ -190,6 +199,131 @@ async def measure(client: LanguageClient, root: Path, requests: int, mix: str) -
     return results
 
 
+def _rename_candidates() -> list[tuple[str, int]]:
+    """Selectors sent by the most methods of the generated project (shared by every copy:
+    not the sample's own), with their senders per copy, most first."""
+    from smalltalk_grammar import iter_project, parse_file
+
+    words = _project_words()
+    counts: dict[str, int] = {}
+    for path in iter_project(SAMPLE):
+        for method in parse_file(path).methods:
+            for sent in set(method.sends):
+                if not any(w in words for w in sent.split(":") if w):
+                    counts[sent] = counts.get(sent, 0) + 1
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+
+
+def _renamed(selector: str) -> str:
+    """The new name: each keyword part or the unary selector + "Renamed", a binary one + "~"."""
+    if selector[0].isalpha():
+        parts = [p for p in selector.split(":") if p]
+        return "".join(p + "Renamed" + (":" if selector.endswith(":") else "") for p in parts)
+    return selector + "~"
+
+
+def _send_position(root: Path, selector: str) -> tuple[Path, types.Position] | None:
+    """The first send of `selector` in a method body of the generated files."""
+    first = re.escape(selector.split(":")[0] + (":" if selector.endswith(":") else ""))
+    pattern = re.compile(rf"(?<![\w:]){first}(?![\w:])" if selector[0].isalpha() else
+                         rf"\s{first}\s")
+    for path in sorted(root.rglob("*.class.st")):
+        for number, line in enumerate(path.read_text().split("\n")):
+            m = pattern.search(line)
+            if m and line.startswith("\t") and not line.lstrip().startswith('"'):
+                skip = 0 if selector[0].isalpha() else 1  # the space before a binary selector
+                return path, types.Position(line=number, character=m.start() + skip)
+    return None
+
+
+async def measure_rename(client: LanguageClient, root: Path, runs: int) -> None:
+    """Step 4: the full rename and the cancelled one, `runs` times each."""
+    for selector, per_copy in _rename_candidates():
+        found = _send_position(root, selector)
+        if found is None:
+            continue
+        path, pos = found
+        uri = from_fs_path(str(path)) or ""
+        client.text_document_did_open(
+            types.DidOpenTextDocumentParams(
+                text_document=types.TextDocumentItem(
+                    uri=uri, language_id="smalltalk", version=1, text=path.read_text()
+                )
+            )
+        )
+        d = types.TextDocumentIdentifier(uri=uri)
+        prepared = await client.text_document_prepare_rename_async(
+            types.PrepareRenameParams(text_document=d, position=pos)
+        )
+        if prepared is None or getattr(prepared, "placeholder", None) != selector:
+            continue
+        params = types.RenameParams(text_document=d, position=pos, new_name=_renamed(selector))
+        probe = await _timed_rename(client, params)
+        if probe[1] is None:
+            continue  # refused (the server said why): the next selector
+        print(f"rename #{selector} -> #{_renamed(selector)} ({per_copy} senders per copy):")
+        for run in range(runs):
+            took, edit, reports = await _timed_rename(client, params)
+            assert edit is not None
+            changes = edit.document_changes or []
+            edits = sum(len(c.edits) for c in changes if isinstance(c, types.TextDocumentEdit))
+            print(f"  full rename {run + 1}: {took:.2f}s, {edits} edits in {len(changes)} files,"
+                  f" {reports} $/progress reports")
+        for run in range(runs):
+            await _cancelled_rename(client, params, run)
+        return
+    print("rename: no selector of the project could be renamed")
+
+
+def _rename_tokens(client: LanguageClient, before: set) -> list:
+    for token, values in client.progress_reports.items():
+        if token not in before and values and isinstance(values[0], types.WorkDoneProgressBegin):
+            if values[0].title.startswith("rename"):
+                return list(values)
+    return []
+
+
+async def _timed_rename(client: LanguageClient, params: types.RenameParams) -> tuple:
+    before = set(client.progress_reports)
+    began = time.perf_counter()
+    edit = await client.text_document_rename_async(params)
+    took = time.perf_counter() - began
+    reports = _rename_tokens(client, before)
+    return took, edit, sum(isinstance(v, types.WorkDoneProgressReport) for v in reports)
+
+
+async def _cancelled_rename(client: LanguageClient, params: types.RenameParams, run: int) -> None:
+    from pygls.exceptions import JsonRpcException
+
+    before = set(client.progress_reports)
+    msg_id = f"bench-rename-{run}"
+    began = time.perf_counter()
+    future = asyncio.wrap_future(
+        client.protocol.send_request(types.TEXT_DOCUMENT_RENAME, params, msg_id=msg_id)
+    )
+    while not any(isinstance(v, types.WorkDoneProgressReport)
+                  for v in _rename_tokens(client, before)):
+        if future.done():
+            break
+        await asyncio.sleep(0.001)
+    first = time.perf_counter() - began
+    seen = [v.percentage for v in _rename_tokens(client, before)
+            if isinstance(v, types.WorkDoneProgressReport)]
+    cancelled_at = time.perf_counter()
+    client.cancel_request(types.CancelParams(id=msg_id))
+    try:
+        await future
+        outcome = "NOT cancelled: the edit came back"
+    except JsonRpcException as err:
+        outcome = f"error {err.code} ({'RequestCancelled' if err.code == -32800 else 'other'})"
+    answered = time.perf_counter() - cancelled_at
+    values = _rename_tokens(client, before)
+    done = [v.percentage for v in values if isinstance(v, types.WorkDoneProgressReport)]
+    print(f"  cancelled rename {run + 1}: cancel sent {first:.2f}s after the request, on"
+          f" seeing the report of {seen[-1] if seen else '?'}%; answered"
+          f" {answered * 1000:.0f} ms later: {outcome}; last report {done[-1] if done else '?'}%")
+
+
 async def _call_hierarchy(
     client: LanguageClient, d: types.TextDocumentIdentifier, p: types.Position
 ) -> None:
@@ -315,9 +449,15 @@ async def main_async(args: argparse.Namespace) -> None:
             await stop(client)
         client, wall, line = await start(root)
         print(f"warm restart: {wall:.2f}s to scan end, process start included ({line})")
+        if args.rename_only:
+            await measure_rename(client, root, args.rename_runs)
+            await stop(client)
+            print(f"load average at the end: {os.getloadavg()[0]:.2f}")
+            return
         for mix in ("project", "any"):
             results = await measure(client, root, args.requests, mix)
             _table(f"over stdio, {args.requests} requests each, {mix} tokens (ms):", results)
+        await measure_rename(client, root, args.rename_runs)
         await stop(client)
         for mix in ("project", "any"):
             scan, results = measure_in_process(root, args.requests, mix)
@@ -340,6 +480,10 @@ def main() -> None:
     parser.add_argument("--keep", help="generate into (and reuse) this folder")
     parser.add_argument(
         "--warm-only", action="store_true", help="with --keep: skip the cold start, reuse its cache"
+    )
+    parser.add_argument("--rename-runs", type=int, default=3, help="full and cancelled renames")
+    parser.add_argument(
+        "--rename-only", action="store_true", help="only the rename measurement (step 4)"
     )
     asyncio.run(main_async(parser.parse_args()))
 

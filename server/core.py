@@ -11,6 +11,7 @@ server.lsp.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import inspect
 import logging
@@ -65,37 +66,61 @@ class RetrievalSource(Protocol):
 
 
 class WorkDone:
-    """A `$/progress` work-done report, usable from any thread (see `ls.progress`)."""
+    """A `$/progress` work-done report, usable from any thread (see `ls.progress`). With
+    `on_cancel` it is cancellable: the client's `window/workDoneProgress/cancel` calls it."""
 
-    def __init__(self, ls: SmalltalkLanguageServer, title: str) -> None:
+    def __init__(
+        self,
+        ls: SmalltalkLanguageServer,
+        title: str,
+        token: Any = None,
+        on_cancel: Callable[[], None] | None = None,
+    ) -> None:
         self._ls = ls
         self.title = title
-        self.token = f"smalltalk-lsp/{uuid.uuid4()}"
-        self._enabled = ls.client_supports_progress()
+        # A request's own `workDoneToken` (the client created it), else one of ours.
+        self._created = token is not None
+        self.token = token if token is not None else f"smalltalk-lsp/{uuid.uuid4()}"
+        self._enabled = self._created or ls.client_supports_progress()
+        self._on_cancel = on_cancel
+        self._ended = False
 
     def __enter__(self) -> WorkDone:
         if self._enabled:
+            if self._on_cancel is not None:
+                # pygls cancels the future it keeps for a token on the client's cancel.
+                watched: concurrent.futures.Future[Any] = concurrent.futures.Future()
+                on_cancel = self._on_cancel
+                watched.add_done_callback(lambda f: on_cancel() if f.cancelled() else None)
+                self._ls.work_done_progress.tokens[self.token] = watched
             self._ls.call_threadsafe(self._begin)
         return self
 
     def _begin(self) -> None:
-        self._ls.window_work_done_progress_create(
-            types.WorkDoneProgressCreateParams(token=self.token)
+        if not self._created:
+            self._ls.window_work_done_progress_create(
+                types.WorkDoneProgressCreateParams(token=self.token)
+            )
+        begin = types.WorkDoneProgressBegin(
+            title=self.title, percentage=0, cancellable=self._on_cancel is not None
         )
-        begin = types.WorkDoneProgressBegin(title=self.title, percentage=0, cancellable=False)
         self._ls.progress(types.ProgressParams(token=self.token, value=begin))
 
     def report(self, message: str | None = None, percentage: int | None = None) -> None:
         if not self._enabled:
             return
         value = types.WorkDoneProgressReport(message=message, percentage=percentage)
-        self._ls.call_threadsafe(
-            self._ls.progress, types.ProgressParams(token=self.token, value=value)
-        )
+        self._ls.call_threadsafe(self._send_report, value)
+
+    def _send_report(self, value: types.WorkDoneProgressReport) -> None:
+        if not self._ended:  # a report from a thread may arrive after the end: not sent
+            self._ls.progress(types.ProgressParams(token=self.token, value=value))
 
     def __exit__(self, *exc: object) -> None:
         if not self._enabled:
             return
+        self._ended = True
+        self._ls.work_done_progress.tokens.pop(self.token, None)
         value = types.WorkDoneProgressEnd()
         self._ls.call_threadsafe(
             self._ls.progress, types.ProgressParams(token=self.token, value=value)
@@ -189,13 +214,21 @@ class SmalltalkLanguageServer(LanguageServer):
     def progress(self, params: types.ProgressParams) -> None: ...
 
     @overload
-    def progress(self, params: str) -> WorkDone: ...
+    def progress(
+        self, params: str, token: Any = None, on_cancel: Callable[[], None] | None = None
+    ) -> WorkDone: ...
 
-    def progress(self, params: types.ProgressParams | str) -> WorkDone | None:
-        """`ls.progress("Indexing")` is a context manager with `.report(message, percentage)`;
-        called with `ProgressParams` it sends one `$/progress` notification (pygls' meaning)."""
+    def progress(
+        self,
+        params: types.ProgressParams | str,
+        token: Any = None,
+        on_cancel: Callable[[], None] | None = None,
+    ) -> WorkDone | None:
+        """`ls.progress("Indexing")` is a context manager with `.report(message, percentage)`
+        (on a request's `workDoneToken` if given; cancellable with `on_cancel`); called with
+        `ProgressParams` it sends one `$/progress` notification (pygls' meaning)."""
         if isinstance(params, str):
-            return WorkDone(self, params)
+            return WorkDone(self, params, token, on_cancel)
         super().progress(params)
         return None
 

@@ -165,6 +165,10 @@ def _parse_text(text: str, path: str | None, state: ParseState, encoding: str) -
         state.tree = state.data = None
         values["diagnostics"] = diagnostics
         return make_source_file(values, given)
+    if path is not None and filetree.is_class_properties(Path(path)):
+        # An open FileTree class definition (properties.json): the class, not a method.
+        state.tree = state.data = None
+        return _properties_text(Path(path), text, encoding)
     location = filetree.method_location(path)
     if location is not None:
         values["format"] = "filetree"
@@ -323,12 +327,14 @@ def read_bytes(path: str) -> bytes:
 
 def _properties(path: Path, data: bytes) -> SourceFile:
     decoded = decode(data)
-    index = LineIndex(decoded.text)
+    return _properties_text(path, decoded.text, decoded.encoding)
+
+
+def _properties_text(path: Path, text: str, encoding: str) -> SourceFile:
+    """A FileTree properties.json, from disk or an open buffer."""
+    index = LineIndex(text)
     result = SourceFile(
-        path=str(path),
-        format="filetree",
-        encoding=decoded.encoding,
-        line_ending=line_ending(decoded.text),
+        path=str(path), format="filetree", encoding=encoding, line_ending=line_ending(text)
     )
     if not filetree.is_class_properties(path):
         return result  # a package's properties.json: no class in it
@@ -339,9 +345,7 @@ def _properties(path: Path, data: bytes) -> SourceFile:
             comment = decode(readme.read_bytes()).text
         except OSError:
             comment = None
-    result.classes, result.diagnostics = filetree.parse_properties(
-        decoded.text, path, index, comment
-    )
+    result.classes, result.diagnostics = filetree.parse_properties(text, path, index, comment)
     return result
 
 

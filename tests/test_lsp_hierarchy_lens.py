@@ -28,10 +28,41 @@ def method_file(root: Path, fmt: str, cls: str, side: str, selector: str) -> Pat
     return root / "StreamingRights-Core.package" / f"{cls}.class" / side / f"{name}.st"
 
 
+# The formats whose sample holds a trait (TSRComparable, used by SRRight). VisualWorks' sample
+# has no trait and GNU Smalltalk has none; FileTree can express one, which its copy gets here.
+TRAIT_FORMATS = ["tonel", "chunk-squeak", "filetree"]
+FILETREE_TRAIT = {
+    "TSRComparable.trait/properties.json": (
+        '{\n\t"category" : "StreamingRights-Core",\n\t"classinstvars" : [\n\t\t ],\n'
+        '\t"classtraitcomposition" : "{}",\n\t"instvars" : [\n\t\t ],\n'
+        '\t"name" : "TSRComparable",\n\t"traitcomposition" : "{}" }'
+    ),
+    "TSRComparable.trait/instance/max..st": (
+        "comparing\nmax: aComparable\n"
+        "\t^ self < aComparable ifTrue: [ aComparable ] ifFalse: [ self ]"
+    ),
+    "SRRight.class/properties.json": (
+        '{\n\t"category" : "StreamingRights-Core",\n\t"classinstvars" : [\n\t\t ],\n'
+        '\t"classvars" : [\n\t\t ],\n\t"instvars" : [\n\t\t"title",\n\t\t"territory",\n'
+        '\t\t"licence" ],\n\t"name" : "SRRight",\n\t"pools" : [\n\t\t ],\n'
+        '\t"super" : "Object",\n\t"traitcomposition" : "TSRComparable",\n\t"type" : "normal" }'
+    ),
+    "SRRight.class/instance/isValidOn..st": (
+        "testing\nisValidOn: aDate\n\t\"Answer whether the licence of the receiver is active on"
+        " aDate\"\n\n\t^ licence isActiveOn: aDate"
+    ),
+}
+
+
 @pytest_lsp.fixture(scope="module", params=FORMATS, config=SERVER)
 async def client(lsp_client: LanguageClient, request, tmp_path_factory):
     fmt = request.param
     root = copy_sample(fmt, tmp_path_factory.mktemp(fmt))
+    if fmt == "filetree":
+        for rel, text in FILETREE_TRAIT.items():
+            path = root / "StreamingRights-Core.package" / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
     lsp_client.fmt, lsp_client.root = fmt, root  # type: ignore[attr-defined]
     await start_session(lsp_client, root)
     yield
@@ -76,10 +107,9 @@ async def test_type_hierarchy_metaclass_side(client: LanguageClient):
     assert [i.name for i in subs or []] == ["SRRegionalStore class"]
 
 
+@pytest.mark.parametrize("client", TRAIT_FORMATS, indirect=True)
 async def test_type_hierarchy_shows_traits(client: LanguageClient):
     fmt, root = client.fmt, client.root  # type: ignore[attr-defined]
-    if fmt not in ("tonel", "chunk-squeak"):
-        pytest.skip(f"{fmt}: the sample has no trait in this format (SAMPLE.md)")
     path = method_file(root, fmt, "SRRight", "instance", "isValidOn:")
     [right] = await prepare(client, path, "licence isActiveOn: aDate")
     supers = await client.type_hierarchy_supertypes_async(

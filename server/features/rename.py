@@ -1,7 +1,11 @@
 """Rename (prepareRename + rename): a selector across its implementors and senders (every
-keyword part, on any line; `#symbol` literals, so `perform:` with a literal), a class (its
-definitions and references), a temporary or an argument (in its method). One WorkspaceEdit
-whose changes carry a change annotation the user confirms.
+keyword part, on any line; `#symbol` literals, so `perform:` with a literal), a class
+(server.features.rename_class: its definitions, references, and its files when the client can
+rename files), an instance or class variable (server.features.rename_fields: in its class and
+subclasses), a temporary or an argument (in its method). One WorkspaceEdit whose changes carry
+a change annotation the user confirms. A rename touching many methods reports `$/progress`
+and ends at once on `$/cancelRequest` (RequestCancelled, no edit): its steps run on a thread
+(server.features.rename_support), the event loop stays free to read the cancel.
 
 Refused, with the reason: pseudo-variables, a selector the kernel implements (an implementor
 on a class the project does not define, or one of the messages every object understands), a
@@ -13,27 +17,32 @@ untyped): the annotation says how many implementors are renamed together.
 
 from __future__ import annotations
 
+import asyncio
+import os
 import re
+import threading
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from lsprotocol import types
 
-from server.features import common
-from server.features.analysis import (
-    MethodTree,
-    Target,
-    _symbol_value,
-    locals_in_scope,
-    method_tree,
-    occurrences,
+from server.features import common, rename_class, rename_fields
+from server.features.analysis import MethodTree, Target, _symbol_value, locals_in_scope, occurrences
+from server.features.rename_support import (
+    ANNOTATION,
+    BATCH,
+    Edits,
+    RenameRefused,
+    Steps,
+    run,
 )
 from server.project_model import MethodRef
-from smalltalk_grammar import MethodDef, offset_at
 
 if TYPE_CHECKING:
     from server.core import SmalltalkLanguageServer
 
-ANNOTATION = "smalltalk-rename"
+__all__ = ["ANNOTATION", "RenameRefused", "prepare", "rename", "setup"]
+
 # Messages the kernel implements for every object: renaming them breaks the image.
 KERNEL_SELECTORS = frozenset(
     "= == ~= ~~ hash new new: value value: class printOn: printString displayString "
@@ -41,15 +50,17 @@ KERNEL_SELECTORS = frozenset(
     "at: at:put: size do: collect: select: reject: inject:into: copy deepCopy error: "
     "perform: perform:with: respondsTo: isKindOf: isMemberOf: subclassResponsibility".split()
 )
+# A rename looking at more methods than this reports `$/progress`.
+PROGRESS_FROM = 200
 _UNARY = re.compile(r"[a-zA-Z_]\w*\Z")
 _KEYWORD = re.compile(r"(?:[a-zA-Z_]\w*:)+\Z")
 _BINARY = re.compile(r"[-+*/\\<>=~@%|&?,]+\Z")
-_CLASS = re.compile(r"[A-Z]\w*\Z")
 _VARIABLE = re.compile(r"[a-z_]\w*\Z")
-
-
-class RenameRefused(Exception):
-    """The rename cannot be done safely; the message says why."""
+FILES_KEEP_NAMES = "the client cannot rename files: the class's files keep their names"
+FOLDERS_NEEDED = (
+    "FileTree takes a class's name from its folder, and the client cannot rename folders "
+    "(workspace.workspaceEdit.resourceOperations without rename)"
+)
 
 
 def _parts(selector: str) -> list[str]:
@@ -99,85 +110,27 @@ def _selector_spans(mt: MethodTree, name: str) -> list[tuple[int, int, str | Non
     return found
 
 
-def _tree(ls: SmalltalkLanguageServer, path: str, text: str, method: MethodDef) -> MethodTree:
-    base = offset_at(text, method.selector_range.start)
-    return method_tree(text, common.file_format(ls, path), method, base)
+def selector_refs(ls: SmalltalkLanguageServer, old: str) -> list[MethodRef]:
+    return ls.project.implementor_refs(old) + ls.project.sender_refs(old)
 
 
-def _edit(text: str, start: int, end: int, new: str) -> types.AnnotatedTextEdit:
-    return types.AnnotatedTextEdit(
-        range=common.lsp_range(common.span_range(text, start, end)),
-        new_text=new,
-        annotation_id=ANNOTATION,
-    )
-
-
-def rename_selector(
-    ls: SmalltalkLanguageServer, old: str, new: str
-) -> tuple[dict[str, list[types.AnnotatedTextEdit]], int]:
-    """Edits per URI, and the number of implementors renamed together."""
-    check_selector(ls, old, new)
+def selector_steps(ls: SmalltalkLanguageServer, old: str, new: str, edits: Edits) -> Steps:
+    """The edits of renaming selector `old` (checked by `check_selector`) to `new`."""
     new_parts = _parts(new)
-    refs: list[MethodRef] = ls.project.implementor_refs(old) + ls.project.sender_refs(old)
-    edits: dict[str, list[types.AnnotatedTextEdit]] = {}
-    seen: set[tuple[str, int, int]] = set()
-    texts: dict[str, str | None] = {}
-    for ref in refs:
+    refs = selector_refs(ls, old)
+    for done, ref in enumerate(refs):
+        if done % BATCH == 0:
+            yield done, len(refs)
         method = ls.project.method(ref)
-        if method is None:
+        tree = edits.tree(ref.path, method) if method is not None else None
+        if tree is None:
             continue
-        if ref.path not in texts:
-            texts[ref.path] = common.file_text(ls, ref.path)
-        text = texts[ref.path]
-        if not text:
-            continue
-        for start, end, part in _selector_spans(_tree(ls, ref.path, text, method), old):
-            if (ref.path, start, end) in seen:
-                continue
-            seen.add((ref.path, start, end))
-            value = "#" + new if part is None else new_parts[int(part)]
-            edits.setdefault(common.uri_of(ref.path), []).append(_edit(text, start, end, value))
-    return edits, ls.project.implementor_count(old)
+        for start, end, part in _selector_spans(tree, old):
+            edits.add(ref.path, start, end, "#" + new if part is None else new_parts[int(part)])
+    yield len(refs), len(refs)
 
 
-def rename_class(
-    ls: SmalltalkLanguageServer, old: str, new: str
-) -> dict[str, list[types.AnnotatedTextEdit]]:
-    if not _CLASS.match(new):
-        raise RenameRefused(f"{new!r} is not a class name")
-    if ls.project.class_definitions(new):
-        raise RenameRefused(f"a class {new} already exists")
-    if not ls.project.defining_definitions(old):
-        raise RenameRefused(f"{old} is not defined in this project")
-    edits: dict[str, list[types.AnnotatedTextEdit]] = {}
-    texts: dict[str, str | None] = {}
-
-    def text_of(path: str) -> str | None:
-        if path not in texts:
-            texts[path] = common.file_text(ls, path)
-        return texts[path]
-
-    for path, cls in ls.project.class_definitions(old):
-        text = text_of(path)
-        if text:
-            start = offset_at(text, cls.name_range.start)
-            end = offset_at(text, cls.name_range.end)
-            if old in text[start:end]:
-                start += text[start:end].index(old)
-                edits.setdefault(common.uri_of(path), []).append(
-                    _edit(text, start, start + len(old), new)
-                )
-    for ref in dict.fromkeys(ls.project.class_reference_refs(old)):
-        method = ls.project.method(ref)
-        text = text_of(ref.path)
-        if method is None or not text:
-            continue
-        for start, end in occurrences(_tree(ls, ref.path, text, method), "class", old):
-            edits.setdefault(common.uri_of(ref.path), []).append(_edit(text, start, end, new))
-    return edits
-
-
-def rename_local(ctx: common.Context, target: Target, new: str) -> list[types.AnnotatedTextEdit]:
+def rename_local(ctx: common.Context, target: Target, new: str, edits: Edits) -> None:
     if not _VARIABLE.match(new):
         raise RenameRefused(f"{new!r} is not a variable name")
     if ctx.tree is None:
@@ -187,7 +140,8 @@ def rename_local(ctx: common.Context, target: Target, new: str) -> list[types.An
     spans = set(occurrences(ctx.tree, "class", target.name))
     if target.declaration is not None:
         spans.add(target.declaration)
-    return [_edit(ctx.snap.text, s, e, new) for s, e in sorted(spans)]
+    for s, e in sorted(spans):
+        edits.add(ctx.snap.path, s, e, new)
 
 
 def _all_locals(mt: MethodTree) -> list[tuple[str, str, tuple[int, int]]]:
@@ -207,41 +161,138 @@ def prepare(ctx: common.Context) -> types.PrepareRenamePlaceholder:
         raise RenameRefused("nothing to rename here")
     if target.kind == "pseudo":
         raise RenameRefused(f"{target.name} is a pseudo-variable: it cannot be renamed")
-    if target.kind == "variable" and target.scope not in ("argument", "temporary"):
-        raise RenameRefused("renaming instance, class and global variables is not supported yet")
+    if target.kind == "variable" and target.scope == "global":
+        raise RenameRefused(f"{target.name} is not declared in this project")
     rng = common.lsp_range(common.span_range(ctx.snap.text, target.start, target.end))
     return types.PrepareRenamePlaceholder(range=rng, placeholder=target.name)
 
 
-def rename(ls: SmalltalkLanguageServer, ctx: common.Context, new: str) -> types.WorkspaceEdit:
+@dataclass
+class Plan:
+    """A rename being computed: `steps` fills `edits` (and may refuse); then `edit()`."""
+
+    description: str
+    edits: Edits
+    steps: Steps
+    size: int = 0
+    # (old path, new path) of files and folders to rename after the text edits.
+    moves: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def edit(self) -> types.WorkspaceEdit:
+        annotation = types.ChangeAnnotation(
+            label=self.description, needs_confirmation=True, description=self.description
+        )
+        changes: list[types.TextDocumentEdit | types.RenameFile] = [
+            types.TextDocumentEdit(
+                text_document=types.OptionalVersionedTextDocumentIdentifier(uri=uri, version=None),
+                edits=list(file_edits),
+            )
+            for uri, file_edits in sorted(self.edits.by_uri.items())
+        ]
+        changes += [
+            types.RenameFile(
+                old_uri=common.uri_of(a), new_uri=common.uri_of(b), annotation_id=ANNOTATION
+            )
+            for a, b in self.moves
+        ]
+        return types.WorkspaceEdit(
+            document_changes=list(changes), change_annotations={ANNOTATION: annotation}
+        )
+
+
+def plan(
+    ls: SmalltalkLanguageServer, ctx: common.Context, new: str, rename_files: bool = False
+) -> Plan:
+    """What renaming the target under the cursor to `new` takes (refusals of the target at
+    once, those of the new name when the steps run)."""
     placeholder = prepare(ctx)
     target = ctx.target
     assert target is not None
+    edits = Edits(ls)
     description = f"rename {placeholder.placeholder} to {new}"
     if target.kind == "selector":
-        edits, implementors = rename_selector(ls, target.name, new)
+        implementors = ls.project.implementor_count(target.name)
         if implementors > 1:
             description += (
                 f" in all {implementors} implementors and every sender: senders of one "
                 "implementor cannot be told from senders of another"
             )
-    elif target.kind == "class":
-        edits = rename_class(ls, target.name, new)
-    else:
-        edits = {common.uri_of(ctx.snap.path): rename_local(ctx, target, new)}
-    annotation = types.ChangeAnnotation(
-        label=description, needs_confirmation=True, description=description
+        check_selector(ls, target.name, new)
+        size = len(selector_refs(ls, target.name))
+        return Plan(description, edits, selector_steps(ls, target.name, new, edits), size)
+    if target.kind == "class":
+        rename_class.check_class(ls, target.name, new)
+        found = Plan(description, edits, rename_class.class_steps(ls, target.name, new, edits))
+        found.size = len(ls.project.class_reference_refs(target.name))
+        moves = rename_class.file_renames(ls, target.name, new)
+        if moves and rename_files:
+            found.moves = moves
+            found.description += ", and the files named after it: " + ", ".join(
+                f"{os.path.basename(a)} -> {os.path.basename(b)}" for a, b in moves
+            )
+        elif any(not a.endswith(".st") for a, _b in moves):
+            raise RenameRefused(FOLDERS_NEEDED)
+        elif moves:
+            found.notes.append(FILES_KEEP_NAMES)
+        return found
+    if target.scope in ("instance", "class"):
+        steps = rename_fields.field_steps(ls, ctx, target, new, edits)
+        return Plan(description, edits, steps)
+    rename_local(ctx, target, new, edits)
+    return Plan(description, edits, iter(()))
+
+
+def rename(
+    ls: SmalltalkLanguageServer, ctx: common.Context, new: str, rename_files: bool = False
+) -> types.WorkspaceEdit:
+    """The whole rename at once (no progress, no cancellation)."""
+    found = plan(ls, ctx, new, rename_files)
+    run(found.steps)
+    return found.edit()
+
+
+def can_rename_files(ls: SmalltalkLanguageServer) -> bool:
+    try:
+        edit = ls.client_capabilities.workspace.workspace_edit  # type: ignore[union-attr]
+    except AttributeError:
+        return False
+    kinds = (edit.resource_operations or []) if edit is not None else []
+    return edit is not None and bool(edit.document_changes) and (
+        types.ResourceOperationKind.Rename in kinds
     )
-    changes: list[types.TextDocumentEdit] = [
-        types.TextDocumentEdit(
-            text_document=types.OptionalVersionedTextDocumentIdentifier(uri=uri, version=None),
-            edits=list(file_edits),
-        )
-        for uri, file_edits in sorted(edits.items())
-    ]
-    return types.WorkspaceEdit(
-        document_changes=list(changes), change_annotations={ANNOTATION: annotation}
-    )
+
+
+async def run_reporting(ls: SmalltalkLanguageServer, found: Plan, token: object) -> None:
+    """Run a plan's steps; one that looks at many methods runs on a thread and reports
+    `$/progress`, while the event loop stays free to read `$/cancelRequest`: then the request
+    ends at once (CancelledError) and the thread stops at its next step. The progress is
+    cancellable too (VS Code shows a Cancel button): the same end."""
+    if found.size < PROGRESS_FROM:
+        run(found.steps)
+        return
+    stop = threading.Event()
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+
+    def cancelled() -> None:  # window/workDoneProgress/cancel: as $/cancelRequest
+        if task is not None:
+            loop.call_soon_threadsafe(task.cancel)
+
+    title = found.description.split(" in all ")[0]
+    with ls.progress(title, token=token, on_cancel=cancelled) as work:
+
+        def steps() -> None:
+            for done, total in found.steps:
+                if stop.is_set():
+                    return
+                work.report(f"{done} of {total} methods", 100 * done // max(1, total))
+
+        try:
+            await asyncio.to_thread(steps)
+        except asyncio.CancelledError:
+            stop.set()
+            raise
 
 
 def setup(ls: SmalltalkLanguageServer) -> None:
@@ -257,12 +308,16 @@ def setup(ls: SmalltalkLanguageServer) -> None:
             return None
 
     @ls.handler(types.TEXT_DOCUMENT_RENAME, types.RenameOptions(prepare_provider=True))
-    def on_rename(params: types.RenameParams) -> types.WorkspaceEdit | None:
+    async def on_rename(params: types.RenameParams) -> types.WorkspaceEdit | None:
         ctx = common.context_at(ls, params.text_document.uri, params.position)
         if ctx is None:
             return None
         try:
-            return rename(ls, ctx, params.new_name)
+            found = plan(ls, ctx, params.new_name, can_rename_files(ls))
+            await run_reporting(ls, found, params.work_done_token)
         except RenameRefused as err:
             ls.show_message(f"Rename: {err}", types.MessageType.Warning)
             return None
+        for note in found.notes:
+            ls.show_message(f"Rename: {note}", types.MessageType.Info)
+        return found.edit()

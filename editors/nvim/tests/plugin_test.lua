@@ -160,7 +160,9 @@ step('setup and open a Tonel file', function(next)
   vim.cmd('edit ' .. vim.fn.fnameescape(file))
   check('*.st gets filetype smalltalk', vim.bo.filetype == 'smalltalk', vim.bo.filetype)
   check('commentstring is "%s"', vim.bo.commentstring == '"%s"', vim.bo.commentstring)
-  for _, name in ipairs({ 'SmalltalkExplain', 'SmalltalkDesign', 'SmalltalkImplement', 'SmalltalkTests', 'SmalltalkAdapters' }) do
+  for _, name in ipairs({ 'SmalltalkExplain', 'SmalltalkDesign', 'SmalltalkImplement', 'SmalltalkTests', 'SmalltalkAdapters',
+    'SmalltalkSenders', 'SmalltalkSends', 'SmalltalkSuperclasses', 'SmalltalkSubclasses', 'SmalltalkRename',
+    'SmalltalkHighlight', 'SmalltalkCodeLens', 'SmalltalkCancel' }) do
     check(':' .. name .. ' exists', vim.fn.exists(':' .. name) == 2)
   end
   wait_for('client attaches', function()
@@ -220,6 +222,31 @@ step('a resting cursor asks for its highlights', function(next)
     check('... at the cursor', sent.params.position.line == 2 and sent.params.position.character == 0,
       sent.params.position)
     next()
+  end)
+end)
+
+step(':SmalltalkRename asks the server, :SmalltalkCancel cancels it', function(next)
+  local original = vim.ui.input
+  vim.ui.input = function(_, on_confirm)
+    on_confirm('renamed')
+  end
+  vim.api.nvim_win_set_cursor(0, { 3, 0 })
+  vim.cmd('SmalltalkRename')
+  vim.ui.input = original
+  wait_for('rename sent', function()
+    return #stub_messages('textDocument/rename') > 0
+  end, 5000, function()
+    local rename = stub_messages('textDocument/rename')[1]
+    check('rename carries the new name', rename.params.newName == 'renamed', rename.params)
+    vim.cmd('SmalltalkCancel')
+    wait_for('cancel sent', function()
+      return #stub_messages('$/cancelRequest') > 0
+    end, 5000, function()
+      local cancel = stub_messages('$/cancelRequest')[1]
+      check('the pending rename is the one cancelled', cancel.params.id == rename.id, { cancel, rename.id })
+      check('nothing left to cancel', st.cancel() == 0)
+      next()
+    end)
   end)
 end)
 

@@ -1,6 +1,7 @@
 """A scripted stand-in for `smalltalk-lsp serve`, stdlib only, for the plugin's own tests.
 
-It speaks just enough LSP over stdio to exercise the Neovim plugin: hover, code actions
+It speaks just enough LSP over stdio to exercise the Neovim plugin: hover, a rename it never
+answers (the plugin cancels it), code actions
 (with resolve and a command that opens a Markdown file via window/showDocument), inline
 completion, the adapter commands and the `smalltalk/status` notification. Every request and
 notification it receives is appended to the JSON-lines file named by STUB_LOG, so a test can
@@ -60,6 +61,8 @@ def main():
         method, params, mid = msg.get("method"), msg.get("params") or {}, msg.get("id")
         if method is None:
             continue  # a response to one of our requests
+        if method == "textDocument/rename":
+            continue  # left pending, as a long rename is: the client may cancel it
         result = None
         if method == "initialize":
             result = {
@@ -67,6 +70,7 @@ def main():
                     "textDocumentSync": 1,
                     "hoverProvider": True,
                     "documentHighlightProvider": True,
+                    "renameProvider": True,
                     "codeActionProvider": {"codeActionKinds": KINDS, "resolveProvider": True},
                     "inlineCompletionProvider": {},
                     "executeCommandProvider": {

@@ -578,6 +578,8 @@ local function create_commands()
     SmalltalkRename = function() vim.lsp.buf.rename() end,
     SmalltalkHighlight = function() vim.lsp.buf.document_highlight() end,
     SmalltalkCodeLens = function() vim.lsp.codelens.run() end,
+    -- A rename of thousands of senders reports progress (vim.lsp.status()) and stops here.
+    SmalltalkCancel = function() M.cancel() end,
   }
   for name, fn in pairs(nav) do
     vim.api.nvim_create_user_command(name, fn, { desc = 'smalltalk-lsp: ' .. name })
@@ -585,6 +587,24 @@ local function create_commands()
   vim.api.nvim_create_user_command('SmalltalkTrust', function()
     M.trust()
   end, { desc = "smalltalk-lsp: trust this project's models and adapters" })
+end
+
+--- Cancels what the server is still working on for this buffer's client (a long rename, a
+--- code action): `$/cancelRequest` for each pending request, which the server answers with
+--- RequestCancelled, applying nothing. Returns how many were cancelled.
+function M.cancel(bufnr)
+  local client = M.get_client(bufnr or 0)
+  local ids = {}
+  for id, request in pairs(client and client.requests or {}) do
+    if request.type == 'pending' then
+      table.insert(ids, id)
+    end
+  end
+  for _, id in ipairs(ids) do
+    client:cancel_request(id)
+  end
+  notify(#ids > 0 and ('cancelled ' .. #ids .. ' request(s)') or 'nothing to cancel')
+  return #ids
 end
 
 --- Trusts the current buffer's project: remembers it (vim.secure for its smalltalk-lsp.toml,
