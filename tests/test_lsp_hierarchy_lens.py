@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import pytest_lsp
-from lsp_support import FORMATS, SERVER, copy_sample, doc, find, open_document, start_session
+from lsp_support import FORMATS, SERVER, doc, find, open_document, start_sample
 from lsprotocol import types
 from pytest_lsp import LanguageClient
 
@@ -30,10 +30,7 @@ def method_file(root: Path, fmt: str, cls: str, side: str, selector: str) -> Pat
 
 @pytest_lsp.fixture(scope="module", params=FORMATS, config=SERVER)
 async def client(lsp_client: LanguageClient, request, tmp_path_factory):
-    fmt = request.param
-    root = copy_sample(fmt, tmp_path_factory.mktemp(fmt))
-    lsp_client.fmt, lsp_client.root = fmt, root  # type: ignore[attr-defined]
-    await start_session(lsp_client, root)
+    await start_sample(lsp_client, request.param, tmp_path_factory)
     yield
     await lsp_client.shutdown_session()
 
