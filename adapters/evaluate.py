@@ -1,6 +1,6 @@
 """Evaluate the coder on the held-out split, with and without an adapter, in llama.cpp.
 
-Generation goes through the server's own engine (`LlamaEngine`: the same context setup,
+Generation goes through the server's own engine (`open_context`: the same context setup,
 sampling and stop handling as completions), on the quantized model the server runs. Perplexity
 needs a logit row per target token, which the serving context does not keep (it reserves one
 row), so a scoring context is opened on the same loaded model. The adapter is loaded with
@@ -37,7 +37,7 @@ from server.engine.lora import (
     set_context_adapters,
 )
 from server.engine.lora_validation import AdapterError
-from server.engine.registry import LlamaEngine, RoleSpec
+from server.engine.registry import RoleSpec, open_context
 from server.engine.types import CancelToken, GenerateParams
 from smalltalk_grammar import parse
 
@@ -103,8 +103,8 @@ class EvalEngine:
                              n_threads=n_threads, mmap=True, mlock=False)
         self._owns_model = loaded is None
         self.model: LoadedModel = loaded if loaded is not None else load_model(path)
-        self.engine = LlamaEngine(self.spec, self.model)
-        self.n_ctx = self.engine.session.n_ctx
+        self.engine = open_context(self.spec, self.model)
+        self.n_ctx = self.engine.n_ctx
         self._score_ctx = _scoring_context(self.model, self.n_ctx, n_threads)
         # The model's own adapter pool, as the server uses it: the serving context applies
         # a request's (name, scale) set itself; the scoring context is set here.

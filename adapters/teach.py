@@ -198,7 +198,7 @@ class LlamaTeacher:
     def __init__(self, config: TeachConfig) -> None:
         from server.engine.embedded import resolve_model_path
         from server.engine.llama_model import load_model
-        from server.engine.registry import LlamaEngine, RoleSpec
+        from server.engine.registry import RoleSpec, open_context
 
         path = resolve_model_path(config.model)
         self.config = config
@@ -206,7 +206,7 @@ class LlamaTeacher:
         spec = RoleSpec(role="reasoner", name=config.model, path=path, n_ctx=config.n_ctx,
                         n_batch=512, n_threads=config.threads or os.cpu_count() or 1,
                         mmap=True, mlock=False)
-        self.engine = LlamaEngine(spec, self.model)
+        self.engine = open_context(spec, self.model)
         self.render = chat_renderer(self.model.chat_template())
 
     def ask(self, system: str, question: str) -> str:

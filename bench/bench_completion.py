@@ -289,7 +289,7 @@ def cancel_to_free(trials: int, threads: int) -> dict[str, list[float]]:
     results: dict[str, list[float]] = {"prompt": [], "generation": []}
     try:
         for _ in range(trials):
-            engine.session.reset()
+            engine.reset()
             job = worker.submit(
                 lambda c: engine.generate(long_prompt, GenerateParams(max_tokens=8), c)
             )

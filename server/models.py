@@ -24,7 +24,8 @@ from server.actions.models import ActionCancelled, ActionError
 from server.completion import arrival
 from server.config import Settings
 from server.engine.backend import EngineBackend, EngineModel
-from server.engine.registry import LlamaEngine, ModelRegistry, PrivateContext, State
+from server.engine.registry import ModelRegistry, PrivateContext, State
+from server.engine.session import LlamaSession
 from server.engine.types import ROLES, CancelToken, Role, TextEngine
 from server.engine.worker import InferenceWorker, Job
 from server.events import Event
@@ -275,15 +276,18 @@ class Models:
         """The coder for actions: its weights with a context of their own, so writing a test
         class does not throw away the KV prefix that keeps completions fast."""
         base = self._wait_engine("coder", cancel)
-        if not isinstance(base, LlamaEngine):
+        if not isinstance(base, LlamaSession):
             return base  # a remote server keeps its own contexts; completions lose nothing
         with self._lock:
             if self._private_coder is None or self._private_coder.base is not base:
                 old, self._private_coder = self._private_coder, None
                 if old is not None:
                     old.close()
+                spec = self.registry.spec("coder") if self.registry is not None else None
+                if spec is None:
+                    raise ActionError("the coder model was unloaded")
                 try:
-                    self._private_coder = PrivateContext(base, ACTIONS_CODER_N_CTX)
+                    self._private_coder = PrivateContext(base, spec, ACTIONS_CODER_N_CTX)
                 except (RuntimeError, OSError) as err:
                     raise ActionError(f"the coder model could not get a context: {err}") from err
             return self._private_coder

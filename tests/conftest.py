@@ -66,7 +66,7 @@ def team_server(gemma_model_path, tmp_path_factory):
 @pytest.fixture(scope="session")
 def smollm_reasoner():
     """The embedded reasoner (SmolLM2-135M-Instruct) loaded once on two threads, as a
-    LlamaEngine with its own context (the registry's "reasoner" role; no coder)."""
+    context of its own (the registry's "reasoner" role; no coder)."""
     from server.config import Settings
     from server.engine.registry import ModelRegistry
 

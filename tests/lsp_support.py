@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,16 @@ STATIC_ONLY = {
     "retrieval": {"enabled": False},
     "actions": {"hover_summaries": False},
 }
+
+
+def server_config(env: dict[str, str] | None = None, debug: bool = True) -> ClientServerConfig:
+    """`python -m server serve`, logging at DEBUG unless told not to, with `env` added to
+    this process's environment."""
+    command = [sys.executable, "-m", "server", "serve"]
+    return ClientServerConfig(
+        server_command=command + ["--log-level", "DEBUG"] if debug else command,
+        server_env={**os.environ, **env} if env is not None else None,
+    )
 
 
 def copy_sample(folder: str, target: Path) -> Path:
@@ -61,6 +73,28 @@ async def start_session(
     )
     await wait_for(lambda: scan_ended(client), what="the workspace scan")
     return result
+
+
+async def start_sample(
+    client: LanguageClient, fmt: str, tmp_path_factory: Any, options: Any = STATIC_ONLY
+) -> Path:
+    """A session on a private copy of the sample folder `fmt`, which `client.fmt` and
+    `client.root` name for the tests."""
+    root = copy_sample(fmt, tmp_path_factory.mktemp(fmt))
+    client.fmt, client.root = fmt, root  # type: ignore[attr-defined]
+    await start_session(client, root, options)
+    return root
+
+
+def record_status(client: LanguageClient, pick: Callable[[Any], Any] = lambda p: p) -> None:
+    """Keep each `smalltalk/status` notification, as `pick` makes it, in `client.statuses`."""
+    client.statuses = []  # type: ignore[attr-defined]
+
+    # Unannotated on purpose: pygls hands a parameter annotated with a supertype of the
+    # client class (`object` included) the client itself instead of the params.
+    @client.feature("smalltalk/status")
+    def on_status(params):  # type: ignore[no-untyped-def]
+        client.statuses.append(pick(params))  # type: ignore[attr-defined]
 
 
 def scan_ended(client: LanguageClient) -> bool:
@@ -115,6 +149,37 @@ def insert(client: LanguageClient, uri: str, version: int, at: types.Position, t
             ],
         )
     )
+
+
+def set_text(client: LanguageClient, uri: str, version: int, text: str) -> None:
+    client.text_document_did_change(
+        types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
+            content_changes=[types.TextDocumentContentChangeWholeDocument(text=text)],
+        )
+    )
+
+
+def end_of(text: str) -> types.Position:
+    return types.Position(line=text.count("\n"), character=len(text.rsplit("\n", 1)[-1]))
+
+
+async def suggest(client: LanguageClient, uri: str, at: types.Position) -> str:
+    """The inline suggestion asked for explicitly at `at` ("" when there is none)."""
+    result = await client.text_document_inline_completion_async(
+        types.InlineCompletionParams(
+            text_document=doc(uri),
+            position=at,
+            context=types.InlineCompletionContext(
+                trigger_kind=types.InlineCompletionTriggerKind.Invoked
+            ),
+        )
+    )
+    assert isinstance(result, types.InlineCompletionList)
+    if not result.items:
+        return ""
+    insert = result.items[0].insert_text
+    return insert if isinstance(insert, str) else insert.value
 
 
 def find(text: str, needle: str, from_line: int = 0, skip: int = 0) -> types.Position:

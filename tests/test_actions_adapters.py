@@ -9,8 +9,6 @@ KV state computed under the adapter is reused); activating it through the settin
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -18,20 +16,27 @@ from typing import Any
 
 import pytest
 import pytest_lsp
-from lsp_support import copy_sample, doc, find, open_document, start_session, uri_of, wait_for
+from lsp_support import (
+    copy_sample,
+    doc,
+    find,
+    open_document,
+    record_status,
+    server_config,
+    start_session,
+    uri_of,
+    wait_for,
+)
 from lsprotocol import types
 from pygls.uris import to_fs_path
-from pytest_lsp import ClientServerConfig, LanguageClient
+from pytest_lsp import LanguageClient
 
 from adapters import testing
 from server.engine.embedded import resolve_model_path
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 # A private user data dir: the user's own adapters stay out of the test.
-SERVER = ClientServerConfig(
-    server_command=[sys.executable, "-m", "server", "serve", "--log-level", "DEBUG"],
-    server_env={**os.environ, "XDG_DATA_HOME": tempfile.mkdtemp(prefix="actions-adapters-")},
-)
+SERVER = server_config({"XDG_DATA_HOME": tempfile.mkdtemp(prefix="actions-adapters-")})
 OPTIONS: dict[str, Any] = {
     # The adapters below are written for these two models' shapes.
     "models": {"code_generation": "gemma3-270m", "reasoning": "smollm2-135m"},
@@ -54,12 +59,7 @@ ACTION_TIMEOUT = 300
 
 @pytest_lsp.fixture(scope="module", config=SERVER)
 async def client(lsp_client: LanguageClient, tmp_path_factory):
-    lsp_client.statuses = []  # type: ignore[attr-defined]
-
-    @lsp_client.feature("smalltalk/status")
-    def on_status(params):  # type: ignore[no-untyped-def]
-        lsp_client.statuses.append(params)  # type: ignore[attr-defined]
-
+    record_status(lsp_client)
     root = copy_sample("tonel", tmp_path_factory.mktemp("actions-adapters"))
     lsp_client.root = root  # type: ignore[attr-defined]
     folder = root / ".smalltalk-lsp" / "adapters"

@@ -8,17 +8,25 @@ Smalltalk and poorer prose, which is not what is tested."""
 from __future__ import annotations
 
 import asyncio
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_lsp
-from lsp_support import copy_sample, doc, open_document, start_session, uri_of, wait_for
+from lsp_support import (
+    copy_sample,
+    doc,
+    open_document,
+    record_status,
+    server_config,
+    start_session,
+    uri_of,
+    wait_for,
+)
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pygls.uris import to_fs_path
-from pytest_lsp import ClientServerConfig, LanguageClient
+from pytest_lsp import LanguageClient
 
 from server.actions.formats import TextChange, apply_changes
 from smalltalk_grammar import parse
@@ -27,9 +35,7 @@ from smalltalk_grammar.text import offset_at
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-SERVER = ClientServerConfig(
-    server_command=[sys.executable, "-m", "server", "serve", "--log-level", "DEBUG"]
-)
+SERVER = server_config()
 OPTIONS = {
     "models": {"code_generation": "gemma3-270m", "reasoning": "smollm2-135m"},
     "cpu_settings": {"context_length": 2048},
@@ -58,12 +64,7 @@ async def client(lsp_client: LanguageClient, tmp_path_factory):
     for folder in ("tonel", "chunk-squeak", "gnu"):
         copy_sample(folder, root)
     lsp_client.root = root  # type: ignore[attr-defined]
-    lsp_client.statuses = []  # type: ignore[attr-defined]
-
-    @lsp_client.feature("smalltalk/status")
-    def on_status(params: Any) -> None:
-        lsp_client.statuses.append(params.models)  # type: ignore[attr-defined]
-
+    record_status(lsp_client, lambda params: params.models)
     lsp_client.init_result = await start_session(lsp_client, root, OPTIONS)  # type: ignore[attr-defined]
     await wait_for(lambda: ready(lsp_client), "both models", timeout=LOAD_TIMEOUT)
     yield

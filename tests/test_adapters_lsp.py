@@ -5,16 +5,25 @@ removed while the server runs."""
 
 from __future__ import annotations
 
-import os
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 import pytest_lsp
-from lsp_support import copy_sample, open_document, start_session, uri_of, wait_for
+from lsp_support import (
+    copy_sample,
+    end_of,
+    open_document,
+    record_status,
+    server_config,
+    set_text,
+    start_session,
+    suggest,
+    uri_of,
+    wait_for,
+)
 from lsprotocol import types
-from pytest_lsp import ClientServerConfig, LanguageClient
+from pytest_lsp import LanguageClient
 
 from adapters import testing
 from server.engine.embedded import resolve_model_path
@@ -22,10 +31,7 @@ from server.engine.embedded import resolve_model_path
 # The tests run on the fixture's loop, where the client reads the server's messages.
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 # A private user data dir: the user's own adapters stay out of the test.
-SERVER = ClientServerConfig(
-    server_command=[sys.executable, "-m", "server", "serve", "--log-level", "DEBUG"],
-    server_env={**os.environ, "XDG_DATA_HOME": tempfile.mkdtemp(prefix="adapters-e2e-")},
-)
+SERVER = server_config({"XDG_DATA_HOME": tempfile.mkdtemp(prefix="adapters-e2e-")})
 # The fastest embedded coder: its adapters are written for Gemma 3's shapes.
 OPTIONS = {
     # The adapters live in the workspace: trusted, or they are ignored (server.trust).
@@ -44,16 +50,9 @@ def folder_of(client: LanguageClient) -> Path:
 
 @pytest_lsp.fixture(scope="module", config=SERVER)
 async def client(lsp_client: LanguageClient, tmp_path_factory):
-    lsp_client.statuses = []  # type: ignore[attr-defined]
-
-    # Unannotated on purpose: pygls hands a parameter annotated `object` (a supertype of the
-    # client class) the client itself instead of the params.
-    @lsp_client.feature("smalltalk/status")
-    def on_status(params):  # type: ignore[no-untyped-def]
-        lsp_client.statuses.append(  # type: ignore[attr-defined]
-            {"coder": params.models.coder, "adapters": list(params.adapters)}
-        )
-
+    record_status(
+        lsp_client, lambda params: {"coder": params.models.coder, "adapters": list(params.adapters)}
+    )
     root = copy_sample("tonel", tmp_path_factory.mktemp("adapters"))
     lsp_client.root = root  # type: ignore[attr-defined]
     base = resolve_model_path("gemma3-270m")
@@ -86,27 +85,8 @@ async def complete(client: LanguageClient, version: int) -> str:
     path = client.root / STORE  # type: ignore[attr-defined]
     uri = uri_of(path)
     text = path.read_text(encoding="utf-8") + EMPTY_METHOD
-    client.text_document_did_change(
-        types.DidChangeTextDocumentParams(
-            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
-            content_changes=[types.TextDocumentContentChangeWholeDocument(text=text + "\n]\n")],
-        )
-    )
-    at = types.Position(line=text.count("\n"), character=len(text.rsplit("\n", 1)[-1]))
-    result = await client.text_document_inline_completion_async(
-        types.InlineCompletionParams(
-            text_document=types.TextDocumentIdentifier(uri=uri),
-            position=at,
-            context=types.InlineCompletionContext(
-                trigger_kind=types.InlineCompletionTriggerKind.Invoked
-            ),
-        )
-    )
-    assert isinstance(result, types.InlineCompletionList)
-    if not result.items:
-        return ""
-    insert = result.items[0].insert_text
-    return insert if isinstance(insert, str) else insert.value
+    set_text(client, uri, version, text + "\n]\n")
+    return await suggest(client, uri, end_of(text))
 
 
 async def model_item(client: LanguageClient) -> types.CompletionItem:

@@ -12,20 +12,28 @@ else the embedded default coder.
 from __future__ import annotations
 
 import asyncio
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_lsp
-from lsp_support import copy_sample, doc, open_document, start_session, wait_for
+from lsp_support import (
+    copy_sample,
+    doc,
+    end_of,
+    open_document,
+    record_status,
+    server_config,
+    set_text,
+    start_session,
+    suggest,
+    wait_for,
+)
 from lsprotocol import types
-from pytest_lsp import ClientServerConfig, LanguageClient
+from pytest_lsp import LanguageClient
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-SERVER = ClientServerConfig(
-    server_command=[sys.executable, "-m", "server", "serve", "--log-level", "DEBUG"]
-)
+SERVER = server_config()
 # Default settings (the default coder) but for the reasoner, which plays no part here.
 OPTIONS: dict[str, Any] = {"models": {"reasoning": "off"}}
 INDEX_READY = ("retrieval index: ", "without similar-code search")
@@ -52,14 +60,6 @@ NEW_METHOD = new_method("SRStore >> hasNoRights", "Answer whether the store hold
 NEW_LICENCE_METHOD = new_method("SRLicence >> isFree", "Answer whether the fee is zero")
 
 
-def listen(client: LanguageClient) -> None:
-    client.completion_status = []  # type: ignore[attr-defined]
-
-    @client.feature("smalltalk/status")
-    def on_status(params):  # type: ignore[no-untyped-def]
-        client.completion_status.append(_plain(params).get("completion") or {})  # type: ignore[attr-defined]
-
-
 def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
@@ -71,12 +71,12 @@ def _plain(value: Any) -> Any:
 
 
 def statuses(client: LanguageClient) -> list[dict[str, Any]]:
-    return client.completion_status  # type: ignore[attr-defined, no-any-return]
+    return client.statuses  # type: ignore[attr-defined, no-any-return]
 
 
 @pytest_lsp.fixture(scope="module", config=SERVER)
 async def client(lsp_client: LanguageClient, tmp_path_factory):
-    listen(lsp_client)
+    record_status(lsp_client, lambda params: _plain(params).get("completion") or {})
     root = copy_sample("tonel", tmp_path_factory.mktemp("arrival"))
     lsp_client.root = root  # type: ignore[attr-defined]
     await start_session(lsp_client, root, OPTIONS)
@@ -88,36 +88,6 @@ async def client(lsp_client: LanguageClient, tmp_path_factory):
     )
     yield
     await lsp_client.shutdown_session()
-
-
-def set_text(client: LanguageClient, uri: str, version: int, text: str) -> None:
-    client.text_document_did_change(
-        types.DidChangeTextDocumentParams(
-            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
-            content_changes=[types.TextDocumentContentChangeWholeDocument(text=text)],
-        )
-    )
-
-
-def end_of(text: str) -> types.Position:
-    return types.Position(line=text.count("\n"), character=len(text.rsplit("\n", 1)[-1]))
-
-
-async def ask(client: LanguageClient, uri: str, pos: types.Position) -> str:
-    result = await client.text_document_inline_completion_async(
-        types.InlineCompletionParams(
-            text_document=doc(uri),
-            position=pos,
-            context=types.InlineCompletionContext(
-                trigger_kind=types.InlineCompletionTriggerKind.Invoked
-            ),
-        )
-    )
-    assert isinstance(result, types.InlineCompletionList)
-    if not result.items:
-        return ""
-    text = result.items[0].insert_text
-    return text if isinstance(text, str) else text.value
 
 
 def last_answer(client: LanguageClient, uri: str) -> dict[str, Any]:
@@ -132,7 +102,7 @@ async def test_a_cold_request_in_a_new_method_of_a_large_file_is_answered(client
     text = large_store(path) + NEW_METHOD
     set_text(client, uri, 2, text + "\n]\n")
     seen = len(statuses(client))
-    suggestion = await ask(client, uri, end_of(text))
+    suggestion = await suggest(client, uri, end_of(text))
     assert suggestion.strip(), "the cold request got no suggestion"
     last = last_answer(client, uri)
     assert last["source"] == "model" and last["reused_tokens"] < last["prompt_tokens"] // 2
@@ -150,7 +120,7 @@ async def test_a_superseded_request_is_cancelled_and_the_newer_answered(client):
     )
     set_text(client, uri, 11, text + "\n]\n")
     seen = len(statuses(client))
-    first = asyncio.ensure_future(ask(client, uri, end_of(text)))
+    first = asyncio.ensure_future(suggest(client, uri, end_of(text)))
     await wait_for(
         lambda: any(s.get("state") == "thinking" and s.get("uri") == uri
                     for s in statuses(client)[seen:]),
@@ -160,7 +130,7 @@ async def test_a_superseded_request_is_cancelled_and_the_newer_answered(client):
     # The user goes on editing before it is answered: the prompt changes near the cursor.
     newer = text.replace("rightsCount", "numberOfRights")
     set_text(client, uri, 12, newer + "\n]\n")
-    second = await ask(client, uri, end_of(newer))
+    second = await suggest(client, uri, end_of(newer))
     assert await first == ""
     assert second.strip()
     await wait_for(
@@ -176,19 +146,19 @@ async def test_coming_back_to_a_document_reuses_its_prompt_state(client):
         "SRStore >> hasAnyRights", "Answer whether the store holds any right"
     )
     set_text(client, store, 21, store_text + "\n]\n")
-    assert (await ask(client, store, end_of(store_text))).strip()
+    assert (await suggest(client, store, end_of(store_text))).strip()
     first = last_answer(client, store)
 
     licence = open_document(client, licence_path, version=1)
     licence_text = licence_path.read_text(encoding="utf-8") + NEW_LICENCE_METHOD
     set_text(client, licence, 2, licence_text + "\n]\n")
-    await ask(client, licence, end_of(licence_text))
+    await suggest(client, licence, end_of(licence_text))
     assert last_answer(client, licence)["restored_tokens"] == 0
 
     # Back to the store, where the user added a blank line below the cursor: only the text
     # after the cursor changed, so the prompt up to it comes back from the kept state.
     set_text(client, store, 22, store_text + "\n\n]\n")
-    assert (await ask(client, store, end_of(store_text))).strip()
+    assert (await suggest(client, store, end_of(store_text))).strip()
     back = last_answer(client, store)
     assert back["source"] == "model"
     assert back["restored_tokens"] > first["prompt_tokens"] // 2
@@ -213,7 +183,7 @@ async def test_a_cursor_at_rest_in_a_method_has_its_suggestion_ready(client):
         "the suggestion computed ahead for the cursor",
         timeout=600,
     )
-    suggestion = await ask(client, uri, end_of(text))
+    suggestion = await suggest(client, uri, end_of(text))
     assert suggestion.strip()
     last = last_answer(client, uri)
     # Ready from the cache; or, when the generation cap cut the work ahead (a loaded

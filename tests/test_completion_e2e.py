@@ -5,14 +5,22 @@ Inline completion, superseding, $/cancelRequest, a corrupt model file."""
 from __future__ import annotations
 
 import asyncio
-import sys
 from pathlib import Path
 
 import pytest
 import pytest_lsp
-from lsp_support import copy_sample, doc, open_document, start_session, wait_for
+from lsp_support import (
+    copy_sample,
+    doc,
+    end_of,
+    open_document,
+    server_config,
+    set_text,
+    start_session,
+    wait_for,
+)
 from lsprotocol import types
-from pytest_lsp import ClientServerConfig, LanguageClient
+from pytest_lsp import LanguageClient
 
 from server.completion.pipeline import PROMPT_MARK
 from server.completion.syntax import method_errors
@@ -20,9 +28,7 @@ from smalltalk_grammar import parse
 
 # The client lives on the module's event loop; the tests must run on it too.
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-SERVER = ClientServerConfig(
-    server_command=[sys.executable, "-m", "server", "serve", "--log-level", "DEBUG"]
-)
+SERVER = server_config()
 # Generous: the shared test machine is slow, and a generation cap would make the test about time.
 OPTIONS = {
     "models": {"reasoning": "off"},
@@ -69,19 +75,6 @@ async def client(lsp_client: LanguageClient, tmp_path_factory):
     )
     yield
     await lsp_client.shutdown_session()
-
-
-def set_text(client: LanguageClient, uri: str, version: int, text: str) -> None:
-    client.text_document_did_change(
-        types.DidChangeTextDocumentParams(
-            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
-            content_changes=[types.TextDocumentContentChangeWholeDocument(text=text)],
-        )
-    )
-
-
-def end_of(text: str) -> types.Position:
-    return types.Position(line=text.count("\n"), character=len(text.rsplit("\n", 1)[-1]))
 
 
 def inline_params(uri: str, pos: types.Position) -> types.InlineCompletionParams:

@@ -7,22 +7,27 @@ inline completions are tested end to end in test_completion_e2e.py.)"""
 from __future__ import annotations
 
 import asyncio
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_lsp
-from lsp_support import copy_sample, doc, open_document, start_session, wait_for
+from lsp_support import (
+    copy_sample,
+    doc,
+    open_document,
+    record_status,
+    server_config,
+    start_session,
+    wait_for,
+)
 from lsprotocol import types
 from pygls.uris import to_fs_path
-from pytest_lsp import ClientServerConfig, LanguageClient
+from pytest_lsp import LanguageClient
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-SERVER = ClientServerConfig(
-    server_command=[sys.executable, "-m", "server", "serve", "--log-level", "DEBUG"]
-)
+SERVER = server_config()
 # No `models` here: the defaults are what is tested. Greedy and short, no retrieval index.
 OPTIONS = {
     "cpu_settings": {"context_length": 2048},
@@ -34,12 +39,7 @@ STORE = "StreamingRights-Core/SRStore.class.st"
 
 @pytest_lsp.fixture(scope="module", config=SERVER)
 async def client(lsp_client: LanguageClient, tmp_path_factory):
-    lsp_client.statuses = []  # type: ignore[attr-defined]
-
-    @lsp_client.feature("smalltalk/status")
-    def on_status(params):  # type: ignore[no-untyped-def]
-        lsp_client.statuses.append(params)  # type: ignore[attr-defined]
-
+    record_status(lsp_client)
     root = copy_sample("tonel", tmp_path_factory.mktemp("defaults"))
     lsp_client.root = root  # type: ignore[attr-defined]
     await start_session(lsp_client, root, OPTIONS)

@@ -14,14 +14,13 @@ from lsp_support import (
     FORMATS,
     SERVER,
     close_document,
-    copy_sample,
     doc,
     find,
     insert,
     key,
     open_document,
     span,
-    start_session,
+    start_sample,
     uri_of,
 )
 from lsprotocol import types
@@ -129,11 +128,7 @@ class Method:
 
 @pytest_lsp.fixture(scope="module", params=FORMATS, config=SERVER)
 async def client(lsp_client: LanguageClient, request, tmp_path_factory):
-    fmt = request.param
-    root = copy_sample(fmt, tmp_path_factory.mktemp(fmt))
-    lsp_client.fmt = fmt  # type: ignore[attr-defined]
-    lsp_client.root = root  # type: ignore[attr-defined]
-    await start_session(lsp_client, root)
+    await start_sample(lsp_client, request.param, tmp_path_factory)
     yield
     await lsp_client.shutdown_session()
 

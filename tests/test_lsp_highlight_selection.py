@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import pytest_lsp
-from lsp_support import FORMATS, SERVER, copy_sample, doc, open_document, start_session
+from lsp_support import FORMATS, SERVER, doc, open_document, start_sample
 from lsprotocol import types
 from pytest_lsp import LanguageClient
 
@@ -21,11 +21,8 @@ FILES = {
 
 @pytest_lsp.fixture(scope="module", params=FORMATS, config=SERVER)
 async def client(lsp_client: LanguageClient, request, tmp_path_factory):
-    fmt = request.param
-    root = copy_sample(fmt, tmp_path_factory.mktemp(fmt))
-    lsp_client.path = root / FILES[fmt]  # type: ignore[attr-defined]
-    lsp_client.fmt = fmt  # type: ignore[attr-defined]
-    await start_session(lsp_client, root)
+    root = await start_sample(lsp_client, request.param, tmp_path_factory)
+    lsp_client.path = root / FILES[request.param]  # type: ignore[attr-defined]
     yield
     await lsp_client.shutdown_session()
 

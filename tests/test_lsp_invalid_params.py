@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import pytest_lsp
-from lsp_support import SERVER, copy_sample, doc, open_document, start_session
+from lsp_support import SERVER, doc, open_document, start_sample
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pytest_lsp import LanguageClient
@@ -24,9 +24,7 @@ _IDS = itertools.count()
 
 @pytest_lsp.fixture(scope="module", config=SERVER)
 async def client(lsp_client: LanguageClient, tmp_path_factory):
-    root = copy_sample("tonel", tmp_path_factory.mktemp("invalid"))
-    lsp_client.root = root  # type: ignore[attr-defined]
-    await start_session(lsp_client, root)
+    root = await start_sample(lsp_client, "tonel", tmp_path_factory)
     lsp_client.uri = open_document(lsp_client, root / STORE)  # type: ignore[attr-defined]
     yield
     await lsp_client.shutdown_session()

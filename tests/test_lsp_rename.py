@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import pytest_lsp
-from lsp_support import FORMATS, SERVER, copy_sample, doc, open_document, start_session
+from lsp_support import FORMATS, SERVER, doc, open_document, start_sample
 from lsprotocol import types
 from pytest_lsp import LanguageClient
 
@@ -21,10 +21,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 @pytest_lsp.fixture(scope="module", params=FORMATS, config=SERVER)
 async def client(lsp_client: LanguageClient, request, tmp_path_factory):
-    fmt = request.param
-    root = copy_sample(fmt, tmp_path_factory.mktemp(fmt))
-    lsp_client.fmt, lsp_client.root = fmt, root  # type: ignore[attr-defined]
-    await start_session(lsp_client, root)
+    await start_sample(lsp_client, request.param, tmp_path_factory)
     yield
     await lsp_client.shutdown_session()
 

@@ -16,6 +16,7 @@ from lsp_support import (
     find,
     insert,
     open_document,
+    start_sample,
     start_session,
     uri_of,
     wait_for,
@@ -42,9 +43,7 @@ SRGhost >> haunt [
 
 @pytest_lsp.fixture(scope="module", config=SERVER)
 async def client(lsp_client: LanguageClient, tmp_path_factory):
-    root = copy_sample("tonel", tmp_path_factory.mktemp("robust"))
-    lsp_client.root = root  # type: ignore[attr-defined]
-    await start_session(lsp_client, root)
+    await start_sample(lsp_client, "tonel", tmp_path_factory)
     yield
     await lsp_client.shutdown_session()
 

@@ -18,7 +18,7 @@ from server.completion.providers import ClassContextProvider
 from server.completion.types import CompletionRequest
 from server.config import validate_settings
 from server.engine.lora import AdapterLoadError
-from server.engine.registry import LlamaEngine, RoleSpec
+from server.engine.registry import RoleSpec, open_context
 from server.engine.remote import RemoteEngine
 from server.engine.types import CancelToken, GenerateParams
 from server.project_model import ProjectModel
@@ -63,7 +63,7 @@ def test_the_pipeline_gives_the_in_process_suggestion(
     options = CompletionOptions(max_generate_ms=300_000, max_tokens_line=10, max_tokens_block=10)
     spec = RoleSpec(role="coder", name="gemma3-270m", path=gemma_model_path, n_ctx=2048,
                     n_batch=512, n_threads=2, mmap=True, mlock=False)
-    local = LlamaEngine(spec, gemma_model)
+    local = open_context(spec, gemma_model)
     try:
         here = complete(request(), local, providers, options)
     finally:

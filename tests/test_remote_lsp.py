@@ -7,19 +7,29 @@ API key never reaches a log."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_lsp
-from lsp_support import copy_sample, doc, open_document, start_session, uri_of, wait_for
+from lsp_support import (
+    copy_sample,
+    doc,
+    end_of,
+    open_document,
+    record_status,
+    server_config,
+    set_text,
+    start_session,
+    suggest,
+    uri_of,
+    wait_for,
+)
 from lsprotocol import types
 from pygls.uris import to_fs_path
-from pytest_lsp import ClientServerConfig, LanguageClient
+from pytest_lsp import LanguageClient
 from remote_support import TEAM_KEY, TEAM_KEY_ENV, LlamaServer, model_entry, remote_options
 
 from adapters import testing
@@ -29,13 +39,8 @@ from smalltalk_grammar import parse
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-SERVER = ClientServerConfig(
-    server_command=[sys.executable, "-m", "server", "serve", "--log-level", "DEBUG"],
-    server_env={
-        **os.environ,
-        TEAM_KEY_ENV: TEAM_KEY,
-        "XDG_DATA_HOME": tempfile.mkdtemp(prefix="remote-e2e-"),
-    },
+SERVER = server_config(
+    {TEAM_KEY_ENV: TEAM_KEY, "XDG_DATA_HOME": tempfile.mkdtemp(prefix="remote-e2e-")}
 )
 STORE = "StreamingRights-Core/SRStore.class.st"
 EMPTY_METHOD = "\n{ #category : #testing }\nSRStore >> isEmpty [\n\n\t"
@@ -52,15 +57,9 @@ def reasoner_server(tmp_path_factory: Any) -> Any:
 
 @pytest_lsp.fixture(scope="module", config=SERVER)
 async def client(lsp_client: LanguageClient, tmp_path_factory, team_server, reasoner_server):
-    lsp_client.statuses = []  # type: ignore[attr-defined]
-
-    @lsp_client.feature("smalltalk/status")
-    def on_status(params: Any) -> None:
-        lsp_client.statuses.append(  # type: ignore[attr-defined]
-            {"coder": params.models.coder, "reasoner": params.models.reasoner,
-             "adapters": list(params.adapters)}
-        )
-
+    record_status(lsp_client, lambda params: {"coder": params.models.coder,
+                                              "reasoner": params.models.reasoner,
+                                              "adapters": list(params.adapters)})
     root = copy_sample("tonel", tmp_path_factory.mktemp("remote"))
     folder = root / ".smalltalk-lsp" / "adapters"
     folder.mkdir(parents=True)
@@ -100,26 +99,8 @@ async def complete(client: LanguageClient, version: int) -> tuple[str, str]:
     path = client.root / STORE  # type: ignore[attr-defined]
     uri = uri_of(path)
     text = path.read_text(encoding="utf-8") + EMPTY_METHOD
-    client.text_document_did_change(
-        types.DidChangeTextDocumentParams(
-            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
-            content_changes=[types.TextDocumentContentChangeWholeDocument(text=text + "\n]\n")],
-        )
-    )
-    result = await client.text_document_inline_completion_async(
-        types.InlineCompletionParams(
-            text_document=doc(uri),
-            position=position(text + "|", "|"),
-            context=types.InlineCompletionContext(
-                trigger_kind=types.InlineCompletionTriggerKind.Invoked
-            ),
-        )
-    )
-    assert isinstance(result, types.InlineCompletionList)
-    if not result.items:
-        return "", text
-    insert = result.items[0].insert_text
-    return (insert if isinstance(insert, str) else insert.value), text
+    set_text(client, uri, version, text + "\n]\n")
+    return await suggest(client, uri, end_of(text)), text
 
 
 async def command(client: LanguageClient, name: str, *args: object) -> Any:

@@ -6,22 +6,28 @@ back by themselves once the server is up again."""
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from typing import Any
 
 import pytest
 import pytest_lsp
-from lsp_support import copy_sample, doc, open_document, start_session, uri_of, wait_for
+from lsp_support import (
+    copy_sample,
+    doc,
+    open_document,
+    record_status,
+    server_config,
+    start_session,
+    uri_of,
+    wait_for,
+)
 from lsprotocol import types
-from pytest_lsp import ClientServerConfig, LanguageClient
+from pytest_lsp import LanguageClient
 from remote_support import plain_server, remote_options
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-SERVER = ClientServerConfig(
-    server_command=[sys.executable, "-m", "server", "serve", "--log-level", "DEBUG"]
-)
+SERVER = server_config()
 STORE = "StreamingRights-Core/SRStore.class.st"
 EMPTY_METHOD = "\n{ #category : #testing }\nSRStore >> isEmpty [\n\n\t"
 
@@ -35,12 +41,7 @@ def llm(tmp_path_factory: Any, gemma_model_path: Any) -> Any:
 
 @pytest_lsp.fixture(scope="module", config=SERVER)
 async def client(lsp_client: LanguageClient, tmp_path_factory, llm):
-    lsp_client.statuses = []  # type: ignore[attr-defined]
-
-    @lsp_client.feature("smalltalk/status")
-    def on_status(params: Any) -> None:
-        lsp_client.statuses.append(params.models.coder)  # type: ignore[attr-defined]
-
+    record_status(lsp_client, lambda params: params.models.coder)
     root = copy_sample("tonel", tmp_path_factory.mktemp("restart-ws"))
     lsp_client.root = root  # type: ignore[attr-defined]
     # Retries at most every 2 s, so the test does not wait long for the restarted server.

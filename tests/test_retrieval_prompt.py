@@ -9,7 +9,7 @@ from pathlib import Path
 from server.completion.pipeline import CompletionOptions, complete
 from server.completion.providers import ClassContextProvider
 from server.completion.types import CompletionRequest
-from server.engine.registry import LlamaEngine, RoleSpec
+from server.engine.registry import RoleSpec, open_context
 from server.project_model import ProjectModel
 from server.retrieval.index import RetrievalIndex
 from server.retrieval.provider import RetrievalContextProvider
@@ -37,7 +37,7 @@ def test_retrieved_methods_reach_the_prompt(
                                 source_format="tonel")
     spec = RoleSpec(role="coder", name="gemma3-270m", path=gemma_model_path, n_ctx=2048,
                     n_batch=512, n_threads=2, mmap=True, mlock=False)
-    engine = LlamaEngine(spec, gemma_model)
+    engine = open_context(spec, gemma_model)
     try:
         suggestion = complete(request, engine, providers,
                               CompletionOptions(max_generate_ms=20000, max_tokens_line=8))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import pytest_lsp
-from lsp_support import copy_sample, start_session, wait_for
+from lsp_support import copy_sample, record_status, start_session, wait_for
 from pytest_lsp import ClientServerConfig, LanguageClient
 
 from server import secrets
@@ -107,12 +107,7 @@ def key_file(tmp_path_factory) -> Path:
 
 @pytest_lsp.fixture(scope="module", config=SERVER)
 async def client(lsp_client: LanguageClient, tmp_path_factory, echo_server, key_file):
-    lsp_client.statuses = []  # type: ignore[attr-defined]
-
-    @lsp_client.feature("smalltalk/status")
-    def on_status(params):  # type: ignore[no-untyped-def]
-        lsp_client.statuses.append(repr(params))  # type: ignore[attr-defined]
-
+    record_status(lsp_client, repr)
     root = copy_sample("tonel", tmp_path_factory.mktemp("secrets"))
     options = {
         "backends": {"coder": {"backend": "remote", "base_url": echo_server,

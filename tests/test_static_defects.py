@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import pytest_lsp
-from lsp_support import SAMPLE, SERVER, copy_sample, doc, find, key, open_document, start_session
+from lsp_support import SAMPLE, SERVER, doc, find, key, open_document, start_sample
 from lsprotocol import types
 from pytest_lsp import LanguageClient
 
@@ -28,9 +28,7 @@ DETECTION = SAMPLE / "detection"
 
 @pytest_lsp.fixture(scope="module", config=SERVER)
 async def client(lsp_client: LanguageClient, tmp_path_factory):
-    root = copy_sample("tonel", tmp_path_factory.mktemp("defects"))
-    lsp_client.root = root  # type: ignore[attr-defined]
-    await start_session(lsp_client, root)
+    await start_sample(lsp_client, "tonel", tmp_path_factory)
     yield
     await lsp_client.shutdown_session()
 

@@ -5,30 +5,32 @@ onDidGrantWorkspaceTrust) the workspace's model and adapter load, without a rest
 
 from __future__ import annotations
 
-import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 import pytest_lsp
-from lsp_support import copy_sample, doc, open_document, start_session, wait_for
+from lsp_support import (
+    copy_sample,
+    doc,
+    open_document,
+    record_status,
+    server_config,
+    start_session,
+    wait_for,
+)
 from lsprotocol import types
-from pytest_lsp import ClientServerConfig, LanguageClient
+from pytest_lsp import LanguageClient
 
 from adapters import testing
 from server.engine.embedded import resolve_model_path
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 USER_CONFIG = Path(tempfile.mkdtemp(prefix="trust-config-"))
-SERVER = ClientServerConfig(
-    server_command=[sys.executable, "-m", "server", "serve"],
-    server_env={
-        **os.environ,
-        "XDG_CONFIG_HOME": str(USER_CONFIG),
-        "XDG_DATA_HOME": tempfile.mkdtemp(prefix="trust-data-"),
-    },
+SERVER = server_config(
+    {"XDG_CONFIG_HOME": str(USER_CONFIG), "XDG_DATA_HOME": tempfile.mkdtemp(prefix="trust-data-")},
+    debug=False,
 )
 # The user's own configuration: the embedded SmolLM2 as the coder, the "house" adapter active.
 USER_TOML = """
@@ -57,12 +59,7 @@ def logged(client: LanguageClient, text: str) -> bool:
 
 @pytest_lsp.fixture(scope="module", config=SERVER)
 async def client(lsp_client: LanguageClient, tmp_path_factory):
-    lsp_client.statuses = []  # type: ignore[attr-defined]
-
-    @lsp_client.feature("smalltalk/status")
-    def on_status(params):  # type: ignore[no-untyped-def]
-        lsp_client.statuses.append(params.models.coder)  # type: ignore[attr-defined]
-
+    record_status(lsp_client, lambda params: params.models.coder)
     (USER_CONFIG / "smalltalk-lsp").mkdir(parents=True, exist_ok=True)
     (USER_CONFIG / "smalltalk-lsp" / "smalltalk-lsp.toml").write_text(USER_TOML)
     root = copy_sample("tonel", tmp_path_factory.mktemp("untrusted"))

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from server.completion.cursor import pattern_selector
 from smalltalk_grammar import parse
 from smalltalk_grammar.model import ClassDef, MethodDef, Side, SourceFile
 from smalltalk_grammar.text import offset_at
@@ -56,22 +57,10 @@ class EditRejected(ValueError):
     """The edit would not parse in the file's format (the message says why)."""
 
 
-_KEYWORD = re.compile(r"([A-Za-z_]\w*:)\s*[A-Za-z_]\w*")
-_UNARY = re.compile(r"[A-Za-z_]\w*")
-_BINARY = re.compile(r"([-+*/\\~<>=@%|&?,]+)\s*[A-Za-z_]\w*")
-
-
 def selector_of(source: str) -> str:
-    """The selector of a bare method's pattern line."""
-    line = source.strip().split("\n", 1)[0].strip()
-    keywords = _KEYWORD.findall(line)
-    if keywords:
-        return "".join(keywords)
-    binary = _BINARY.match(line)
-    if binary:
-        return binary.group(1)
-    unary = _UNARY.match(line)
-    return unary.group(0) if unary else ""
+    """The selector of a bare method's pattern line (read by the one pattern reader,
+    server.completion.cursor.pattern_selector); "" when the line is no pattern."""
+    return pattern_selector(source.strip().split("\n", 1)[0]) or ""
 
 
 def split_pattern(source: str) -> tuple[str, str]:

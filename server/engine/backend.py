@@ -3,7 +3,7 @@
 `TextEngine` (server.engine.types) is the generation half: a model id, the FIM tokens and a
 blocking `generate`. Features also read a little of the model behind it: the chat template
 (code actions), and the architecture, file and LoRA adapter pool (the adapters feature). The
-in-process `LlamaEngine` (over a `LoadedModel`) and the `RemoteEngine` (over a `RemoteModel`,
+in-process `LlamaSession` (over a `LoadedModel`) and the `RemoteEngine` (over a `RemoteModel`,
 server.engine.remote) both fit these protocols; the registry hands out `EngineBackend`s.
 """
 

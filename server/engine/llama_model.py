@@ -1,7 +1,7 @@
 """Loading GGUF models into llama.cpp (through llama-cpp-python's low-level API).
 
 One `LoadedModel` per file: roles that name the same file share it (one set of weights) and
-each gets its own context (engine.session). llama.cpp's own log goes to a named logger; it
+each gets its own context (server.engine.session). llama.cpp's own log goes to a named logger; it
 never writes to stdout, which belongs to the LSP stream.
 """
 

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from server.config import Settings
 from server.engine.backend import EngineBackend
@@ -23,7 +23,6 @@ from server.engine.session import LlamaSession
 from server.engine.types import (
     ROLES,
     CancelToken,
-    FimTokens,
     GenerateParams,
     Generation,
     Role,
@@ -87,52 +86,34 @@ def role_batch(settings: Settings, role: Role) -> int:
     return batch if role == "coder" else min(batch, LEAN_BATCH)
 
 
-class LlamaEngine:
-    """The in-process TextEngine: a context of its own over a possibly shared model."""
-
-    def __init__(self, spec: RoleSpec, model: LoadedModel) -> None:
-        self.spec = spec
-        self.model = model
-        # The coder reuses partial prefixes on every keystroke, which needs the full-size
-        # sliding-window cache; other roles keep the smaller one (less memory on Gemma 3).
-        self.session = LlamaSession(
-            model,
-            n_ctx=min(spec.n_ctx, max(model.n_ctx_train, 1)),
-            n_batch=spec.n_batch,
-            n_threads=spec.n_threads,
-            n_threads_batch=spec.n_threads_batch,
-            swa_full=spec.role == "coder",
-        )
-
-    @property
-    def model_id(self) -> str:
-        return self.model.model_id
-
-    @property
-    def fim(self) -> FimTokens | None:
-        return self.model.fim
-
-    def generate(
-        self,
-        prompt: str,
-        params: GenerateParams,
-        cancel: CancelToken,
-        stop_check: StopCheck | None = None,
-    ) -> Generation:
-        return self.session.generate(prompt, params, cancel, stop_check)
-
-    def close(self) -> None:
-        self.session.close()
+def open_context(spec: RoleSpec, model: LoadedModel) -> LlamaSession:
+    """A role's in-process TextEngine: a llama.cpp context of its own over a (possibly shared)
+    model."""
+    return LlamaSession(model, **_context_params(spec, model))
 
 
-class PrivateContext(LlamaEngine):
-    """A role's weights with a context of its own (e.g. the code actions' coder, so they keep
-    the completion context's KV prefix). Close it before the weights: `close` stops a
+def _context_params(spec: RoleSpec, model: LoadedModel) -> dict[str, Any]:
+    # The coder reuses partial prefixes on every keystroke, which needs the full-size
+    # sliding-window cache; other roles keep the smaller one (less memory on Gemma 3).
+    return {
+        "n_ctx": min(spec.n_ctx, max(model.n_ctx_train, 1)),
+        "n_batch": spec.n_batch,
+        "n_threads": spec.n_threads,
+        "n_threads_batch": spec.n_threads_batch,
+        "swa_full": spec.role == "coder",
+    }
+
+
+class PrivateContext(LlamaSession):
+    """A role's weights with a context of their own (e.g. the code actions' coder, so they
+    keep the completion context's KV prefix). Close it before the weights: `close` stops a
     generation in progress within a token and waits for it."""
 
-    def __init__(self, base: LlamaEngine, n_ctx: int) -> None:
-        super().__init__(replace(base.spec, n_ctx=min(base.spec.n_ctx, n_ctx)), base.model)
+    def __init__(self, base: LlamaSession, spec: RoleSpec, n_ctx: int) -> None:
+        own = replace(spec, n_ctx=min(spec.n_ctx, n_ctx))
+        super().__init__(base.model, **_context_params(own, base.model))
         self.base = base
+        self.role = spec.role
         self.closing = threading.Event()
 
     def generate(
@@ -143,7 +124,7 @@ class PrivateContext(LlamaEngine):
         stop_check: StopCheck | None = None,
     ) -> Generation:
         if self.closing.is_set():
-            return Generation("", "error", error=f"the {self.spec.role} model was unloaded")
+            return Generation("", "error", error=f"the {self.role} model was unloaded")
         return super().generate(prompt, params, _Either(cancel, self.closing), stop_check)
 
     def close(self) -> None:
@@ -206,6 +187,11 @@ class ModelRegistry:
         with self._lock:
             return self._workers.get(role)
 
+    def spec(self, role: Role) -> RoleSpec | None:
+        """What a role loaded in process runs (None when it is off or remote)."""
+        with self._lock:
+            return self._specs.get(role)
+
     # --- loading -----------------------------------------------------------------------
 
     def load(self, role: Role) -> EngineBackend | None:
@@ -256,7 +242,7 @@ class ModelRegistry:
         engine.start()  # reports "ready", or "failed" while it retries in the background
         return engine
 
-    def _load_spec(self, spec: RoleSpec) -> LlamaEngine:
+    def _load_spec(self, spec: RoleSpec) -> LlamaSession:
         info = check_model_file(spec.path)
         with self._lock:
             shared = self._models.get(spec.weights_key)
@@ -274,7 +260,7 @@ class ModelRegistry:
             with self._lock:
                 shared = self._models.setdefault(spec.weights_key, (model, set()))
         model, users = shared
-        engine = LlamaEngine(spec, model)
+        engine = open_context(spec, model)
         users.add(spec.role)
         return engine
 

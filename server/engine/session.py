@@ -20,6 +20,7 @@ from server.engine.llama_model import LoadedModel, llama
 from server.engine.lora import ContextAdapters
 from server.engine.types import (
     CancelToken,
+    FimTokens,
     GenerateParams,
     Generation,
     PromptProgress,
@@ -33,6 +34,8 @@ _ABORTED = 2  # llama_decode's return code when the abort callback stopped it
 
 
 class LlamaSession:
+    """The in-process TextEngine (server.engine.types): one context over a model."""
+
     def __init__(
         self,
         model: LoadedModel,
@@ -85,6 +88,14 @@ class LlamaSession:
 
         self._abort = lib.ggml_abort_callback(_should_abort)
         lib.llama_set_abort_callback(ctx, self._abort, None)
+
+    @property
+    def model_id(self) -> str:
+        return self.model.model_id
+
+    @property
+    def fim(self) -> FimTokens | None:
+        return self.model.fim
 
     # --- KV cache ----------------------------------------------------------------------
 
