@@ -128,6 +128,15 @@ def test_suffix_ends_with_the_line_that_closes_the_method() -> None:
     assert outside.method is None and "^ endDate" in outside.suffix
 
 
+def test_a_comment_being_typed_does_not_take_the_method_closer_in() -> None:
+    # The scan sees the `]` below as part of the open comment; the method still ends there,
+    # and a suggestion that closes the comment is kept (it was dropped as unparsable).
+    ctx = ctx_at(TONEL.replace("\tCURSOR", '\t"RCURSOR'))
+    assert ctx.method is not None and ctx.method.after == "\n"
+    assert ctx.suffix == "\n]"
+    assert f.apply_filters('eturn the start date"', ctx) == 'eturn the start date"'
+
+
 def test_cut_at_method_end() -> None:
     ctx = ctx_at(TONEL)
     assert f.cut_at_method_end("^ startDate\n]\nmore", ctx) == "^ startDate\n"

@@ -32,6 +32,8 @@ _HEADER = re.compile(
     re.MULTILINE,
 )
 _TONEL_PRAGMA = re.compile(r"^\{[ \t]*#category", re.MULTILINE)
+# The last line of a text that holds only a `]` (Tonel's and GNU's method closer).
+_CLOSING_LINE = re.compile(r"(?:^|\n)[ \t]*(?P<close>\])[ \t]*$")
 _CHUNK_CLASS = re.compile(rf"!\s*(?P<cls>{_IDENT})(?P<side>\s+class)?\s+\w*[mM]ethods")
 _BRACKET_CLASS = re.compile(
     rf"^\s*(?:{_IDENT}\s+subclass:\s*#?(?P<sub>{_IDENT})|(?P<ext>{_IDENT})\s+(?:class\s+)?extend)\s*\[",
@@ -187,7 +189,11 @@ def _method_end(text: str, offset: int, state: ScanState) -> int:
     for event in events:
         if event.kind == "bad-close":
             return event.offset
-    return offset + len(text[offset:stop].rstrip())
+    # No closer the scan can see: the cursor is in a comment or string still open, which
+    # takes the `]` in. The method's own `]` is then the last line that holds only `]`.
+    rest = text[offset:stop].rstrip()
+    closer = _CLOSING_LINE.search(rest)
+    return offset + (closer.start("close") if closer else len(rest))
 
 
 def _chunk_method(text: str, offset: int) -> tuple[MethodSpan, ScanState] | None:
