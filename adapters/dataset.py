@@ -73,9 +73,9 @@ class DatasetConfig(BaseModel):
     # Project context (other files' items) in a FIM prompt, in characters (serving's
     # completion context budget by default).
     snippet_chars: int = Field(default=SNIPPET_CHARS, ge=0)
-    # Hold out whole classes, or whole packages (the Tonel folder, else the class category):
-    # a package is held out when the first 8 hex digits of the sha256 of its name, as a
-    # fraction of 16**8, are below eval_fraction (independent of the seed and of the others).
+    # Hold out whole classes, or whole packages (the Tonel or FileTree package folder): the
+    # packages ordered by the sha256 of their name, the first round(n * eval_fraction) of
+    # them (at least one, never all; independent of the seed).
     split_by: Literal["class", "package"] = "class"
 
 
@@ -444,9 +444,13 @@ def _implement_example(doc: _Doc, index: int, split: Split, config: DatasetConfi
     )
 
 
-def held_out_package(package: str, eval_fraction: float) -> bool:
-    """The fixed package rule: sha256 of the name, first 8 hex digits, below the fraction."""
-    return int(hashlib.sha256(package.encode()).hexdigest()[:8], 16) < eval_fraction * 16**8
+def held_out_packages(packages: Iterable[str], eval_fraction: float) -> set[str]:
+    """The fixed package rule: ordered by the sha256 of the name, the first share held out."""
+    ordered = sorted(set(packages), key=lambda n: hashlib.sha256(n.encode()).hexdigest())
+    if len(ordered) < 2:
+        return set()
+    n_eval = min(max(1, round(len(ordered) * eval_fraction)), len(ordered) - 1)
+    return set(ordered[:n_eval])
 
 
 def split_classes(names: Iterable[str], config: DatasetConfig) -> tuple[list[str], list[str]]:
@@ -470,8 +474,8 @@ def build_dataset(root: Path, config: DatasetConfig | None = None) -> Dataset:
             "needs at least one method"
         )
     if config.split_by == "package":
-        eval_names = sorted(c.name for c in classes
-                            if held_out_package(c.package, config.eval_fraction))
+        packages = held_out_packages((c.package for c in classes), config.eval_fraction)
+        eval_names = sorted(c.name for c in classes if c.package in packages)
         train_names = sorted(c.name for c in classes if c.name not in set(eval_names))
     else:
         train_names, eval_names = split_classes((c.name for c in classes), config)
