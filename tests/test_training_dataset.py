@@ -298,3 +298,31 @@ def test_a_training_prompt_is_the_serving_prompt(folder: str, fim: FimTokens) ->
             assert whole == method.pattern + method.body
             checked += 1
     assert checked >= 10
+
+
+def test_packages_held_out_by_the_sha256_of_their_name() -> None:
+    """split_by="package": whole packages held out, the first of them by the sha256 of the
+    name (a fixed rule, the same whatever the seed); no class of theirs is trained on."""
+    import hashlib
+
+    from adapters.dataset import held_out_packages
+
+    names = [f"Pkg-{i}" for i in range(10)]
+    by_hash = sorted(names, key=lambda n: hashlib.sha256(n.encode()).hexdigest())
+    assert held_out_packages(names, 0.2) == set(by_hash[:2])
+    assert held_out_packages(["Only"], 0.5) == set()
+    config = DatasetConfig(split_by="package", eval_fraction=0.5)
+    for seed in (0, 7):
+        dataset = build_dataset(TONEL, config.model_copy(update={"seed": seed}))
+        packages = dataset.manifest.packages
+        assert packages["eval"] == sorted(
+            held_out_packages(["StreamingRights-Core", "StreamingRights-Tests"], 0.5))
+        assert set(packages["train"]) | set(packages["eval"]) == {
+            "StreamingRights-Core", "StreamingRights-Tests"}
+        assert not set(packages["train"]) & set(packages["eval"])
+        held = set(dataset.manifest.classes["eval"])
+        assert held and not held & {e.class_name for e in dataset.train}
+        assert all(e.class_name in held for e in dataset.eval)
+        fim = next(e for e in dataset.eval if e.kind == "fim")
+        assert fim.context is not None
+        assert fim.context.path.startswith(f"tonel/{packages['eval'][0]}/")
