@@ -37,7 +37,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-fraction", type=float, default=0.25,
                    help="share of classes held out for evaluation (default 0.25)")
     p.add_argument("--fim-per-method", type=int, default=2)
-    p.add_argument("--context-chars", type=int, default=1500)
+    p.add_argument("--context-chars", type=int, default=1500,
+                   help="file text before the cursor in a FIM prompt")
+    p.add_argument("--suffix-chars", type=int, default=400,
+                   help="file text after the cursor in a FIM prompt")
+    p.add_argument("--snippet-chars", type=int, default=None,
+                   help="project context in a FIM prompt (default: serving's)")
+    p.add_argument("--split-by", choices=["class", "package"], default="class",
+                   help="hold out whole classes, or whole packages (sha256 of the name)")
     p.add_argument("--seed", type=int, default=0)
 
     p = sub.add_parser("teach", help="the reasoning model writes explanations and design notes")
@@ -72,6 +79,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--kinds", type=_csv, default=["fim", "implement", "explain", "design"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int)
+    p.add_argument("--minutes", type=float, default=None,
+                   help="time budget: stop (checkpointed, adapter written) after this long; "
+                   "the same command again continues")
     p.add_argument("--restart", action="store_true", help="discard the run's checkpoints")
     p.add_argument("--no-progress", action="store_true")
 
@@ -93,6 +103,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--generate", type=int, help="of those, examples to generate (default: all)")
     p.add_argument("--threads", type=int)
     p.add_argument("--out", type=Path, help="JSON report (default: DATASET/eval.json)")
+    p.add_argument("--no-progress", action="store_true")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -122,12 +133,15 @@ def run(args: argparse.Namespace) -> int:
 def _dataset(args: argparse.Namespace) -> dict[str, Any]:
     from adapters.dataset import DatasetConfig, build_dataset, write_dataset
 
+    extra = {} if args.snippet_chars is None else {"snippet_chars": args.snippet_chars}
     config = DatasetConfig(eval_fraction=args.eval_fraction, fim_per_method=args.fim_per_method,
-                           context_chars=args.context_chars, seed=args.seed)
+                           context_chars=args.context_chars, suffix_chars=args.suffix_chars,
+                           split_by=args.split_by, seed=args.seed, **extra)
     project = args.project
     out = args.out or _project_dir(project) / ".smalltalk-lsp" / "training" / "dataset"
     manifest = write_dataset(build_dataset(project, config), out)
-    return {"dataset": str(out), "counts": manifest.counts, "classes": manifest.classes,
+    return {"dataset": str(out), "counts": manifest.counts, "packages": manifest.packages,
+            "classes": {k: len(v) for k, v in manifest.classes.items()},
             "methods": manifest.methods, "duplicates_dropped": manifest.duplicates_dropped}
 
 
@@ -149,7 +163,7 @@ def _train(args: argparse.Namespace) -> dict[str, Any]:
         target_modules=args.target_modules, steps=args.steps, learning_rate=args.lr,
         max_seq_len=args.max_seq_len, batch_size=args.batch_size,
         warmup_steps=args.warmup_steps, checkpoint_every=args.checkpoint_every,
-        kinds=args.kinds, seed=args.seed, threads=args.threads,
+        kinds=args.kinds, seed=args.seed, threads=args.threads, minutes=args.minutes,
     )
     out = args.out or args.dataset.parent / "run"
     result = train(args.dataset, out, config, progress=not args.no_progress,
@@ -178,7 +192,8 @@ def _eval(args: argparse.Namespace) -> dict[str, Any]:
     config = EvalConfig(model=model, split=args.split, limit=args.limit,
                         generate_limit=args.generate, threads=args.threads)
     out = args.out or args.dataset / "eval.json"
-    report = evaluate(args.dataset, args.adapter, config, out=out)
+    report = evaluate(args.dataset, args.adapter, config, out=out,
+                      progress=not args.no_progress)
     summary: dict[str, Any] = {"report": str(out), "base": report.base.model_dump()}
     if report.with_adapter is not None:
         summary["adapter"] = report.with_adapter.model_dump()

@@ -4,13 +4,16 @@ Every class is laid out as one Tonel document (class definition, then its method
 format the project is written in: a project kept in several formats then yields the same text
 once (duplicates are dropped), and the text is what the server's prompt shows for Tonel files.
 
-- fim: a span of a method body is cut out and is the target; the prompt is the one the server
-  builds for the class document with the cursor there (server.completion's context stage and
-  prompt parts: byte for byte what serving sends). Line spans end at the line end, as a
-  single-line suggestion does; block spans run to the end of the method.
+- fim: a span of a method body is cut out and is the target; the example keeps the cursor
+  context the server's context stage builds for the class document with the cursor there
+  (server.completion.context), and render() lays it out with serving's own build_prompt for the
+  model's tokens (the repository layout for Qwen2.5-Coder): byte for byte what serving sends.
+  Line spans end at the line end, as a single-line suggestion does; block spans run to the end
+  of the method.
 - implement: class context and the method's pattern and comment -> the method body and `]`.
 
-Held-out examples come from whole classes: a class is never split across train and eval.
+Held-out examples come from whole classes (or whole packages, `split_by="package"`): a class
+is never split across train and eval.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from server.completion.context import build_context
 from server.completion.pipeline import CompletionOptions
 from server.completion.prompt import kept_prefix, prompt_parts
 from server.completion.providers import ClassContextProvider
-from server.completion.types import CompletionRequest
+from server.completion.types import CompletionRequest, ContextSnippet, CursorContext
 from server.project_model import ProjectModel
 from smalltalk_grammar import ClassDef, MethodDef, iter_project, parse, parse_file
 
@@ -46,7 +49,7 @@ Mode = Literal["line", "block"]
 TRAIN_FILE = "train.jsonl"
 EVAL_FILE = "eval.jsonl"
 MANIFEST_FILE = "manifest.json"
-DATASET_VERSION = 1
+DATASET_VERSION = 2
 
 # Project context (the class's other selectors) in a FIM prompt: the server's budget.
 SNIPPET_CHARS = CompletionOptions().context_chars
@@ -67,6 +70,44 @@ class DatasetConfig(BaseModel):
     # window is of this order); training cuts further to its max sequence length.
     context_chars: int = Field(default=1500, gt=0)
     suffix_chars: int = Field(default=400, ge=0)
+    # Project context (other files' items) in a FIM prompt, in characters (serving's
+    # completion context budget by default).
+    snippet_chars: int = Field(default=SNIPPET_CHARS, ge=0)
+    # Hold out whole classes, or whole packages (the Tonel or FileTree package folder): the
+    # packages ordered by the sha256 of their name, the first round(n * eval_fraction) of
+    # them (at least one, never all; independent of the seed).
+    split_by: Literal["class", "package"] = "class"
+
+
+class PromptContext(BaseModel):
+    """What serving's prompt stage reads of a cursor context (server.completion.types
+    CursorContext), so that render() builds the prompt with serving's own build_prompt."""
+
+    path: str
+    source_format: str
+    mode: Mode
+    line_prefix: str
+    prefix: str
+    suffix: str
+    # (text, origin, path, code) of each context snippet, in provider order.
+    snippets: list[tuple[str, str, str | None, str]] = Field(default_factory=list)
+
+    @classmethod
+    def of(cls, ctx: CursorContext) -> PromptContext:
+        return cls(
+            path=ctx.request.path or "", source_format=ctx.source_format, mode=ctx.mode,
+            line_prefix=ctx.line_prefix, prefix=ctx.prefix, suffix=ctx.suffix,
+            snippets=[(s.text, s.origin, s.path, s.code) for s in ctx.snippets],
+        )
+
+    def cursor_context(self) -> CursorContext:
+        request = CompletionRequest(f"file:///{self.path}", self.prefix + self.suffix,
+                                    len(self.prefix), self.path, self.source_format)
+        return CursorContext(
+            request=request, mode=self.mode, line_prefix=self.line_prefix, line_suffix="",
+            prefix=self.prefix, suffix=self.suffix, source_format=self.source_format,
+            snippets=tuple(ContextSnippet(t, o, p, c) for t, o, p, c in self.snippets),
+        )
 
 
 class Example(BaseModel):
@@ -89,6 +130,10 @@ class Example(BaseModel):
     # teach stage shows the reasoning model.
     header: str = ""
     source: str = ""
+    # FIM examples: the cursor context serving's prompt stage lays out (render()).
+    context: PromptContext | None = None
+    # FIM examples: serving's project context budget when the dataset was built.
+    snippet_chars: int = SNIPPET_CHARS
 
 
 class SourceHash(BaseModel):
@@ -102,6 +147,8 @@ class DatasetManifest(BaseModel):
     config: DatasetConfig
     counts: dict[str, dict[str, int]]
     classes: dict[str, list[str]]
+    # With split_by="package": the packages of each side.
+    packages: dict[str, list[str]] = Field(default_factory=dict)
     methods: dict[str, int]
     duplicates_dropped: int
     sources: list[SourceHash]
@@ -121,6 +168,9 @@ class _Method:
 class _Class:
     name: str
     definition: ClassDef | None = None
+    # The package folder (Tonel, FileTree) or file's folder the class was read from.
+    package: str = ""
+    project: str = "project"
     methods: list[_Method] = field(default_factory=list)
 
 
@@ -169,6 +219,7 @@ def collect_classes(root: Path) -> tuple[list[_Class], list[SourceHash], int]:
     seen: set[str] = set()
     hashes: list[SourceHash] = []
     base = root if root.is_dir() else root.parent
+    project = base.resolve().name or "project"
     for path in _project_files(root):
         try:
             data = path.read_bytes()
@@ -182,8 +233,10 @@ def collect_classes(root: Path) -> tuple[list[_Class], list[SourceHash], int]:
         hashes.append(
             SourceHash(path=path.relative_to(base).as_posix(), sha256=_sha256(data))
         )
+        package = package_of(path)
         for definition in parsed.classes:
-            entry = classes.setdefault(definition.name, _Class(definition.name))
+            entry = classes.setdefault(definition.name,
+                                       _Class(definition.name, package=package, project=project))
             if entry.definition is None:
                 entry.definition = definition
         for method in parsed.methods:
@@ -197,9 +250,20 @@ def collect_classes(root: Path) -> tuple[list[_Class], list[SourceHash], int]:
                 f"{{ #category : {_category_literal(method.category)} }}\n"
                 f"{method.class_name}{side} >> "
             )
-            entry = classes.setdefault(method.class_name, _Class(method.class_name))
+            entry = classes.setdefault(
+                method.class_name, _Class(method.class_name, package=package, project=project)
+            )
             entry.methods.append(_Method(method, key, head, pattern, body))
     return [c for c in classes.values() if c.methods], hashes, n_files
+
+
+def package_of(path: Path) -> str:
+    """The package a source file belongs to: the FileTree `X.package` folder above it, else
+    the folder it is in (a Tonel package folder)."""
+    for parent in path.parents:
+        if parent.name.endswith(".package"):
+            return parent.name[: -len(".package")]
+    return path.parent.name or "project"
 
 
 def class_header(entry: _Class) -> str:
@@ -248,7 +312,10 @@ def _document(entry: _Class) -> _Doc:
         body_start = len(text) + len(m.head) + len(m.pattern) + 2
         text += render_method(m)
         bodies.append((body_start, body_start + len(m.body)))
-    return _Doc(entry, header, text + "\n", bodies, starts, path=f"{entry.name}.class.st")
+    # Named as the Tonel file of a project would be (`project/Package/Class.class.st`): the
+    # repository layout labels the file and the project from its path.
+    path = f"{entry.project}/{entry.package}/{entry.name}.class.st"
+    return _Doc(entry, header, text + "\n", bodies, starts, path=path)
 
 
 def _before(doc: _Doc, offset: int, budget: int) -> str:
@@ -332,8 +399,9 @@ def fim_example(doc: _Doc, index: int, cut: int, end: int, mode: Mode, split: Sp
     text = doc.text[:cursor] + doc.text[body_start + end:]
     request = CompletionRequest(f"file:///{doc.path}", text, cursor, doc.path, "tonel")
     ctx = build_context(request, [doc.provider()], config.context_chars, config.suffix_chars)
-    # FIM examples are laid out for models with FIM tokens (the default coder's kind).
-    prefix, suffix = prompt_parts(ctx, SNIPPET_CHARS, fim=True)
+    # prefix/suffix: the plain FIM layout's parts (the teach stage reads them); the prompt
+    # itself is laid out from `context` by render() for the model's own tokens.
+    prefix, suffix = prompt_parts(ctx, config.snippet_chars, fim=True)
     typed = ctx.prefix[len(kept_prefix(ctx, fim=True)):]
     before = m.pattern + m.body[:cut]
     middle = typed + m.body[cut:end]
@@ -349,6 +417,8 @@ def fim_example(doc: _Doc, index: int, cut: int, end: int, mode: Mode, split: Sp
         middle=middle,
         method_before=before[: len(before) - len(typed)],
         method_after=m.body[end:],
+        context=PromptContext.of(ctx),
+        snippet_chars=config.snippet_chars,
     )
 
 
@@ -374,6 +444,15 @@ def _implement_example(doc: _Doc, index: int, split: Split, config: DatasetConfi
     )
 
 
+def held_out_packages(packages: Iterable[str], eval_fraction: float) -> set[str]:
+    """The fixed package rule: ordered by the sha256 of the name, the first share held out."""
+    ordered = sorted(set(packages), key=lambda n: hashlib.sha256(n.encode()).hexdigest())
+    if len(ordered) < 2:
+        return set()
+    n_eval = min(max(1, round(len(ordered) * eval_fraction)), len(ordered) - 1)
+    return set(ordered[:n_eval])
+
+
 def split_classes(names: Iterable[str], config: DatasetConfig) -> tuple[list[str], list[str]]:
     """Held-out classes chosen by a seeded hash of their names: stable when classes are added."""
     ordered = sorted(
@@ -394,7 +473,12 @@ def build_dataset(root: Path, config: DatasetConfig | None = None) -> Dataset:
             f"{root}: no Smalltalk methods found in {n_files} source file(s); a dataset "
             "needs at least one method"
         )
-    train_names, eval_names = split_classes((c.name for c in classes), config)
+    if config.split_by == "package":
+        packages = held_out_packages((c.package for c in classes), config.eval_fraction)
+        eval_names = sorted(c.name for c in classes if c.package in packages)
+        train_names = sorted(c.name for c in classes if c.name not in set(eval_names))
+    else:
+        train_names, eval_names = split_classes((c.name for c in classes), config)
     held_out = set(eval_names)
     examples: dict[Split, list[Example]] = {"train": [], "eval": []}
     seen: set[str] = set()
@@ -418,12 +502,18 @@ def build_dataset(root: Path, config: DatasetConfig | None = None) -> Dataset:
         config=config,
         counts={split: count_kinds(found) for split, found in examples.items()},
         classes={"train": train_names, "eval": eval_names},
+        packages=_packages(classes, held_out) if config.split_by == "package" else {},
         methods=method_counts,
         duplicates_dropped=dropped,
         sources=hashes,
         files={},
     )
     return Dataset(examples["train"], examples["eval"], manifest)
+
+
+def _packages(classes: list[_Class], held_out: set[str]) -> dict[str, list[str]]:
+    return {split: sorted({c.package for c in classes if (c.name in held_out) == (split == "eval")})
+            for split in ("train", "eval")}
 
 
 def count_kinds(examples: Iterable[Example]) -> dict[str, int]:

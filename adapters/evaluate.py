@@ -26,6 +26,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from adapters.dataset import Example, Split, load_split
+from adapters.progress import Progress
 from adapters.render import fit_tokens, render
 from server.engine.embedded import resolve_model_path
 from server.engine.llama_model import LoadedModel, llama, load_model
@@ -272,10 +273,12 @@ def pick(examples: Sequence[Example], limit: int | None) -> list[Example]:
 
 
 def measure(engine: EvalEngine, examples: list[Example], generate: int, config: EvalConfig,
-            record: list[dict[str, Any]] | None = None) -> Metrics:
+            record: list[dict[str, Any]] | None = None, progress: bool = True) -> Metrics:
     started = time.monotonic()
     nll_total, tokens = 0.0, 0
     by_kind: dict[str, list[float]] = {}
+    setting = engine.adapter_key or "base"
+    scoring = Progress(f"eval {setting}: scoring", len(examples), "examples", enabled=progress)
     for example in examples:
         prompt, target = render(example, engine.fim)
         nll, n = engine.nll(prompt, target)
@@ -284,6 +287,10 @@ def measure(engine: EvalEngine, examples: list[Example], generate: int, config: 
         kind = by_kind.setdefault(example.kind, [0.0, 0.0])
         kind[0] += nll
         kind[1] += n
+        scoring.update(1, tokens=n)
+    scoring.finish()
+    n_generate = min(generate, len(examples))
+    writing = Progress(f"eval {setting}: generating", n_generate, "examples", enabled=progress)
     exact: list[bool] = []
     similarity: list[float] = []
     parsed: list[bool] = []
@@ -305,6 +312,9 @@ def measure(engine: EvalEngine, examples: list[Example], generate: int, config: 
             record.append({"id": example.id, "kind": example.kind, "method": example.method,
                            "adapter": engine.adapter_key or None, "target": target,
                            "completion": completion})
+        writing.update(1, extra=f"similarity {sum(similarity) / len(similarity):.3f}")
+    if n_generate:
+        writing.finish()
     per_token = nll_total / tokens if tokens else math.nan
     return Metrics(
         examples=len(examples),
@@ -327,6 +337,7 @@ def evaluate(
     config: EvalConfig | None = None,
     out: Path | None = None,
     engine: EvalEngine | None = None,
+    progress: bool = True,
 ) -> EvalReport:
     """Base and adapter figures on a split; written as JSON to `out` when given."""
     config = config or EvalConfig()
@@ -341,11 +352,11 @@ def evaluate(
     completions: list[dict[str, Any]] = []
     try:
         engine.use(None)
-        base = measure(engine, examples, generate, config, completions)
+        base = measure(engine, examples, generate, config, completions, progress)
         tuned = None
         if adapter is not None:
             engine.use(Path(adapter), config.scale)
-            tuned = measure(engine, examples, generate, config, completions)
+            tuned = measure(engine, examples, generate, config, completions, progress)
             engine.use(None)
     finally:
         if own:

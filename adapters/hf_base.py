@@ -63,13 +63,31 @@ def resolve_base(name: str, workspace: Path | None = None) -> Path:
     return path
 
 
+# Repository-level tokens, as llama.cpp finds them by name (its fim_rep / fim_sep).
+REPO_NAME_NAMES = ("<|repo_name|>", "<reponame>", "<REPO>")
+FILE_SEP_NAMES = ("<|file_sep|>", "<file_sep>", "<FILE_SEP>")
+
+
 def _fim_from_tokenizer(tokenizer: Any) -> FimTokens | None:
     vocab = tokenizer.get_vocab()
     found = [next((n for n in names if n in vocab), None)
              for names in (FIM_PREFIX_NAMES, FIM_SUFFIX_NAMES, FIM_MIDDLE_NAMES)]
     if any(n is None for n in found):
         return None
-    return FimTokens(prefix=str(found[0]), suffix=str(found[1]), middle=str(found[2]))
+    return _with_repository(
+        FimTokens(prefix=str(found[0]), suffix=str(found[1]), middle=str(found[2])), tokenizer
+    )
+
+
+def _with_repository(fim: FimTokens, tokenizer: Any) -> FimTokens:
+    """The FIM tokens with the model's repository tokens, when its vocabulary has both (the
+    prompt stage then lays context out as repository files, as serving does)."""
+    vocab = tokenizer.get_vocab()
+    rep = next((n for n in REPO_NAME_NAMES if n in vocab), "")
+    sep = next((n for n in FILE_SEP_NAMES if n in vocab), "")
+    if not (rep and sep):
+        return fim
+    return FimTokens(fim.prefix, fim.suffix, fim.middle, repo_name=rep, file_sep=sep)
 
 
 def load_base(
@@ -109,6 +127,8 @@ def load_base(
             model, tokenizer = _load_hf(path.parent, path.name)
             if use_cache:
                 _store(model, tokenizer, cached)
+    if fim is not None and gguf is not None:
+        fim = _with_repository(fim, tokenizer)
     model.eval()
     return HFBase(
         model=model,

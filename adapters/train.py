@@ -21,7 +21,6 @@ import os
 import random
 import re
 import shutil
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from pydantic import BaseModel, Field
 
 from adapters.dataset import TRAIN_FILE, DatasetError, Example, read_examples, read_manifest
 from adapters.hf_base import HFBase, load_base
+from adapters.progress import Progress, rss_bytes
 from adapters.render import fit_tokens, render
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,10 @@ class TrainConfig(BaseModel):
     keep_checkpoints: int = Field(default=2, gt=0)
     seed: int = 0
     threads: int | None = Field(default=None, gt=0)
+    # A time budget in minutes (None: none): training stops after the step that reaches it,
+    # with a checkpoint and the adapter written; the same command with a larger budget (or
+    # none) resumes from there.
+    minutes: float | None = Field(default=None, gt=0)
     # Example kinds to train on; teach examples (explain, design) come from teach.jsonl.
     kinds: list[str] = Field(default_factory=lambda: ["fim", "implement", "explain", "design"])
 
@@ -80,6 +84,9 @@ class TrainResult(BaseModel):
     adapter_dir: str
     steps: int
     resumed_from: int
+    # True when the --minutes budget ended the run before `config.steps`.
+    stopped_by_budget: bool = False
+    peak_rss_bytes: int = 0
     losses: list[float]
     examples: int
     tokens_per_step: float
@@ -296,36 +303,47 @@ def train(
     started = time.monotonic()
     tokens = 0
     model.train()
-    bar = _progress(config.steps, start, progress)
-    try:
-        for step in range(start, config.steps):
-            for group in optimizer.param_groups:
-                group["lr"] = _lr(config, step)
-            # Dropout draws depend on the step only, so a resumed run repeats a fresh one.
-            torch.manual_seed(config.seed * 1_000_003 + step)
-            total = 0.0
-            for micro in range(config.batch_size):
-                item = encoded[example_index(step, micro, config.batch_size, len(encoded),
-                                             config.seed)]
-                loss = _loss(model, item) / config.batch_size
-                loss.backward()
-                total += float(loss.detach())
-                tokens += len(item.ids)
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            if not math.isfinite(total):
-                raise TrainError(f"the loss became {total} at step {step + 1}; lower the rate")
-            losses.append(total)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{sum(losses[-10:]) / len(losses[-10:]):.3f}")
-            done = step + 1
-            if done % config.checkpoint_every == 0 or done == config.steps:
-                save_checkpoint(run_dir, done, model, optimizer, losses, config.keep_checkpoints)
-    finally:
-        if bar is not None:
-            bar.close()
+    budget = config.minutes * 60 if config.minutes else None
+    bar = Progress("training", config.steps, "steps", initial=start, enabled=progress,
+                   budget_s=budget)
+    peak = rss_bytes()
+    done = start
+    stopped = False
+    for step in range(start, config.steps):
+        for group in optimizer.param_groups:
+            group["lr"] = _lr(config, step)
+        # Dropout draws depend on the step only, so a resumed run repeats a fresh one.
+        torch.manual_seed(config.seed * 1_000_003 + step)
+        total = 0.0
+        step_tokens = 0
+        for micro in range(config.batch_size):
+            item = encoded[example_index(step, micro, config.batch_size, len(encoded),
+                                         config.seed)]
+            loss = _loss(model, item) / config.batch_size
+            loss.backward()
+            total += float(loss.detach())
+            step_tokens += len(item.ids)
+        tokens += step_tokens
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if not math.isfinite(total):
+            raise TrainError(f"the loss became {total} at step {step + 1}; lower the rate")
+        losses.append(total)
+        done = step + 1
+        peak = max(peak, rss_bytes())
+        bar.update(1, tokens=step_tokens,
+                   extra=f"loss {sum(losses[-10:]) / len(losses[-10:]):.3f}")
+        stopped = budget is not None and time.monotonic() - started >= budget
+        if done % config.checkpoint_every == 0 or done == config.steps or stopped:
+            save_checkpoint(run_dir, done, model, optimizer, losses, config.keep_checkpoints)
+        if stopped and done < config.steps:
+            log.warning("the %.1f-minute budget ends training at step %d of %d; run the "
+                        "same command again to continue", config.minutes, done,
+                        config.steps)
+            break
+        stopped = False
+    bar.finish()
     seconds = time.monotonic() - started
     adapter_dir = _save_adapter(model, run_dir, config)
     result = TrainResult(
@@ -333,11 +351,13 @@ def train(
         dataset=str(dataset_dir),
         project=project,
         adapter_dir=str(adapter_dir),
-        steps=config.steps,
+        steps=done,
         resumed_from=start,
+        stopped_by_budget=stopped,
+        peak_rss_bytes=peak,
         losses=losses,
         examples=len(encoded),
-        tokens_per_step=tokens / max(config.steps - start, 1),
+        tokens_per_step=tokens / max(done - start, 1),
         seconds=seconds,
         load_seconds=base.load_seconds,
         base_model=config.base_model,
@@ -375,12 +395,3 @@ def _save_adapter(model: Any, run_dir: Path, config: TrainConfig) -> Path:
             f"checkpoint of step {config.steps} is intact, run again to write it"
         ) from err
     return target
-
-
-def _progress(total: int, initial: int, enabled: bool) -> Any:
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=initial, desc="training", unit="step", file=sys.stderr,
-                dynamic_ncols=True)

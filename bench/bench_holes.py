@@ -414,6 +414,9 @@ def table(result: dict[str, Any], kinds: tuple[str, ...] | None = None) -> list[
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--holes", type=int, default=200)
+    parser.add_argument("--skip", type=int, default=0,
+                        help="leave out the first N holes of the rule's order (to continue a "
+                             "cut run)")
     parser.add_argument("--model", default=DEFAULT_CODER, help="GGUF path or embedded name")
     parser.add_argument("--peer", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--llama-server", default=None, help="llama-server binary")
@@ -447,7 +450,7 @@ def main() -> int:
             print(f"the peer needs a GGUF with FIM tokens, {args.model} is a name: peer skipped")
         args.peer = False
     all_holes = select_holes(corpus)
-    holes = all_holes[: args.holes]
+    holes = all_holes[args.skip : args.skip + args.holes]
     workspace = build_workspace(corpus, all_holes, CACHE)
     if args.index:
         ensure_index(workspace)

@@ -81,3 +81,30 @@ def smollm_reasoner():
     assert engine is not None, registry.errors
     yield engine
     registry.close()
+
+
+@pytest.fixture(scope="session")
+def qwen_model_path():
+    """The default coder's GGUF file (Qwen2.5-Coder-0.5B, assembled from its parts once)."""
+    from server.engine.embedded import resolve_model_path
+
+    return resolve_model_path("qwen2.5-coder-0.5b")
+
+
+@pytest.fixture(scope="session")
+def qwen_model(qwen_model_path):
+    """The default coder loaded once into llama.cpp (a LoadedModel; contexts are per test)."""
+    from server.engine.llama_model import load_model
+
+    model = load_model(qwen_model_path)
+    yield model
+    model.close()
+
+
+@pytest.fixture(scope="session")
+def hf_qwen():
+    """The default coder's weights in PyTorch for LoRA training, loaded once (the first run
+    converts the GGUF, about two minutes, and caches it under ~/.cache/smalltalk-lsp)."""
+    from adapters.hf_base import load_base
+
+    return load_base("qwen2.5-coder-0.5b", threads=1)

@@ -318,3 +318,22 @@ def test_manifest_errors_make_the_entry_unusable(gemma_path: Path, tmp_path: Pat
     (tmp_path / "a.json").write_text('{"purpose": 3}')
     entry = read_entry(path, tmp_path)
     assert entry.error_check == "manifest" and entry.name == "a"
+
+
+def test_shipped_adapters_follow_the_configured_embedded_model(tmp_path: Path) -> None:
+    """The server's own adapters are searched last, only for an embedded model a role runs:
+    the default coder's `pharo`; nothing for Gemma, a path, or a role that is off."""
+    from server.lora.catalogue import EMBEDDED_ADAPTERS, embedded_folders
+
+    qwen = EMBEDDED_ADAPTERS / "qwen2.5-coder-0.5b"
+    assert embedded_folders(["qwen2.5-coder-0.5b", None]) == [qwen]
+    assert embedded_folders(["Qwen2.5-Coder-0.5B "]) == [qwen]
+    assert embedded_folders(["gemma3-270m", "off", "/models/x.gguf", "../embedded"]) == []
+    folders = adapter_folders([tmp_path / "ws"], [], tmp_path / "user", None, [qwen])
+    assert folders[-1] == qwen and folders[-2] == tmp_path / "user"
+    catalogue = Catalogue([qwen])
+    catalogue.refresh()
+    entry = catalogue.get("pharo")
+    assert entry is not None and entry.error is None and entry.usable
+    assert entry.base_architecture == "qwen2" and entry.base_model == "qwen2.5-coder-0.5b"
+    assert entry.purpose == "completion" and entry.pattern == [] and entry.size < 8 * 2**20

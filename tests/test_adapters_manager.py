@@ -24,6 +24,10 @@ PROMPT = (
 )
 
 
+# The coder these tests load (the default coder would bring its shipped adapter along).
+GEMMA_CODER = {"code_generation": "gemma3-270m", "reasoning": "off"}
+
+
 @pytest.fixture
 def workspace(tmp_path: Path, gemma_model_path: Path) -> Path:
     folder = tmp_path / "ws" / ".smalltalk-lsp" / "adapters"
@@ -40,7 +44,8 @@ def manager(workspace: Path, gemma_model, tmp_path: Path) -> Iterator[AdapterMan
     m = AdapterManager(
         lambda role: gemma_model if role == "coder" else None,
         [workspace],
-        Settings(trust={"workspace": True}),  # the adapters live in the workspace
+        # The adapters live in the workspace; the settings name the model the lookup gives.
+        Settings(trust={"workspace": True}, models=GEMMA_CODER),
         user_dir=tmp_path / "user",
     )
     m.sync()
@@ -170,11 +175,12 @@ def test_an_untrusted_workspace_holds_no_adapters(workspace: Path, gemma_model, 
     manager = AdapterManager(
         lambda role: gemma_model if role == "coder" else None,
         [workspace],
-        Settings(),
+        Settings(models=GEMMA_CODER),
         user_dir=tmp_path / "user-adapters",
     )
     manager.sync()
     assert listed(manager) == {}
-    manager.settings_changed(Settings(trust={"trusted_roots": [str(workspace)]}))
+    manager.settings_changed(Settings(trust={"trusted_roots": [str(workspace)]},
+                                      models=GEMMA_CODER))
     assert {"house", "acme"} <= set(listed(manager))
     manager.close()

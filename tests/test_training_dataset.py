@@ -13,6 +13,7 @@ import pytest
 from adapters.dataset import (
     DatasetConfig,
     DatasetError,
+    Example,
     _document,
     build_dataset,
     collect_classes,
@@ -232,11 +233,20 @@ class _PromptOnly:
     """What the prompt stage reads of an engine: its FIM tokens and an id (nothing generates)."""
 
     model_id = "prompt-only"
-    fim = FimTokens("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>")
+
+    def __init__(self, fim: FimTokens) -> None:
+        self.fim = fim
 
 
+PLAIN_FIM = FimTokens("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>")
+# Qwen2.5-Coder's tokens, as llama.cpp reports them for the default coder.
+QWEN_FIM = FimTokens("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>",
+                     repo_name="<|repo_name|>", file_sep="<|file_sep|>")
+
+
+@pytest.mark.parametrize("fim", [PLAIN_FIM, QWEN_FIM], ids=["plain", "repository"])
 @pytest.mark.parametrize("folder", ["tonel", "chunk-squeak", "chunk-vw", "gnu", "filetree"])
-def test_a_training_prompt_is_the_serving_prompt(folder: str) -> None:
+def test_a_training_prompt_is_the_serving_prompt(folder: str, fim: FimTokens) -> None:
     """Each FIM example's prompt, byte for byte, is the one the server's completion pipeline
     (`prepare`) builds for the class document the dataset lays out, with the target not yet
     written and the cursor where the target starts, here right after a line's indentation
@@ -256,7 +266,9 @@ def test_a_training_prompt_is_the_serving_prompt(folder: str) -> None:
             start = method.body.index(line)
             cut, end = start + len(line) - len(line.lstrip()), start + len(line)
             example = fim_example(doc, index, cut, end, "line", "train", config)
-            prompt, target = render(example, _PromptOnly.fim)
+            # As the train stage reads it back from the dataset's JSONL.
+            example = Example.model_validate_json(example.model_dump_json())
+            prompt, target = render(example, fim)
 
             body_start, _ = doc.bodies[index]
             cursor = body_start + cut
@@ -265,7 +277,7 @@ def test_a_training_prompt_is_the_serving_prompt(folder: str) -> None:
                 f"file:///{doc.path}", text, cursor, doc.path, format_of(text, doc.path)
             )
             providers = [ClassContextProvider(lambda project=project: project)]
-            engine = _PromptOnly()
+            engine = _PromptOnly(fim)
             served = prepare(request, engine, providers, options, SuggestionCache())  # type: ignore[arg-type]
             assert isinstance(served, Prepared), entry.name
             assert prompt == served.prompt.text, f"{entry.name}>>{method.pattern}"
@@ -273,8 +285,44 @@ def test_a_training_prompt_is_the_serving_prompt(folder: str) -> None:
             # after it.
             front = prompt.split("<|fim_suffix|>")[0]
             assert text[:cursor].endswith("\t") and front.endswith("\t")
+            if fim.repo_name:
+                # The repository layout: project, then the class's own file, named as a
+                # Tonel project names it.
+                package = entry.package
+                assert prompt.startswith(f"<|repo_name|>{folder}\n"), prompt[:80]
+                assert f"<|file_sep|>{package}/{entry.name}.class.st\n<|fim_prefix|>" in prompt
+            else:
+                assert "<|file_sep|>" not in prompt
             assert target == line.lstrip()
             whole = example.method_before + target + example.method_after
             assert whole == method.pattern + method.body
             checked += 1
     assert checked >= 10
+
+
+def test_packages_held_out_by_the_sha256_of_their_name() -> None:
+    """split_by="package": whole packages held out, the first of them by the sha256 of the
+    name (a fixed rule, the same whatever the seed); no class of theirs is trained on."""
+    import hashlib
+
+    from adapters.dataset import held_out_packages
+
+    names = [f"Pkg-{i}" for i in range(10)]
+    by_hash = sorted(names, key=lambda n: hashlib.sha256(n.encode()).hexdigest())
+    assert held_out_packages(names, 0.2) == set(by_hash[:2])
+    assert held_out_packages(["Only"], 0.5) == set()
+    config = DatasetConfig(split_by="package", eval_fraction=0.5)
+    for seed in (0, 7):
+        dataset = build_dataset(TONEL, config.model_copy(update={"seed": seed}))
+        packages = dataset.manifest.packages
+        assert packages["eval"] == sorted(
+            held_out_packages(["StreamingRights-Core", "StreamingRights-Tests"], 0.5))
+        assert set(packages["train"]) | set(packages["eval"]) == {
+            "StreamingRights-Core", "StreamingRights-Tests"}
+        assert not set(packages["train"]) & set(packages["eval"])
+        held = set(dataset.manifest.classes["eval"])
+        assert held and not held & {e.class_name for e in dataset.train}
+        assert all(e.class_name in held for e in dataset.eval)
+        fim = next(e for e in dataset.eval if e.kind == "fim")
+        assert fim.context is not None
+        assert fim.context.path.startswith(f"tonel/{packages['eval'][0]}/")

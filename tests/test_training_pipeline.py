@@ -173,12 +173,21 @@ def test_full_disk_during_a_checkpoint(dataset_dir: Path, hf_gemma, tmp_path: Pa
 
 
 
-def test_exported_adapter_acts_in_llama_cpp_as_in_peft(hf_gemma, gemma_model,
+# (base, spread of the random B weights): large enough that the NLL moves by several nats,
+# far above the quantized base's own difference from PyTorch's.
+@pytest.mark.parametrize(("base_name", "spread"),
+                         [("gemma3-270m", 0.04), ("qwen2.5-coder-0.5b", 0.1)])
+def test_exported_adapter_acts_in_llama_cpp_as_in_peft(base_name: str, spread: float, request,
                                                        tmp_path: Path) -> None:
     """A PEFT LoRA with random weights on every projection the export maps moves the NLL of a
     text in llama.cpp (quantized base) as it does in PyTorch: a wrong tensor name, a transposed
-    or mis-scaled pair, or a permuted q/k (as llama.cpp does for llama models) would not."""
+    or mis-scaled pair, or a permuted q/k (as llama.cpp does for llama models) would not. On
+    Gemma 3 and on the default coder (Qwen2)."""
     import copy
+
+    short = "gemma" if base_name.startswith("gemma") else "qwen"
+    hf_base = request.getfixturevalue(f"hf_{short}")
+    loaded = request.getfixturevalue(f"{short}_model")
 
     from peft import LoraConfig, get_peft_model
 
@@ -186,20 +195,20 @@ def test_exported_adapter_acts_in_llama_cpp_as_in_peft(hf_gemma, gemma_model,
 
     torch.manual_seed(0)
     targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-    model = get_peft_model(copy.deepcopy(hf_gemma.model),
+    model = get_peft_model(copy.deepcopy(hf_base.model),
                            LoraConfig(r=4, lora_alpha=8, target_modules=targets))
     with torch.no_grad():
         for name, param in model.named_parameters():
             if "lora_B" in name:
-                param.normal_(0.0, 0.04)
+                param.normal_(0.0, spread)
     model.eval()
     model.save_pretrained(str(tmp_path / "peft"))
-    exported = export_adapter(tmp_path / "peft", gemma_model.path, tmp_path / "out", "random")
+    exported = export_adapter(tmp_path / "peft", loaded.path, tmp_path / "out", "random")
 
     prompt = (TONEL / "StreamingRights-Core" / "SRStore.class.st").read_text()[:900]
     target = "\n\n{ #category : #accessing }\nSRStore >> size [\n\n\t^ self rights size\n]"
-    p = hf_gemma.tokenizer(prompt, add_special_tokens=True)["input_ids"]
-    t = hf_gemma.tokenizer(target, add_special_tokens=False)["input_ids"]
+    p = hf_base.tokenizer(prompt, add_special_tokens=True)["input_ids"]
+    t = hf_base.tokenizer(target, add_special_tokens=False)["input_ids"]
     ids = torch.tensor([p + t])
 
     def torch_nll() -> float:
@@ -211,7 +220,7 @@ def test_exported_adapter_acts_in_llama_cpp_as_in_peft(hf_gemma, gemma_model,
     in_torch = {"adapter": torch_nll()}
     with model.disable_adapter():
         in_torch["base"] = torch_nll()
-    engine = EvalEngine("gemma3-270m", n_ctx=1024, threads=1, loaded=gemma_model)
+    engine = EvalEngine(base_name, n_ctx=1024, threads=1, loaded=loaded)
     try:
         in_llama = {}
         for key, adapter in (("base", None), ("adapter", Path(exported.path))):

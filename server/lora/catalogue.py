@@ -2,11 +2,13 @@
 
 Folders, earlier ones winning a name clash: each trusted workspace root's
 `.smalltalk-lsp/adapters/` (server.trust),
-the folders of the `adapters.folders` setting (relative ones against the first root), and the
+the folders of the `adapters.folders` setting (relative ones against the first root), the
 user's data dir (`$XDG_DATA_HOME/smalltalk-lsp/adapters`, by default
-`~/.local/share/smalltalk-lsp/adapters`). A bare `.gguf` file is an adapter named after its
-stem, for the architecture its metadata names; a manifest beside it adds a name, purpose,
-pattern and default scale (server.lora.manifest).
+`~/.local/share/smalltalk-lsp/adapters`), and last the adapters shipped with the server for an
+embedded model a role runs (`server/lora/embedded/<embedded model name>/`, see
+`embedded_folders`; off until activated, as any adapter without a pattern). A bare `.gguf`
+file is an adapter named after its stem, for the architecture its metadata names; a manifest
+beside it adds a name, purpose, pattern and default scale (server.lora.manifest).
 
 The catalogue only reads headers: an entry that fails the file checks (not GGUF, not a LoRA,
 truncated, a bad manifest) is listed with its error and never loaded; the checks against the
@@ -98,14 +100,30 @@ def user_adapter_dir() -> Path:
     return Path(base) / "smalltalk-lsp" / "adapters"
 
 
+# Adapters shipped with the server, one folder per embedded base model's name.
+EMBEDDED_ADAPTERS = Path(__file__).resolve().parent / "embedded"
+
+
+def embedded_folders(models: Iterable[str | None]) -> list[Path]:
+    """The shipped adapter folders of these configured models (embedded names only)."""
+    found = []
+    for name in models:
+        folder = EMBEDDED_ADAPTERS / (name or "").strip().lower()
+        if name and folder.is_dir() and folder.parent == EMBEDDED_ADAPTERS:
+            found.append(folder)
+    return found
+
+
 def adapter_folders(
     roots: Sequence[Path],
     configured: Iterable[str] = (),
     user_dir: Path | None = None,
     holding: Sequence[Path] | None = None,
+    shipped: Sequence[Path] = (),
 ) -> list[Path]:
     """The folders to search, in order of precedence, without duplicates. `holding`: the roots
-    whose own `.smalltalk-lsp/adapters/` is searched (the trusted ones; None: every root)."""
+    whose own `.smalltalk-lsp/adapters/` is searched (the trusted ones; None: every root);
+    `shipped`: the server's own adapter folders (embedded_folders), searched last."""
     held = roots if holding is None else [root for root in roots if root in holding]
     folders = [Path(root) / WORKSPACE_FOLDER for root in held]
     for entry in configured:
@@ -114,6 +132,7 @@ def adapter_folders(
             path = Path(roots[0]) / path
         folders.append(path)
     folders.append(user_dir if user_dir is not None else user_adapter_dir())
+    folders.extend(shipped)
     unique: list[Path] = []
     for folder in folders:
         folder = folder.absolute()

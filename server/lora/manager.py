@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from server.config import Settings
 from server.engine.lora import AdapterLoadError, adapter_key, describe
 from server.engine.lora_validation import AdapterError, validate_adapter
-from server.lora.catalogue import AdapterEntry, Catalogue, adapter_folders
+from server.lora.catalogue import AdapterEntry, Catalogue, adapter_folders, embedded_folders
 from server.trust import is_trusted
 
 if TYPE_CHECKING:
@@ -80,7 +80,9 @@ class AdapterManager:
     def _folders(self) -> list[Path]:
         trust = self.settings.trust
         holding = [r for r in self.roots if is_trusted(r, trust.workspace, trust.trusted_roots)]
-        return adapter_folders(self.roots, self.settings.adapters.folders, self.user_dir, holding)
+        shipped = embedded_folders(self.settings.model_for(role) for role in ("coder", "reasoner"))
+        return adapter_folders(self.roots, self.settings.adapters.folders, self.user_dir, holding,
+                               shipped)
 
     def settings_changed(self, settings: Settings, sync: bool = True) -> None:
         self.settings = settings
