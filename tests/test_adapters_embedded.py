@@ -11,7 +11,16 @@ import tempfile
 
 import pytest
 import pytest_lsp
-from lsp_support import copy_sample, open_document, start_session, uri_of, wait_for
+from lsp_support import (
+    copy_sample,
+    end_of,
+    open_document,
+    set_text,
+    start_session,
+    suggest,
+    uri_of,
+    wait_for,
+)
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
 
@@ -66,27 +75,8 @@ async def complete(client: LanguageClient, method: str, version: int) -> str:
     path = client.root / STORE  # type: ignore[attr-defined]
     uri = uri_of(path)
     text = path.read_text(encoding="utf-8") + method
-    client.text_document_did_change(
-        types.DidChangeTextDocumentParams(
-            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
-            content_changes=[types.TextDocumentContentChangeWholeDocument(text=text + "\n]\n")],
-        )
-    )
-    at = types.Position(line=text.count("\n"), character=len(text.rsplit("\n", 1)[-1]))
-    result = await client.text_document_inline_completion_async(
-        types.InlineCompletionParams(
-            text_document=types.TextDocumentIdentifier(uri=uri),
-            position=at,
-            context=types.InlineCompletionContext(
-                trigger_kind=types.InlineCompletionTriggerKind.Invoked
-            ),
-        )
-    )
-    assert isinstance(result, types.InlineCompletionList)
-    if not result.items:
-        return ""
-    insert = result.items[0].insert_text
-    return insert if isinstance(insert, str) else insert.value
+    set_text(client, uri, version, text + "\n]\n")
+    return await suggest(client, uri, end_of(text))
 
 
 async def test_the_shipped_adapter_on_and_off(client: LanguageClient) -> None:

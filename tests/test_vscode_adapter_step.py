@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import pytest_lsp
-from lsp_support import copy_sample, open_document, start_session, uri_of, wait_for
+from lsp_support import copy_sample, open_document, start_session, suggest, uri_of, wait_for
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
 
@@ -103,23 +103,6 @@ async def client(lsp_client: LanguageClient, tmp_path_factory):
     )
     yield
     await lsp_client.shutdown_session()
-
-
-async def suggest(client: LanguageClient, uri: str, at: types.Position) -> str:
-    result = await client.text_document_inline_completion_async(
-        types.InlineCompletionParams(
-            text_document=types.TextDocumentIdentifier(uri=uri),
-            position=at,
-            context=types.InlineCompletionContext(
-                trigger_kind=types.InlineCompletionTriggerKind.Invoked
-            ),
-        )
-    )
-    assert isinstance(result, types.InlineCompletionList)
-    if not result.items:
-        return ""
-    insert = result.items[0].insert_text
-    return insert if isinstance(insert, str) else insert.value
 
 
 def prompts(client: LanguageClient) -> list[str]:
