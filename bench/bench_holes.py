@@ -128,6 +128,7 @@ class ServerSide:
         (its timings and token counts go to `self.timings`)."""
         client = self.client
         assert client is not None
+        self.timings = {}
         seen = len(client.log_messages)
         uri = from_fs_path(str(workspace / "src" / hole.path)) or ""
         client.text_document_did_open(types.DidOpenTextDocumentParams(
@@ -359,7 +360,6 @@ async def run(args: argparse.Namespace, holes: list[Hole], workspace: Path) -> d
                 if isinstance(side, PeerSide):
                     text, elapsed, raw = await asyncio.to_thread(side.ask, hole)
                 else:
-                    side.timings = {}
                     text, elapsed, raw = await side.ask(hole, workspace)
                     row.setdefault("idle_wait", {})[side.name] = await side.wait_idle()
                 row["sides"][side.name] = {"suggestion": text, "raw": raw, "seconds": elapsed,

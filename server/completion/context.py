@@ -40,8 +40,6 @@ def stable_window_start(offset: int, window: int) -> int:
     return ((offset - window) // step + 1) * step
 
 
-
-
 def suffix_end(text: str, offset: int, method: MethodSpan | None, suffix_chars: int) -> int:
     """Where the prompt's text after the cursor ends: the line that closes the cursor's method
     (`]`, `!`), within `suffix_chars`; the whole window outside a method.

@@ -47,10 +47,8 @@ class InlineCompletion:
         self.default_provider = ClassContextProvider(lambda: ls.project)
         # The last suggestion answered per document, to see it accepted (completion.arrival).
         self.shown: dict[str, arrival.Shown] = {}
-        self.prefetches = 0
         # Per document, the method (start, text) whose suggestion the cursor warmed last.
         self.warmed: dict[str, tuple[int, int]] = {}
-        self.warms = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
     def settings_changed(self, settings: Settings) -> None:
@@ -67,7 +65,6 @@ class InlineCompletion:
         at = arrival.accepted_at(shown, text) if shown is not None and text is not None else None
         if at is None or text is None:
             return
-        self.prefetches += 1
         pos = position_at(text, at)
         log.debug("suggestion accepted in %s: computing the next one at %s", uri, pos)
         where = types.Position(line=pos.line, character=pos.character)
@@ -129,7 +126,6 @@ class InlineCompletion:
         if mark is None or self.warmed.get(uri) == mark:
             return
         self.warmed[uri] = mark
-        self.warms += 1
         log.debug("cursor in %s at %s: computing its suggestion ahead", uri, position)
         request = CompletionRequest(
             uri=uri, text=text, offset=offset, path=path, source_format=source_format
