@@ -163,3 +163,46 @@ def test_the_suggestion_computed_ahead_answers_the_request_after_accepting(gemma
     finally:
         worker.close()
         engine.session.close()
+
+
+class SlowProvider:
+    """Context that takes as long as a retrieval query embedded on a busy CPU: it answers
+    only once the event loop has run something else, or gives up after 10 s."""
+
+    def __init__(self) -> None:
+        self.loop_ran = threading.Event()
+        self.answered_while_waiting = False
+
+    def snippets(self, request, method):  # type: ignore[no-untyped-def]
+        self.answered_while_waiting = self.loop_ran.wait(10)
+        return ()
+
+
+def test_the_event_loop_goes_on_while_a_context_is_built(gemma_model):
+    """Hovers and definitions are answered while a suggestion's context is being built (the
+    VS Code end-to-end hover once timed out behind a query embedding on the loop)."""
+    import asyncio
+
+    from server.completion.pipeline import CompletionOptions, complete_async
+
+    engine = CountingEngine(gemma_model)
+    worker = InferenceWorker("coder")
+    provider = SlowProvider()
+    text = STORE.read_text(encoding="utf-8") + "\nSRStore >> isEmpty [\n\t^ "
+    request = CompletionRequest("file:///store.st", text + "\n]\n", len(text))
+
+    async def run() -> None:
+        task = asyncio.ensure_future(complete_async(
+            request, engine, worker, (provider,), CompletionOptions(max_tokens_block=8)
+        ))
+        await asyncio.sleep(0.05)  # what a hover handler would be doing meanwhile
+        provider.loop_ran.set()
+        suggestion = await task
+        assert suggestion is not None
+
+    try:
+        asyncio.run(run())
+    finally:
+        worker.close()
+        engine.session.close()
+    assert provider.answered_while_waiting

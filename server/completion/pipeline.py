@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 from server.completion.cache import CacheKey, SuggestionCache
@@ -35,6 +35,9 @@ from server.engine.worker import InferenceWorker
 
 log = logging.getLogger(__name__)
 PROMPT_MARK = "<<<prompt>>>"
+# Where the event loop builds contexts: never on the loop itself, which must go on answering
+# hovers and definitions while a retrieval query is embedded.
+_CONTEXT_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="completion-context")
 
 
 _CONFIG = CompletionConfig()  # the defaults below are the `completion` settings' defaults
@@ -107,11 +110,39 @@ def prepare(
     """Context and prompt stages; a Suggestion straight away when a cache answers. `ahead`:
     for a suggestion computed before anyone asks (said in the prompt's log record)."""
     started = time.monotonic()
+    typed = typed_through(request, engine, options, cache, started)
+    if typed is not None:
+        return typed
+    assembled = assemble(request, engine, providers, options, started, ahead)
+    return assembled if isinstance(assembled, Suggestion) else cached(assembled, options, cache)
+
+
+def typed_through(
+    request: CompletionRequest,
+    engine: TextEngine,
+    options: CompletionOptions,
+    cache: SuggestionCache,
+    started: float,
+) -> Suggestion | None:
+    """The rest of a shown suggestion the user is typing through, or None."""
     key = CacheKey(request.uri, engine.model_id, options.adapter_key)
     rest = cache.typed_through(key, request.text, request.offset)
-    if rest is not None:
-        cache.remember(key, request.text, request.offset, rest)
-        return Suggestion(rest, "line", source="typed-through", timings=_since(started))
+    if rest is None:
+        return None
+    cache.remember(key, request.text, request.offset, rest)
+    return Suggestion(rest, "line", source="typed-through", timings=_since(started))
+
+
+def assemble(
+    request: CompletionRequest,
+    engine: TextEngine,
+    providers: Sequence[ContextProvider],
+    options: CompletionOptions,
+    started: float,
+    ahead: bool = False,
+) -> Prepared | Suggestion:
+    """The context and the prompt: reads the project and may embed a retrieval query (seconds
+    on a busy CPU), so the event loop runs it on a thread. Touches no cache."""
     ctx = build_context(request, providers, options.prefix_chars, options.suffix_chars)
     if ctx.method is None:
         # Outside any method nothing could check a suggestion (filters.drop_outside_methods):
@@ -132,12 +163,20 @@ def prepare(
         warm_slots=options.warm_documents,
         warm_bytes=options.warm_bytes,
     )
-    prepared = Prepared(ctx, prompt, params, key, started)
+    key = CacheKey(request.uri, engine.model_id, options.adapter_key)
     # The whole prompt, for debugging suggestions (and for bench_completion, which sends the
     # very same prompt to llama-cpp-python).
     log.debug("prompt for %s (%s mode%s):\n%s%s", request.uri, prompt.mode,
               ", computed ahead" if ahead else "", PROMPT_MARK, prompt.text)
+    return Prepared(ctx, prompt, params, key, started)
+
+
+def cached(
+    prepared: Prepared, options: CompletionOptions, cache: SuggestionCache
+) -> Prepared | Suggestion:
+    """The remembered answer to this very prompt (greedy decoding only), else `prepared`."""
     if options.temperature == 0:
+        key, prompt = prepared.key, prepared.prompt
         raw = cache.prompt_result(key.model_id, key.adapter_key, prompt.text, prompt.max_tokens)
         if raw is not None:
             return _finish(prepared, Generation(raw, "stop"), cache, source="cache")
@@ -235,7 +274,16 @@ async def complete_async(
     accepted): any other work cancels it, and its answer only goes into the prompt cache."""
     options = options or CompletionOptions()
     cache = cache or SuggestionCache()
-    prepared = prepare(request, engine, providers, options, cache, ahead)
+    started = time.monotonic()
+    typed = typed_through(request, engine, options, cache, started)
+    if typed is not None:
+        return typed
+    # One thread, first come first served: an older request of a document finishes its
+    # context before a newer one, so the newer one's job is the one that supersedes.
+    assembled = await asyncio.get_running_loop().run_in_executor(
+        _CONTEXT_THREAD, assemble, request, engine, providers, options, started, ahead
+    )
+    prepared = assembled if isinstance(assembled, Suggestion) else cached(assembled, options, cache)
     if isinstance(prepared, Suggestion):
         return prepared
     stop_check = stop_check_for(prepared.ctx)
