@@ -166,6 +166,37 @@ def test_keep_balanced_lets_a_suggestion_close_the_string_it_is_in() -> None:
     assert f.keep_balanced("def'", ctx) == "def'"
 
 
+def test_a_suggestion_may_close_what_its_line_opened_and_lacks() -> None:
+    # `[` typed without the editor adding `]`: the closer belongs in the suggestion.
+    typing = ctx_at(TONEL.replace("\tCURSOR", "\tfee isNil ifTrue: [ ^ self CURSOR"))
+    assert f.unclosed_on_line(typing) == 1
+    assert f.keep_balanced("errorNoFee ].", typing) == "errorNoFee ]."
+    assert f.keep_balanced("errorNoFee ]. ^ fee ]", typing) == "errorNoFee ]. ^ fee "
+    # The line already closes it after the cursor: no second closer.
+    closed = ctx_at(TONEL.replace("\tCURSOR", "\tfee isNil ifTrue: [ ^ self CURSOR ]"))
+    assert f.unclosed_on_line(closed) == 0
+    assert f.keep_balanced("errorNoFee ]", closed) == "errorNoFee "
+    # A bracket opened on an earlier line is never closed by a line's suggestion.
+    earlier = ctx_at(TONEL.replace("\tCURSOR", "\tfee isNil ifTrue: [\n\t\t^ self CURSOR"))
+    assert f.unclosed_on_line(earlier) == 0
+    assert f.keep_balanced("errorNoFee ]", earlier) == "errorNoFee "
+    # The statement ends after the closer's period.
+    assert f.cut_at_statement_end("errorNoFee ]. ^ 0", typing) == "errorNoFee ]."
+
+
+def test_parse_check_adds_the_period_a_statement_lacks_before_the_next() -> None:
+    ctx = ctx_at(TONEL.replace("\tCURSOR", "\tCURSOR\n\t[ fee > 0 ] whileTrue: [ fee := fee - 1 ]"))
+    assert f.longest_parsing_prefix("self checkFee", ctx) == "self checkFee."
+
+
+def test_parse_check_judges_a_method_broken_only_by_the_gap_at_the_cursor() -> None:
+    # The next line continues a receiver the gap lacks: a whole statement there breaks it.
+    gap = TONEL.replace("\tCURSOR", "\tCURSOR\n\t\tifTrue: [ ^ 0 ].\n\t^ fee")
+    ctx = ctx_at(gap)
+    assert f.longest_parsing_prefix("fee := 3.", ctx) == "fee := 3"
+    assert f.longest_parsing_prefix("fee isNil", ctx) == "fee isNil"
+
+
 def test_statement_end_only_in_line_mode() -> None:
     line = ctx_at(TONEL.replace("\tCURSOR", "\tx := CURSOR"))
     assert f.cut_at_statement_end("3. y := 4", line) == "3."

@@ -95,7 +95,7 @@ def cut_at_statement_end(text: str, ctx: CursorContext) -> str | None:
     depth = len(ctx.scan.stack)
     for index, ch in enumerate(text):
         events = scanner.feed(ch)
-        if any(e.kind == "period" for e in events) and len(scanner.state.stack) == depth:
+        if any(e.kind == "period" for e in events) and len(scanner.state.stack) <= depth:
             following = text[index + 1 : index + 2]
             if not following.isdigit():  # `3.14` is a number, not a statement end
                 return text[: index + 1]
@@ -131,9 +131,26 @@ def _at_boundary(text: str, index: int) -> bool:
 
 
 def keep_balanced(text: str, ctx: CursorContext) -> str | None:
-    """Trim to the longest prefix that opens no bracket, string or comment it does not close."""
-    ends = balanced_ends(text, ctx.scan)
+    """Trim to the longest prefix that opens no bracket, string or comment it does not close;
+    it may close what the cursor's line opened and the rest of the line does not close (`[ ^
+    self` typed without the editor adding `]`)."""
+    ends = balanced_ends(text, ctx.scan, unclosed_on_line(ctx))
     return text[: ends[-1]]
+
+
+def unclosed_on_line(ctx: CursorContext) -> int:
+    """How many of the brackets open at the cursor were opened on its line before it and are
+    not closed after it on the line."""
+    line_start = ctx.request.offset - len(ctx.line_prefix)
+    opened = sum(1 for _, at in ctx.scan.stack if at >= line_start)
+    scanner = Scanner(ctx.scan)
+    lowest = len(ctx.scan.stack)
+    for event in scanner.feed(ctx.line_suffix):
+        if event.kind == "bad-close":
+            break
+        lowest = min(lowest, len(scanner.state.stack))
+    closed_after = len(ctx.scan.stack) - lowest
+    return max(0, opened - closed_after)
 
 
 def trim_whitespace(text: str, ctx: CursorContext) -> str | None:
@@ -150,16 +167,34 @@ def longest_parsing_prefix(text: str, ctx: CursorContext) -> str | None:
     if method is None or not text:
         return text
     baseline = method.before + method.after
-    line_start = method.before.rfind("\n") + 1
-    after_line = method.after.find("\n")
-    line_end = len(method.before) + (after_line if after_line >= 0 else len(method.after))
-    if any(end < line_start or start > line_end for start, end in method_errors(baseline)):
+    near_start, near_end = _near_cursor(method.before, method.after)
+    if any(end < near_start or start > near_end for start, end in method_errors(baseline)):
         return text
     for end in reversed(_cut_points(text)):
         candidate = text[:end].rstrip()
         if candidate.strip() and not method_errors(method.before + candidate + method.after):
             return candidate
+        if end == len(text) and not candidate.endswith((".", "^")):
+            # A whole statement the model ended without its period, before the next one.
+            ended = candidate + "."
+            if candidate.strip() and not method_errors(method.before + ended + method.after):
+                return ended
     return None
+
+
+def _near_cursor(before: str, after: str) -> tuple[int, int]:
+    """The text a gap at the cursor breaks (offsets into before + after): from the line break
+    before the cursor's line to the end of the next code line (a statement missing at the
+    cursor shows as an error that runs up to its line, or on the line after it)."""
+    start = max(0, before.rfind("\n"))
+    line_end = after.find("\n")
+    if line_end < 0:
+        return start, len(before) + len(after)
+    rest = after[line_end + 1 :]
+    code = len(rest) - len(rest.lstrip())
+    next_end = rest.find("\n", code)
+    end = line_end + 1 + (next_end if next_end >= 0 else len(rest))
+    return start, len(before) + end
 
 
 def _cut_points(text: str, limit: int = 48) -> list[int]:

@@ -119,12 +119,14 @@ def scan(text: str, state: ScanState | None = None, base: int = 0) -> tuple[Scan
     return scanner.state, scanner.events
 
 
-def balanced_ends(text: str, state: ScanState | None = None) -> list[int]:
+def balanced_ends(text: str, state: ScanState | None = None, may_close: int = 0) -> list[int]:
     """Every i (ascending) such that text[:i] leaves the scanner where it started: the same
-    brackets open, no new string or comment open, and nothing closed from before."""
+    brackets open, no new string or comment open, and nothing closed from before, except the
+    innermost `may_close` brackets open at the start (closers the text after it lacks)."""
     start = state or ScanState()
     scanner = Scanner(start)
     depth = len(start.stack)
+    lowest = max(0, depth - may_close)
     ends = [0]
     for i, ch in enumerate(text):
         scanner.feed(ch)
@@ -133,7 +135,8 @@ def balanced_ends(text: str, state: ScanState | None = None) -> list[int]:
             break
         # A suggestion may close the string or comment the cursor is in, never open one.
         quote_ok = st.quote is None or st.quote == start.quote
-        if len(st.stack) == depth and quote_ok and not st.after_dollar:
+        closed_only = lowest <= len(st.stack) <= depth and st.stack == start.stack[: len(st.stack)]
+        if closed_only and quote_ok and not st.after_dollar:
             ends.append(i + 1)
     return ends
 
