@@ -205,6 +205,7 @@ class PeerSide:
 
     def __init__(self, binary: str, model: str, threads: int, log: Path) -> None:
         self.port = free_port()
+        self.timings: dict[str, Any] = {}  # of the last answer, from llama-server's reply
         # llama.vscode's README command (-ub 1024 -b 1024 --cache-reuse 256), 2 threads, one
         # slot, the server's context size.
         command = [binary, "-m", model, "--host", "127.0.0.1", "--port", str(self.port),
@@ -250,8 +251,18 @@ class PeerSide:
             headers={"Content-Type": "application/json"})
         started = time.perf_counter()
         with urllib.request.urlopen(request, timeout=600) as response:
-            content = json.loads(response.read())["content"]
+            answer = json.loads(response.read())
         elapsed = time.perf_counter() - started
+        content = answer["content"]
+        # In the server side's terms, to compare prompt sizes and speeds hole by hole.
+        t = answer.get("timings") or {}
+        self.timings = {
+            "prompt_tokens": t.get("prompt_n", 0),
+            "prompt_ms": round(t.get("prompt_ms", 0.0)),
+            "generated_tokens": t.get("predicted_n", 0),
+            "generate_ms": round(t.get("predicted_ms", 0.0)),
+            "cached_tokens": answer.get("tokens_cached", 0),
+        }
         return vscode_postprocess(content, lines, hole.line, line_prefix, line_suffix,
                                   spaces), elapsed, content
 

@@ -43,15 +43,16 @@ class ModelsConfig(_Section):
 class CpuSettings(_Section):
     # Threads for prompt processing (batched, compute-bound).
     threads: int = Field(default_factory=lambda: os.cpu_count() or 1, gt=0)
-    # Threads for generating tokens one by one (memory-bound); None means half of `threads`
-    # (the physical cores on a machine with hyperthreads). More threads than free cores make
-    # llama.cpp's threads wait on each other: on a busy 2-core machine one generation thread
-    # was 4-17x faster than two (BENCHMARKS.md).
+    # Threads for generating tokens one by one (memory-bound). More threads than free cores
+    # make llama.cpp's threads wait on each other: on a busy 2-core machine one generation
+    # thread was 4-17x faster than two (BENCHMARKS.md), on an idle one two were faster. None:
+    # as many as the physical cores other processes leave free when generation starts, at
+    # least half of `threads` (server/engine/cpu.py); a number: always that many.
     generation_threads: int | None = Field(default=None, gt=0)
 
     @property
     def token_threads(self) -> int:
-        """Threads for generation: `generation_threads`, else half of `threads`."""
+        """The fewest threads generation uses: `generation_threads`, else half of `threads`."""
         return self.generation_threads or max(1, self.threads // 2)
     batch_size: int = Field(default=512, gt=0)
     context_length: int = Field(default=4096, gt=0)

@@ -49,6 +49,8 @@ class RoleSpec:
     mlock: bool
     # Prompt-processing threads; 0 means n_threads.
     n_threads_batch: int = 0
+    # Generate on the cores the machine leaves free, n_threads at least (server.engine.cpu).
+    adaptive_threads: bool = False
 
     @property
     def weights_key(self) -> tuple[str, bool, bool]:
@@ -69,6 +71,7 @@ def role_spec(settings: Settings, role: Role, workspace: Path | None = None) -> 
         n_batch=role_batch(settings, role),
         n_threads=cpu.token_threads,
         n_threads_batch=cpu.threads,
+        adaptive_threads=cpu.generation_threads is None,
         mmap=settings.mmap,
         mlock=settings.mlock,
     )
@@ -100,6 +103,7 @@ def _context_params(spec: RoleSpec, model: LoadedModel) -> dict[str, Any]:
         "n_batch": spec.n_batch,
         "n_threads": spec.n_threads,
         "n_threads_batch": spec.n_threads_batch,
+        "adaptive_threads": spec.adaptive_threads,
         "swa_full": spec.role == "coder",
     }
 

@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Any
 
-from server.engine import warm
+from server.engine import cpu, warm
 from server.engine.llama_model import LoadedModel, llama
 from server.engine.lora import ContextAdapters
 from server.engine.types import (
@@ -44,6 +44,7 @@ class LlamaSession:
         n_threads: int,
         swa_full: bool = True,
         n_threads_batch: int | None = None,
+        adaptive_threads: bool = False,
     ) -> None:
         lib = llama()
         self.model = model
@@ -57,6 +58,11 @@ class LlamaSession:
         # thread counts; see CpuSettings.generation_threads.
         params.n_threads = n_threads
         params.n_threads_batch = n_threads_batch or n_threads
+        # `adaptive_threads`: generate on the cores the rest of the machine leaves free, between
+        # n_threads and n_threads_batch (server.engine.cpu), chosen once the prompt is read.
+        self.n_threads, self.n_threads_batch = n_threads, params.n_threads_batch
+        self._threads_now = n_threads
+        self._meter = cpu.CpuMeter() if adaptive_threads else None
         # A full-size sliding-window cache lets a prefix be kept while the rest is replaced
         # (Gemma 3); without it, reuse of partial prefixes fails on SWA models.
         params.swa_full = swa_full
@@ -152,7 +158,8 @@ class LlamaSession:
         with self._lock:
             self._cancel = cancel
             try:
-                return self._generate(prompt, params, cancel, stop_check)
+                with cpu.Active():
+                    return self._generate(prompt, params, cancel, stop_check)
             finally:
                 self._cancel = None
 
@@ -191,6 +198,8 @@ class LlamaSession:
         stop_check: StopCheck | None,
     ) -> Generation:
         started = time.monotonic()
+        if self._meter is not None:
+            self._meter.others_busy()  # the window over the prompt starts here
         tokens, reused, restored = self._prepare(prompt, params)
 
         def result(
@@ -204,6 +213,7 @@ class LlamaSession:
                 reused_tokens=reused,
                 restored_tokens=restored,
                 generated_tokens=n,
+                generation_threads=self._threads_now if n else 0,
                 prompt_ms=prompt_ms,
                 generate_ms=(time.monotonic() - prompt_done) * 1000 if prompt_done else 0.0,
                 error=error,
@@ -225,10 +235,19 @@ class LlamaSession:
             self.reset()
             return result("error", error=f"llama_decode returned {rc}")
         prompt_done = time.monotonic()
+        self._choose_threads()
         # The generation cap counts from here: the wait for the prompt is never cut by it.
         cancel.limit(params.max_generate_s)
         text, n_generated, reason = self._sample_loop(params, cancel, stop_check)
         return result(reason, text, n_generated)
+
+    def _choose_threads(self) -> None:
+        if self._meter is None:
+            return
+        n = cpu.generation_threads(self.n_threads, self.n_threads_batch, self._meter.others_busy())
+        if n != self._threads_now:
+            llama().llama_set_n_threads(self.ctx, n, self.n_threads_batch)
+            self._threads_now = n
 
     def _sample_loop(
         self, params: GenerateParams, cancel: CancelToken, stop_check: StopCheck | None

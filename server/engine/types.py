@@ -78,6 +78,8 @@ class Generation:
     # Of those, tokens whose state came back from a kept snapshot (a document used earlier).
     restored_tokens: int = 0
     generated_tokens: int = 0
+    # Threads that generated (server.engine.cpu: the free cores, when adaptive).
+    generation_threads: int = 0
     prompt_ms: float = 0.0
     generate_ms: float = 0.0
     error: str | None = None

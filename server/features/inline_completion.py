@@ -247,6 +247,7 @@ def _tokens(suggestion: Suggestion) -> dict[str, int]:
         "reused_tokens": generation.reused_tokens,
         "restored_tokens": generation.restored_tokens,
         "generated_tokens": generation.generated_tokens,
+        "generation_threads": generation.generation_threads,
     }
 
 
