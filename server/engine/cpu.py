@@ -6,7 +6,9 @@ step, so a generation thread on a core that another process wants runs several t
 cores all of them are faster. With `cpu_settings.generation_threads` unset, a context
 generates on as many physical cores as the others leave free, between half of `threads` and
 all of them. Read from /proc (Linux); elsewhere nothing is known and the floor is used.
-Work at a lower priority (`nice`) does not count: the scheduler gives its cores away.
+Work at a lower priority (`nice`) counts too: llama.cpp's threads wait for each other at
+every step, and a niced process on their core still made each token several times slower
+(2 threads beside niced training on 2 cores: 0.7-3 s a token).
 """
 
 from __future__ import annotations
@@ -36,14 +38,14 @@ def physical_cores() -> int:
 
 
 def _busy_ticks() -> tuple[int, int] | None:
-    """(ticks all CPUs spent at normal priority, ticks this process spent), or None."""
+    """(ticks all CPUs spent busy, ticks this process spent), or None."""
     try:
         fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
         own = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
-    user, _nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
-    return user + system + irq + softirq + steal, int(own[11]) + int(own[12])
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return user + nice + system + irq + softirq + steal, int(own[11]) + int(own[12])
 
 
 class CpuMeter:
