@@ -373,3 +373,17 @@ def test_stop_check_ends_generation_at_the_method_end() -> None:
     result = complete(CompletionRequest("u", TONEL.replace("CURSOR", ""), offset), engine)
     assert result.raw == "^ startDate\n"
     assert result.text == "^ startDate"
+
+
+def test_the_first_piece_must_be_one_that_can_lead_to_a_suggestion() -> None:
+    blank = f.may_start(ctx_at(TONEL))  # an empty line in an empty method: code is wanted
+    assert not blank("") and not blank("]") and not blank(" ].")
+    assert blank("^") and blank(" self") and blank('"')
+    # After a complete statement the model may stop; a closer its line lacks may come first.
+    done = f.may_start(ctx_at(TONEL.replace("\tCURSOR", "\t^ fee isNil ifTrue: [ 0 CURSOR")))
+    assert done("]") and done(" ]") and not done(")")
+    stopped = f.may_start(ctx_at(TONEL.replace("\tCURSOR", "\t^ fee CURSOR")))
+    assert stopped("")
+    # Broken at the cursor (`^ fee +` wants its argument): stopping at once is no answer.
+    missing = f.may_start(ctx_at(TONEL.replace("\tCURSOR", "\t^ fee + CURSOR")))
+    assert not missing("") and missing(" 1")

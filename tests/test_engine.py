@@ -73,6 +73,24 @@ def test_greedy_generation_is_deterministic_and_reuses_the_prefix(session):
     assert again.reused_tokens == again.prompt_tokens - 1
 
 
+def test_a_rejected_first_piece_gives_way_to_the_likeliest_accepted_one(session):
+    session.reset()
+    greedy = session.generate(PROMPT, LINE, CancelToken())
+    first = greedy.text.lstrip()[:1]
+    assert first
+    seen: list[str] = []
+
+    def may_start(piece: str) -> bool:
+        seen.append(piece)
+        return bool(piece.strip()) and not piece.lstrip().startswith(first)
+
+    other = session.generate(PROMPT, replace(LINE, first_token=may_start), CancelToken())
+    assert other.text.strip() and not other.text.lstrip().startswith(first)
+    assert len(seen) >= 2  # the greedy piece was asked about, then the alternatives
+    # Without the check the greedy text comes back: the check only ever touches one token.
+    assert session.generate(PROMPT, LINE, CancelToken()).text == greedy.text
+
+
 def test_typing_one_character_reuses_almost_everything(session):
     session.generate(PROMPT, LINE, CancelToken())
     typed = session.generate(PROMPT + " s", LINE, CancelToken())

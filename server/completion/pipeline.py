@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 from server.completion.cache import CacheKey, SuggestionCache
 from server.completion.context import ContextProvider, build_context
-from server.completion.filters import apply_filters
+from server.completion.filters import apply_filters, may_start
 from server.completion.lexical import Scanner
 from server.completion.prompt import build_prompt
 from server.completion.types import CompletionRequest, CursorContext, Prompt, Suggestion
@@ -162,6 +162,7 @@ def assemble(
         cache_slot=request.uri,
         warm_slots=options.warm_documents,
         warm_bytes=options.warm_bytes,
+        first_token=may_start(ctx),
     )
     key = CacheKey(request.uri, engine.model_id, options.adapter_key)
     # The whole prompt, for debugging suggestions (and for bench_completion, which sends the

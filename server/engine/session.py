@@ -15,12 +15,16 @@ import threading
 import time
 from typing import Any
 
+import numpy as np
+
 from server.engine import cpu, warm
 from server.engine.llama_model import LoadedModel, llama
 from server.engine.lora import ContextAdapters
 from server.engine.types import (
+    FIRST_TOKEN_CHOICES,
     CancelToken,
     FimTokens,
+    FirstTokenCheck,
     GenerateParams,
     Generation,
     PromptProgress,
@@ -249,6 +253,22 @@ class LlamaSession:
             llama().llama_set_n_threads(self.ctx, n, self.n_threads_batch)
             self._threads_now = n
 
+    def _first_token(self, token: int, may_start: FirstTokenCheck) -> int:
+        """`token`, or the likeliest of the top choices that `may_start` accepts."""
+        if may_start(self._piece_text(token)):
+            return token
+        logits = llama().llama_get_logits_ith(self.ctx, -1)
+        scores = np.ctypeslib.as_array(logits, shape=(self.model.n_vocab,))
+        for choice in np.argsort(-scores)[:FIRST_TOKEN_CHOICES]:
+            if may_start(self._piece_text(int(choice))):
+                return int(choice)
+        return token
+
+    def _piece_text(self, token: int) -> str:
+        if self.model.is_eog(token):
+            return ""
+        return self.model.piece(token).decode("utf-8", errors="replace")
+
     def _sample_loop(
         self, params: GenerateParams, cancel: CancelToken, stop_check: StopCheck | None
     ) -> tuple[str, int, StopReason]:
@@ -262,6 +282,8 @@ class LlamaSession:
                 if cancel.should_stop():
                     return text, n_generated, _why(cancel)
                 token = lib.llama_sampler_sample(sampler, self.ctx, -1)
+                if n_generated == 0 and params.first_token is not None:
+                    token = self._first_token(token, params.first_token)
                 if self.model.is_eog(token):
                     return text, n_generated, "eos"
                 n_generated += 1

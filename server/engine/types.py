@@ -35,6 +35,10 @@ class FimTokens:
     file_sep: str = ""
 
 
+FirstTokenCheck = Callable[[str], bool]
+FIRST_TOKEN_CHOICES = 40
+
+
 @dataclass(frozen=True)
 class GenerateParams:
     max_tokens: int = 64
@@ -66,6 +70,10 @@ class GenerateParams:
     warm_bytes: int | None = None
     # Told how far prompt evaluation got (the editor's "thinking" status).
     on_prompt: PromptProgress | None = field(default=None, compare=False, hash=False)
+    # Whether the first generated piece may start the text ("": stopping at once). When the
+    # likeliest may not, the engine takes the likeliest of the top FIRST_TOKEN_CHOICES that
+    # may (a suggestion that could only be dropped is worth a second choice).
+    first_token: FirstTokenCheck | None = field(default=None, compare=False, hash=False)
 
 
 @dataclass(frozen=True)
