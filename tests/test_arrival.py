@@ -173,7 +173,7 @@ class SlowProvider:
         self.loop_ran = threading.Event()
         self.answered_while_waiting = False
 
-    def snippets(self, request, method):  # type: ignore[no-untyped-def]
+    def snippets(self, request, cursor):  # type: ignore[no-untyped-def]
         self.answered_while_waiting = self.loop_ran.wait(10)
         return ()
 

@@ -343,17 +343,17 @@ def test_new_method_query_is_embedded_in_the_background(indexed: Path, minilm_em
     # The completion provider waits for the query instead (a suggestion waits for its prompt
     # anyway), so its first answer in a new method already has the similarity ranking and the
     # prompt's front stays the same for the next request there.
-    from server.completion.types import CompletionRequest, MethodSpan
+    from server.completion.cursor import analyse_cursor
+    from server.completion.types import CompletionRequest
     from server.retrieval.provider import RetrievalContextProvider
 
     provider = RetrievalContextProvider(lambda: project, lambda: index, lambda: 1024)
     other = text.replace("daysLeftOn:", "daysUsedOn:")
-    method = MethodSpan(start=0, end=len(other), before="", after="", class_name="SRLicence",
-                        selector="daysUsedOn:")
     request = CompletionRequest(uri="file:///x", text=other, offset=len(other), path=path)
-    first_answer = provider.snippets(request, method)
+    cursor = analyse_cursor(other, len(other), "tonel", path)
+    first_answer = provider.snippets(request, cursor)
     assert any(s.origin == "similar" for s in first_answer)
-    assert provider.snippets(request, method) is first_answer  # stable from now on
+    assert provider.snippets(request, cursor) is first_answer  # stable from now on
     index.close()
 
 

@@ -3,12 +3,17 @@ builder without an embedding index (class, siblings, implementors, recent; budge
 
 from __future__ import annotations
 
+from server.completion.cursor import CursorAnalysis, analyse_cursor, pattern_selector
 from server.project_model import ProjectModel
-from server.retrieval.context import approximate_tokens, build_context
-from server.retrieval.cursor import analyse, pattern_selector, sent_selectors
+from server.retrieval.context import approximate_tokens, build_context, sent_selectors
 from server.retrieval.lexical import LexicalIndex, selector_words
 from server.retrieval.units import units_of_file
-from smalltalk_grammar import parse
+from smalltalk_grammar import format_of, parse
+
+
+def analyse(text: str, offset: int, path: str | None = None) -> CursorAnalysis:
+    """The one cursor analysis, as retrieval's build_context makes it without one given."""
+    return analyse_cursor(text, offset, format_of(text, path), path)
 
 ACCOUNT = '''"
 I am a bank account with a balance.
@@ -126,14 +131,14 @@ def test_cursor_in_tonel_method() -> None:
     text = ACCOUNT
     offset = text.index("balance := self balance - anAmount") + len("balance := self bal")
     cursor = analyse(text, offset, "/ws/Bank/Account.class.st")
-    assert (cursor.class_name, cursor.side, cursor.selector) == ("Account", "instance",
-                                                                 "withdraw:")
-    assert cursor.category == "operations"
-    assert cursor.typed == "bal"
+    facts, sends = cursor.facts, cursor.sends
+    assert (facts.class_name, facts.side, facts.selector) == ("Account", "instance", "withdraw:")
+    assert facts.category == "operations"
+    assert sends.typed == "bal"
     # The similarity query: the pattern and the code just before the cursor, short.
-    assert cursor.window.startswith("withdraw: anAmount [")
-    assert cursor.window.endswith("balance := self bal") and len(cursor.window) < 250
-    sent = sent_selectors(cursor, {"error:", "ifTrue:", "balance", ">"})
+    assert sends.window.startswith("withdraw: anAmount [")
+    assert sends.window.endswith("balance := self bal") and len(sends.window) < 250
+    sent = sent_selectors(sends, {"error:", "ifTrue:", "balance", ">"})
     assert sent[:2] == ["ifTrue:", "error:"] or sent[:2] == ["error:", "ifTrue:"]
     assert "balance" in sent
 
@@ -142,22 +147,21 @@ def test_cursor_joins_keyword_parts_into_known_selectors() -> None:
     text = LEDGER
     offset = text.index("^ entries at: aKey") + 2
     cursor = analyse(text, offset)
-    assert sent_selectors(cursor, {"at:put:", "at:"}) == ["at:put:", "at:"]
+    assert sent_selectors(cursor.sends, {"at:put:", "at:"}) == ["at:put:", "at:"]
 
 
 def test_cursor_in_chunk_and_bracket_and_filetree() -> None:
     chunk = ("Object subclass: #Foo\n\tinstanceVariableNames: 'a'\n\tclassVariableNames: ''\n"
              "\tpackage: 'X'!\n\n!Foo class methodsFor: 'instance creation'!\nnew\n"
              "\t^ super new initialize! !\n")
-    cursor = analyse(chunk, chunk.index("initialize"))
-    assert (cursor.class_name, cursor.side, cursor.selector, cursor.category) == (
+    facts = analyse(chunk, chunk.index("initialize")).facts
+    assert (facts.class_name, facts.side, facts.selector, facts.category) == (
         "Foo", "class", "new", "instance creation")
     bracket = "Object subclass: Foo [\n    | a |\n    bar [\n        ^ a size\n    ]\n]\n"
-    cursor = analyse(bracket, bracket.index("size"))
-    assert cursor.class_name == "Foo"
+    assert analyse(bracket, bracket.index("size")).facts.class_name == "Foo"
     filetree = "accessing\nname\n\t^ name"
-    cursor = analyse(filetree, len(filetree), "/ws/X.package/Foo.class/instance/name.st")
-    assert (cursor.class_name, cursor.selector, cursor.category) == ("Foo", "name", "accessing")
+    facts = analyse(filetree, len(filetree), "/ws/X.package/Foo.class/instance/name.st").facts
+    assert (facts.class_name, facts.selector, facts.category) == ("Foo", "name", "accessing")
 
 
 def test_context_without_index_has_class_siblings_implementors_and_recent() -> None:

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Sequence
 from typing import Protocol
 
-from server.completion.cursor import analyse_cursor
+from server.completion.cursor import CursorAnalysis, analyse_cursor
 from server.completion.types import CompletionRequest, ContextSnippet, CursorContext, MethodSpan
 from smalltalk_grammar import format_of
 
@@ -23,11 +23,13 @@ class ContextProvider(Protocol):
 
     Providers are asked in order and their snippets go into the prompt in that order, before
     the file's own text. Return the same snippets while the cursor stays in one method, so the
-    prompt's front stays stable and llama.cpp reuses its KV cache.
+    prompt's front stays stable and llama.cpp reuses its KV cache. `cursor` is the request's
+    one cursor analysis (the method around the cursor, its class facts, the sends near it):
+    a provider uses it and never analyses the text again.
     """
 
     def snippets(
-        self, request: CompletionRequest, method: MethodSpan | None
+        self, request: CompletionRequest, cursor: CursorAnalysis
     ) -> Sequence[ContextSnippet]: ...
 
 
@@ -80,7 +82,7 @@ def build_context(
     snippets: list[ContextSnippet] = []
     for provider in providers:
         try:
-            snippets.extend(provider.snippets(request, method))
+            snippets.extend(provider.snippets(request, cursor))
         except Exception:  # a broken provider costs context, never the completion
             log.exception("context provider %s failed", type(provider).__name__)
     return CursorContext(

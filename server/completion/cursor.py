@@ -3,9 +3,10 @@
 A half-typed method does not parse and the project model's parse can be a keystroke old, so
 this works on the editor's text with regular expressions and the lexical scanner, in every
 source format. `analyse_cursor` gives the method around the cursor (its span, for the prompt
-and the parse check), the scanner state there, the single-line or multi-line mode, and the
-class, side, selector and category the code belongs to (for retrieval). Every method-header
-and class-section pattern of the server lives here.
+and the parse check), the scanner state there, the single-line or multi-line mode, the
+class, side, selector and category the code belongs to, and the word typed and the selectors
+sent near the cursor (the last two for retrieval). Every method-header and class-section
+pattern of the server lives here.
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ from server.completion.types import MethodSpan, Mode
 
 # How far back the retrieval facts look for a method's start.
 LOOK_BACK = 6000
+# How much of the code after the cursor still counts for the sends near it, and of the code
+# before it in the similarity query.
+LOOK_AHEAD = 300
+QUERY_TAIL = 160
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 _PATTERN = (
@@ -61,6 +66,15 @@ _SECTION_CLASS = re.compile(
 )
 _FILETREE = re.compile(r"(?P<cls>[^/\\]+)\.(?:class|extension)[/\\](?P<side>instance|class)[/\\]")
 
+# The sends near the cursor: keyword parts, lower-case words not followed by `:` (a keyword
+# part) or `:=` (an assignment), the word being typed; comments and strings are blanked first.
+_KEYWORD = re.compile(r"(?<![\w:])([A-Za-z_]\w*):(?!=)")
+_UNARY = re.compile(r"(?<![\w:#$])([a-z_]\w*)\b(?!\s*:)")
+_TYPED = re.compile(r"([A-Za-z_]\w*:?)$")
+_COMMENT_OR_STRING = re.compile(r"\"[^\"]*\"?|'[^']*'?")
+_METHOD_END = re.compile(r"\n[ \t]*\]|\n\{|\n\S[^\n]*>>|(?<!!)!(?!!)")
+_PSEUDO = {"self", "super", "thisContext", "true", "false", "nil"}
+
 # A method pattern: `at: i put: v`, `+ other`, `size`.
 _PATTERN_KEYWORD = re.compile(r"([A-Za-z_]\w*:)\s*[A-Za-z_]\w*")
 _PATTERN_BINARY = re.compile(r"^([-+*/\\<>=~@%|&?,!]+)\s*[A-Za-z_]\w*")
@@ -81,6 +95,20 @@ class ClassFacts:
 
 
 @dataclass(frozen=True)
+class Sends:
+    """The word typed at the cursor and the selectors sent near it (retrieval's queries)."""
+
+    # The word being typed at the cursor (`rightsF`, `at:`), or "".
+    typed: str = ""
+    # Keyword parts and unary selectors near the cursor, each with its position relative to
+    # the cursor (negative before it), in text order; see retrieval's `sent_selectors`.
+    keywords: tuple[tuple[str, int], ...] = ()
+    unary: tuple[tuple[str, int], ...] = ()
+    # The method's pattern and the code just before the cursor: the similarity query.
+    window: str = ""
+
+
+@dataclass(frozen=True)
 class CursorAnalysis:
     """What the text at a cursor is in (see the module's docstring)."""
 
@@ -91,6 +119,7 @@ class CursorAnalysis:
     scan: ScanState = field(default_factory=ScanState)
     mode: Mode = "line"
     facts: ClassFacts = field(default_factory=ClassFacts)
+    sends: Sends = field(default_factory=Sends)
 
 
 def analyse_cursor(
@@ -122,6 +151,7 @@ def analyse_cursor(
         scan=state,
         mode=choose_mode(text[line_start:offset], text[offset:line_end], method),
         facts=facts,
+        sends=sends_near(text, offset, facts),
     )
 
 
@@ -326,3 +356,47 @@ def class_facts(text: str, offset: int, path: str | None = None) -> ClassFacts:
     if class_name and ":" in class_name:
         class_name = class_name.rsplit(":", 1)[-1]
     return ClassFacts(class_name, side, selector, category, method_start)
+
+
+# --- the sends near the cursor ----------------------------------------------------------------
+
+
+def _blank_comments(text: str) -> str:
+    """Comments and strings become spaces (same length), so their words are not sends."""
+    return _COMMENT_OR_STRING.sub(lambda m: " " * len(m.group(0)), text)
+
+
+def sends_near(text: str, offset: int, facts: ClassFacts) -> Sends:
+    """The word typed at `offset`, the sends in the method around it (from its body's start
+    to LOOK_AHEAD after the cursor, not into the next method) and the similarity query."""
+    base = max(0, offset - LOOK_BACK)
+    # Only the end of the text can hold the word at the cursor (a `$` search over all of it
+    # would try every position).
+    found = _TYPED.search(text[base:offset][-120:])
+    typed = found.group(1) if found else ""
+    start = max(facts.method_start, base)
+    # Skip the method pattern itself: its keywords are the method's own, not sends.
+    body_start = text.find("\n", start, offset)
+    body_start = start if body_start < 0 or facts.selector is None else body_start
+    end = min(len(text), offset + LOOK_AHEAD)
+    boundary = _METHOD_END.search(text, offset, end)
+    end = boundary.start() if boundary else end
+    region = _blank_comments(text[body_start:end])
+    cursor_in_region = offset - body_start
+    typed_start = cursor_in_region - len(typed)
+    keywords = tuple(
+        (match.group(1) + ":", match.start() - cursor_in_region)
+        for match in _KEYWORD.finditer(region)
+        if match.start() != typed_start
+    )
+    unary = tuple(
+        (match.group(1), match.start() - cursor_in_region)
+        for match in _UNARY.finditer(region)
+        if match.group(1) not in _PSEUDO and match.start() != typed_start
+    )
+    # The similarity query for a method the index does not know yet: its pattern and the
+    # code just before the cursor. Short on purpose: one embedding costs about 0.3 ms per
+    # token on a core, and it is paid while a completion waits.
+    head = text[start:body_start].strip() if body_start > start else ""
+    tail = text[max(body_start, offset - QUERY_TAIL) : offset].strip()
+    return Sends(typed, keywords, unary, f"{head}\n{tail}".strip())

@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from server.class_render import render_class
-from server.completion.types import CompletionRequest, ContextSnippet, MethodSpan
+from server.completion.cursor import CursorAnalysis
+from server.completion.types import CompletionRequest, ContextSnippet
 from server.project_model import ProjectModel
 
 
@@ -19,9 +20,9 @@ class ClassContextProvider:
         self.max_selectors = max_selectors
 
     def snippets(
-        self, request: CompletionRequest, method: MethodSpan | None
+        self, request: CompletionRequest, cursor: CursorAnalysis
     ) -> Sequence[ContextSnippet]:
-        project = self._project()
+        project, method = self._project(), cursor.method
         if project is None or method is None or not method.class_name:
             return []
         name = method.class_name

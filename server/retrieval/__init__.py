@@ -6,8 +6,8 @@ store      SQLite metadata and vectors (source of truth)
 vectors    the FAISS index (flat, IVF when large)
 lexical    selector-word search
 index      RetrievalIndex: persistence, incremental updates, hybrid search
-cursor     what the code at a cursor is about
-context    build_context: labelled items within a token budget
+context    build_context: labelled items within a token budget, from the one cursor analysis
+           (server.completion.cursor)
 
 Import the modules themselves: the package imports nothing, so the server starts without
 numpy, faiss and torch (they load when indexing starts).

@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict
 
 from server.class_render import render_class
+from server.completion.cursor import ClassFacts, CursorAnalysis, Sends, analyse_cursor
 from server.project_model import ProjectModel
-from server.retrieval.cursor import Cursor, analyse, sent_selectors
 from server.retrieval.units import method_header, method_key
+from smalltalk_grammar import format_of
 from smalltalk_grammar.model import ClassDef, MethodDef
 
 if TYPE_CHECKING:  # numpy and faiss load with the index, not with the server
@@ -228,8 +229,11 @@ def build_context(
     recent: Sequence[MethodDef] = (),
     count_tokens: TokenCounter | None = None,
     wait_for_embedding: bool = False,
+    cursor: CursorAnalysis | None = None,
 ) -> Context:
-    """Context for the cursor at `offset` in `text` (the live buffer of `path`).
+    """Context for the cursor at `offset` in `text` (the live buffer of `path`); `cursor` is
+    the one cursor analysis there if the caller has it already (a completion's context stage
+    has), else it is made here.
 
     Without an index (retrieval disabled, or the embedding model failed to load) the class,
     siblings, implementors and recent items still come from the project model. The model
@@ -237,20 +241,22 @@ def build_context(
     that method's stored vector, one in a new method with a vector embedded in the
     background for the next call."""
     count = count_tokens or approximate_tokens
-    cursor = analyse(text, offset, path)
+    if cursor is None:
+        cursor = analyse_cursor(text, offset, format_of(text, path), path)
+    facts = cursor.facts
     collector = _Collector(count)
     exclude: set[tuple[str, ...]] = set()
-    if cursor.class_name and cursor.selector:
-        exclude.add(("method", cursor.class_name, cursor.side, cursor.selector))
+    if facts.class_name and facts.selector:
+        exclude.add(("method", facts.class_name, facts.side, facts.selector))
 
-    current = _current_method(project, cursor)
-    _add_class(collector, project, cursor)
-    _add_siblings(collector, project, cursor, current)
-    selectors = _add_implementors(collector, project, cursor, current)
+    current = _current_method(project, facts)
+    _add_class(collector, project, facts)
+    _add_siblings(collector, project, facts, current)
+    selectors = _add_implementors(collector, project, facts, cursor.sends, current)
     similarity = False
     if index is not None:
-        similarity = _add_retrieved(collector, project, path, cursor, index, selectors,
-                                    wait_for_embedding)
+        similarity = _add_retrieved(collector, project, path, facts, cursor.sends.window,
+                                    index, selectors, wait_for_embedding)
     for method in recent[:8]:
         where = _path_of(project, method)
         collector.add("recent", _method_id(method), method_header(method),
@@ -259,7 +265,7 @@ def build_context(
     items = collector.select(budget_tokens, exclude)
     return Context(items=items, budget_tokens=budget_tokens,
                    tokens=sum(i.tokens for i in items),
-                   class_name=cursor.class_name, selector=cursor.selector,
+                   class_name=facts.class_name, selector=facts.selector,
                    similarity=similarity)
 
 
@@ -282,32 +288,32 @@ def _path_of(project: ProjectModel, method: MethodDef) -> str | None:
     return None
 
 
-def _current_method(project: ProjectModel, cursor: Cursor) -> MethodDef | None:
-    if not cursor.class_name or not cursor.selector:
+def _current_method(project: ProjectModel, facts: ClassFacts) -> MethodDef | None:
+    if not facts.class_name or not facts.selector:
         return None
-    for _, method in project.methods_of(cursor.class_name, cursor.side):
-        if method.selector == cursor.selector:
+    for _, method in project.methods_of(facts.class_name, facts.side):
+        if method.selector == facts.selector:
             return method
     return None
 
 
-def _add_class(collector: _Collector, project: ProjectModel, cursor: Cursor) -> None:
-    if not cursor.class_name:
+def _add_class(collector: _Collector, project: ProjectModel, facts: ClassFacts) -> None:
+    if not facts.class_name:
         return
-    for path, cls in project.class_definitions(cursor.class_name):
+    for path, cls in project.class_definitions(facts.class_name):
         if cls.kind != "extension":
             collector.add("class", ("class", cls.name), f"class {cls.name}",
                           class_summary(project, cls), path, _code(project, path, cls))
             return
 
 
-def _add_siblings(collector: _Collector, project: ProjectModel, cursor: Cursor,
+def _add_siblings(collector: _Collector, project: ProjectModel, facts: ClassFacts,
                   current: MethodDef | None) -> None:
-    if not cursor.class_name:
+    if not facts.class_name:
         return
-    category = cursor.category or (current.category if current else None)
-    methods = project.methods_of(cursor.class_name, cursor.side)
-    others = [(p, m) for p, m in methods if m.selector != cursor.selector]
+    category = facts.category or (current.category if current else None)
+    methods = project.methods_of(facts.class_name, facts.side)
+    others = [(p, m) for p, m in methods if m.selector != facts.selector]
     same = [(p, m) for p, m in others if category and m.category == category]
     # A protocol of its own (or an unknown one) shows the rest of the class side instead.
     siblings = same or others
@@ -316,24 +322,24 @@ def _add_siblings(collector: _Collector, project: ProjectModel, cursor: Cursor,
                       _first_lines(method.source), path, _code(project, path, method))
 
 
-def _add_implementors(collector: _Collector, project: ProjectModel, cursor: Cursor,
-                      current: MethodDef | None) -> list[str]:
+def _add_implementors(collector: _Collector, project: ProjectModel, facts: ClassFacts,
+                      sends: Sends, current: MethodDef | None) -> list[str]:
     """Implementors of the selector being typed, then of the selectors sent nearest the
     cursor; answers all the selectors considered (for lexical search)."""
     index_of_selectors = _known_selectors(project)
     known = index_of_selectors.known
     selectors: list[str] = []
-    typed = cursor.typed
+    typed = sends.typed
     if typed and typed not in ("self", "super") and len(typed) >= 2:
         if typed in known:
             selectors.append(typed)
         else:
             selectors += index_of_selectors.starting_with(typed, 3)
-    selectors += [s for s in sent_selectors(cursor, known) if s not in selectors]
+    selectors += [s for s in sent_selectors(sends, known) if s not in selectors]
     if current is not None:
         selectors += [s for s in current.sends if s not in selectors and s in known]
-    chain = [cursor.class_name, *project.superclass_chain(cursor.class_name)] \
-        if cursor.class_name else []
+    chain = [facts.class_name, *project.superclass_chain(facts.class_name)] \
+        if facts.class_name else []
     for selector in selectors:
         implementors = project.implementors(selector)
         if len(implementors) > IMPLEMENTORS_PER_SELECTOR:
@@ -348,6 +354,35 @@ def _add_implementors(collector: _Collector, project: ProjectModel, cursor: Curs
             collector.add("implementors", _method_id(method), method_header(method),
                           _method_text(method), path, _code(project, path, method))
     return selectors
+
+
+def sent_selectors(sends: Sends, known: set[str] | None = None, limit: int = 12) -> list[str]:
+    """Selectors sent near the cursor, nearest first. Keyword parts in a row are joined
+    (`at:` `put:` -> `at:put:`) when `known` says such a selector exists; code before the
+    cursor counts as nearer than code after it."""
+
+    def distance(position: int) -> int:
+        return -position if position < 0 else 2 * position
+
+    candidates: dict[str, int] = {}
+    parts = sends.keywords
+    for i, (word, position) in enumerate(parts):
+        joined = word
+        for j in range(i, min(i + 4, len(parts))):
+            if j > i:
+                joined += parts[j][0]
+            if known is None and j > i:
+                break
+            if known is None or joined in known:
+                d = distance(position)
+                candidates[joined] = min(candidates.get(joined, d), d)
+    for word, position in sends.unary:
+        if known is None or word in known:
+            d = distance(position)
+            candidates[word] = min(candidates.get(word, d), d)
+    # At the same distance the longer (joined) selector is the more specific one.
+    ranked = sorted(candidates, key=lambda s: (candidates[s], -len(s), s))
+    return ranked[:limit]
 
 
 class _Selectors:
@@ -384,28 +419,28 @@ def _known_selectors(project: ProjectModel) -> _Selectors:
     return selectors
 
 
-def _add_retrieved(collector: _Collector, project: ProjectModel, path: str, cursor: Cursor,
-                   index: RetrievalIndex, selectors: list[str], wait: bool) -> bool:
+def _add_retrieved(collector: _Collector, project: ProjectModel, path: str, facts: ClassFacts,
+                   window: str, index: RetrievalIndex, selectors: list[str],
+                   wait: bool) -> bool:
     """Hybrid search: reciprocal-rank fusion of the embedding and the lexical rankings.
     Answers whether the embedding ranking took part."""
     similar: list[tuple[UnitRecord, float]] = []
     # The stored vector of the method being edited is a query that needs no embedding: the
     # method changes a little per keystroke, its meaning hardly. A new method embeds its
-    # pattern and the code before the cursor (cursor.window, about 50 tokens), one forward
+    # pattern and the code before the cursor (`window`, about 50 tokens), one forward
     # pass of the model: 20-30 ms on an idle core, far more on a busy one.
     # Completions never wait for the model: the first request in a new method goes without
     # the similarity ranking while its query is embedded in the background (unless `wait`).
-    key = method_key(index.relative(path), cursor.class_name or "", cursor.side,
-                     cursor.selector or "")
-    vector = index.stored_vector(key) if cursor.class_name and cursor.selector else None
-    if vector is None and cursor.window.strip():
-        vector = (index.query_vector(cursor.window) if wait
-                  else index.query_vector_soon(key, cursor.window))
+    key = method_key(index.relative(path), facts.class_name or "", facts.side,
+                     facts.selector or "")
+    vector = index.stored_vector(key) if facts.class_name and facts.selector else None
+    if vector is None and window.strip():
+        vector = index.query_vector(window) if wait else index.query_vector_soon(key, window)
     if vector is not None:
         similar = index.search_vector(vector, SEARCH_K)
     # The selector being typed, the nearest sends and the method's own selector: a focused
     # lexical query (every send of a long method would match half the project).
-    words = [*selectors[:LEXICAL_SELECTORS], *([cursor.selector] if cursor.selector else [])]
+    words = [*selectors[:LEXICAL_SELECTORS], *([facts.selector] if facts.selector else [])]
     lexical = index.search_lexical(words, SEARCH_K) if words else []
     fused: dict[str, float] = {}
     records: dict[str, UnitRecord] = {}

@@ -11,7 +11,8 @@ import threading
 from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING
 
-from server.completion.types import CompletionRequest, ContextSnippet, MethodSpan
+from server.completion.cursor import CursorAnalysis
+from server.completion.types import CompletionRequest, ContextSnippet
 from server.config import CompletionConfig
 from server.project_model import ProjectModel
 from server.retrieval.context import build_context
@@ -40,9 +41,9 @@ class RetrievalContextProvider:
         self._lock = threading.Lock()
 
     def snippets(
-        self, request: CompletionRequest, method: MethodSpan | None
+        self, request: CompletionRequest, cursor: CursorAnalysis
     ) -> Sequence[ContextSnippet]:
-        project = self._project()
+        project, method = self._project(), cursor.method
         if project is None:
             return ()
         index = self._index()
@@ -60,7 +61,7 @@ class RetrievalContextProvider:
         # throwing away the whole KV cache of the first (seconds, not milliseconds).
         context = build_context(
             project, request.path or request.uri, request.text, request.offset,
-            self._budget(), index, list(self._recent()), wait_for_embedding=True,
+            self._budget(), index, list(self._recent()), wait_for_embedding=True, cursor=cursor,
         )
         snippets = tuple(
             ContextSnippet(text=f'"{item.source}: {item.title}"\n{item.text}',
