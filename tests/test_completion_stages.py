@@ -6,6 +6,7 @@ from server.completion import filters as f
 from server.completion.cache import CacheKey, SuggestionCache
 from server.completion.context import build_context, stable_window_start
 from server.completion.lexical import balanced_ends, is_balanced, scan
+from server.completion.pipeline import first_token_check_for
 from server.completion.prompt import build_prompt
 from server.completion.types import CompletionRequest, ContextSnippet, CursorContext
 from server.engine.types import FimTokens
@@ -376,14 +377,15 @@ def test_stop_check_ends_generation_at_the_method_end() -> None:
 
 
 def test_the_first_piece_must_be_one_that_can_lead_to_a_suggestion() -> None:
-    blank = f.may_start(ctx_at(TONEL))  # an empty line in an empty method: code is wanted
+    blank = first_token_check_for(ctx_at(TONEL))  # an empty line in an empty method: code is wanted
     assert not blank("") and not blank("]") and not blank(" ].")
     assert blank("^") and blank(" self") and blank('"')
     # After a complete statement the model may stop; a closer its line lacks may come first.
-    done = f.may_start(ctx_at(TONEL.replace("\tCURSOR", "\t^ fee isNil ifTrue: [ 0 CURSOR")))
+    typing = TONEL.replace("\tCURSOR", "\t^ fee isNil ifTrue: [ 0 CURSOR")
+    done = first_token_check_for(ctx_at(typing))
     assert done("]") and done(" ]") and not done(")")
-    stopped = f.may_start(ctx_at(TONEL.replace("\tCURSOR", "\t^ fee CURSOR")))
+    stopped = first_token_check_for(ctx_at(TONEL.replace("\tCURSOR", "\t^ fee CURSOR")))
     assert stopped("")
     # Broken at the cursor (`^ fee +` wants its argument): stopping at once is no answer.
-    missing = f.may_start(ctx_at(TONEL.replace("\tCURSOR", "\t^ fee + CURSOR")))
+    missing = first_token_check_for(ctx_at(TONEL.replace("\tCURSOR", "\t^ fee + CURSOR")))
     assert not missing("") and missing(" 1")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 
-from server.completion.lexical import CLOSERS, Scanner, balanced_ends
+from server.completion.lexical import Scanner, balanced_ends
 from server.completion.syntax import method_errors
 from server.completion.types import CursorContext
 
@@ -153,25 +153,8 @@ def unclosed_on_line(ctx: CursorContext) -> int:
     return max(0, opened - closed_after)
 
 
-def may_start(ctx: CursorContext) -> Callable[[str], bool]:
-    """Which first pieces of a generation could lead to a suggestion (the engine takes the
-    likeliest of those): not a closer the filters would cut (the model closing the block
-    on an empty line), and not stopping at once where code is wanted (a blank line, or a
-    method that is broken at the cursor: something is missing there)."""
-    wanted = not (ctx.line_prefix + ctx.line_suffix).strip() or _broken_at_cursor(ctx)
-
-    def ok(piece: str) -> bool:
-        if not piece:
-            return not wanted
-        code = piece.lstrip()
-        if code[:1] in CLOSERS:
-            return bool((keep_balanced(piece, ctx) or "").strip())
-        return True
-
-    return ok
-
-
-def _broken_at_cursor(ctx: CursorContext) -> bool:
+def broken_at_cursor(ctx: CursorContext) -> bool:
+    """The method as it is has a syntax error where the cursor is: something is missing."""
     method = ctx.method
     if method is None:
         return False

@@ -17,13 +17,14 @@ from dataclasses import dataclass, replace
 
 from server.completion.cache import CacheKey, SuggestionCache
 from server.completion.context import ContextProvider, build_context
-from server.completion.filters import apply_filters, may_start
-from server.completion.lexical import Scanner
+from server.completion.filters import apply_filters, broken_at_cursor, keep_balanced
+from server.completion.lexical import CLOSERS, Scanner
 from server.completion.prompt import build_prompt
 from server.completion.types import CompletionRequest, CursorContext, Prompt, Suggestion
 from server.config import CompletionConfig, Settings
 from server.engine.types import (
     CancelToken,
+    FirstTokenCheck,
     GenerateParams,
     Generation,
     PromptProgress,
@@ -162,7 +163,7 @@ def assemble(
         cache_slot=request.uri,
         warm_slots=options.warm_documents,
         warm_bytes=options.warm_bytes,
-        first_token=may_start(ctx),
+        first_token=first_token_check_for(ctx),
     )
     key = CacheKey(request.uri, engine.model_id, options.adapter_key)
     # The whole prompt, for debugging suggestions (and for bench_completion, which sends the
@@ -187,9 +188,12 @@ def cached(
 def stop_check_for(ctx: CursorContext) -> StopCheck:
     """Stop generating as soon as the filters would cut anyway: at the method's end and at a
     chunk's `!` (line ends are a plain stop string)."""
-    scanner = Scanner(ctx.scan)
+    scanners: list[Scanner] = []  # made on the engine's thread, at the first token
 
     def check(text: str) -> int | None:
+        if not scanners:
+            scanners.append(Scanner(ctx.scan))
+        scanner = scanners[0]
         # The scanner counts offsets over everything fed so far, which is `text` itself.
         for event in scanner.feed(text[scanner.offset :]):
             if event.kind == "bad-close" or (event.kind == "bang" and ctx.in_chunk_file):
@@ -197,6 +201,26 @@ def stop_check_for(ctx: CursorContext) -> StopCheck:
         return None
 
     return check
+
+
+def first_token_check_for(ctx: CursorContext) -> FirstTokenCheck:
+    """Which first pieces of a generation could lead to a suggestion (the engine takes the
+    likeliest of those): not a closer the filters would cut (the model closing the block on
+    an empty line), and not stopping at once where code is wanted (a blank line, or a method
+    broken at the cursor: something is missing there). Worked out on the engine's thread."""
+    wanted: list[bool] = []
+
+    def may_start(piece: str) -> bool:
+        if not piece:
+            if not wanted:
+                blank = not (ctx.line_prefix + ctx.line_suffix).strip()
+                wanted.append(blank or broken_at_cursor(ctx))
+            return not wanted[0]
+        if piece.lstrip()[:1] in CLOSERS:
+            return bool((keep_balanced(piece, ctx) or "").strip())
+        return True
+
+    return may_start
 
 
 def _finish(
