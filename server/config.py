@@ -107,8 +107,9 @@ class CompletionConfig(_Section):
 class RetrievalConfig(_Section):
     enabled: bool = True
     # Project context in a prompt; completions take about 4 characters a token of it. Every
-    # token costs prompt time (the 0.5B coder reads about 200 a second on 2 cores).
-    context_tokens: int = Field(default=384, gt=0)
+    # token costs prompt time (the 0.5B coder reads 80-200 a second on 2 cores); on the holes
+    # benchmark 192 scored as 384 did with a quarter fewer prompt tokens (BENCHMARKS.md).
+    context_tokens: int = Field(default=192, gt=0)
 
 
 class AdaptersConfig(_Section):
