@@ -84,14 +84,11 @@ def question(example: Example, kind: TeachKind) -> str:
 
 
 def clean_answer(text: str, max_sentences: int = 3) -> str:
-    """The answer without thinking, code fences, Markdown marks (backticks, `**`) or double
-    quotes (it becomes a comment), cut at its first repeated sentence (small teachers loop),
-    at `max_sentences`, and before an unfinished last sentence. (Backticks left in notes
-    taught a coder trained on them to end Smalltalk code with `` ` `` and `"`: BENCHMARKS.md,
-    issue 21.)"""
+    """The answer without thinking, code fences or double quotes (it becomes a comment), cut
+    at its first repeated sentence (small teachers loop), at `max_sentences`, and before an
+    unfinished last sentence."""
     text = _THINK.sub("", text)
     text = re.sub(r"```.*?(```|$)", "", text, flags=re.DOTALL)
-    text = text.replace("`", "").replace("**", "")
     text = " ".join(text.replace('"', "'").split())
     kept: list[str] = []
     for sentence in re.split(r"(?<=[.!?])\s+", text):

@@ -207,8 +207,6 @@ def test_teach_answers_become_lessons() -> None:
         "It adds 'x'. It answers it.")
     assert clean_answer("<think>never finished") == ""
     assert clean_answer("One. Two. Three. Four.") == "One. Two. Three."
-    assert clean_answer("It checks `rights` with **care**. Done.") == (
-        "It checks rights with care. Done.")
     examples = build_dataset(TONEL).train
     chosen = sample(examples, TeachConfig(limit=3))
     assert len(chosen) == 3 and all(e.kind == "implement" for e in chosen)
