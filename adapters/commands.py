@@ -5,6 +5,7 @@
     smalltalk-lsp adapters train DATASET              -> .../training/run (resumes if killed)
     smalltalk-lsp adapters export RUN --name NAME     -> PROJECT/.smalltalk-lsp/adapters/NAME.gguf
     smalltalk-lsp adapters eval DATASET --adapter F   -> held-out figures, base vs adapter
+                                                      (--adapter again: several side by side)
 
 Each stage prints a JSON summary on stdout; progress bars and errors go to stderr.
 """
@@ -95,7 +96,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("eval", help="held-out figures with and without an adapter")
     p.add_argument("dataset", type=Path)
-    p.add_argument("--adapter", type=Path, help="a GGUF LoRA (omit for the base alone)")
+    p.add_argument("--adapter", type=Path, action="append", default=[],
+                   help="a GGUF LoRA (omit for the base alone; repeat to compare several on "
+                        "the same examples, the base measured once)")
     p.add_argument("--model", help="coder model, name or GGUF (default: "
                    "models.code_generation from the project's settings)")
     p.add_argument("--split", choices=["eval", "train"], default="eval")
@@ -197,6 +200,8 @@ def _eval(args: argparse.Namespace) -> dict[str, Any]:
     summary: dict[str, Any] = {"report": str(out), "base": report.base.model_dump()}
     if report.with_adapter is not None:
         summary["adapter"] = report.with_adapter.model_dump()
+    if len(report.adapters) > 1:
+        summary["adapters"] = {k: m.model_dump() for k, m in report.adapters.items()}
     return summary
 
 

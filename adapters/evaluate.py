@@ -7,6 +7,9 @@ row), so a scoring context is opened on the same loaded model. The adapter is lo
 `llama_adapter_lora_init` and set on both contexts with `llama_set_adapters_lora`, and the
 adapter key in GenerateParams keeps the KV cache of one setting from serving the other.
 
+Several adapters can be measured in one run (base first, then each adapter in turn, on the
+same examples): the base figures are computed once.
+
 Figures per setting: perplexity of the targets given their prompts (all held-out examples, or
 `limit`), and on the generated subset: FIM exact match, edit similarity to the target, and the
 parse rate of the method with the completion put in place.
@@ -82,7 +85,9 @@ class EvalReport(BaseModel):
     adapter: str | None
     config: EvalConfig
     base: Metrics
+    # The first adapter's figures (None without one), and every adapter's by file stem.
     with_adapter: Metrics | None = None
+    adapters: dict[str, Metrics] = Field(default_factory=dict)
     completions: list[dict[str, Any]] = Field(default_factory=list)
 
 
@@ -333,31 +338,32 @@ def measure(engine: EvalEngine, examples: list[Example], generate: int, config: 
 
 def evaluate(
     dataset_dir: Path,
-    adapter: Path | None,
+    adapter: Path | Sequence[Path] | None,
     config: EvalConfig | None = None,
     out: Path | None = None,
     engine: EvalEngine | None = None,
     progress: bool = True,
 ) -> EvalReport:
-    """Base and adapter figures on a split; written as JSON to `out` when given."""
+    """Base figures and each adapter's (one path or several, in order) on a split; written as
+    JSON to `out` when given."""
     config = config or EvalConfig()
+    adapters = _adapter_list(adapter)
     examples = pick(load_split(Path(dataset_dir), config.split), config.limit)
     if not examples:
         raise EvalError(f"{dataset_dir}: the {config.split} split is empty")
-    if adapter is not None and not Path(adapter).is_file():
-        raise EvalError(f"{adapter}: no such adapter file")
     own = engine is None
     engine = engine or EvalEngine(config.model, config.n_ctx, config.threads)
     generate = len(examples) if config.generate_limit is None else config.generate_limit
     completions: list[dict[str, Any]] = []
+    tuned: dict[str, Metrics] = {}
     try:
         engine.use(None)
         base = measure(engine, examples, generate, config, completions, progress)
-        tuned = None
-        if adapter is not None:
-            engine.use(Path(adapter), config.scale)
-            tuned = measure(engine, examples, generate, config, completions, progress)
-            engine.use(None)
+        for path in adapters:
+            engine.use(path, config.scale)
+            tuned[path.stem] = measure(engine, examples, generate, config, completions,
+                                       progress)
+        engine.use(None)
     finally:
         if own:
             engine.close()
@@ -365,10 +371,11 @@ def evaluate(
         dataset=str(dataset_dir),
         split=config.split,
         model=config.model,
-        adapter=str(adapter) if adapter else None,
+        adapter=str(adapters[0]) if adapters else None,
         config=config,
         base=base,
-        with_adapter=tuned,
+        with_adapter=tuned[adapters[0].stem] if adapters else None,
+        adapters=tuned,
         completions=completions,
     )
     if out is not None:
@@ -376,3 +383,18 @@ def evaluate(
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(report.model_dump_json(indent=2), encoding="utf-8")
     return report
+
+
+def _adapter_list(adapter: Path | Sequence[Path] | None) -> list[Path]:
+    """The adapter files to measure, checked before any model work: each must exist, and
+    their stems (the report's keys) must differ."""
+    if adapter is None:
+        return []
+    paths = [Path(adapter)] if isinstance(adapter, (str, Path)) else [Path(a) for a in adapter]
+    for path in paths:
+        if not path.is_file():
+            raise EvalError(f"{path}: no such adapter file")
+    stems = [path.stem for path in paths]
+    if len(set(stems)) != len(stems):
+        raise EvalError(f"adapters with the same file name cannot be told apart: {stems}")
+    return paths

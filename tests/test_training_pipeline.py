@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from adapters import testing
 from adapters.dataset import build_dataset, read_examples, write_dataset
-from adapters.evaluate import EvalConfig, EvalEngine, evaluate
+from adapters.evaluate import EvalConfig, EvalEngine, EvalError, evaluate
 from adapters.export import export_run
 from adapters.render import render
 from adapters.teach import TeachConfig, teach
@@ -233,3 +234,50 @@ def test_exported_adapter_acts_in_llama_cpp_as_in_peft(base_name: str, spread: f
     llama_delta = in_llama["adapter"] - in_llama["base"]
     assert abs(torch_delta) > 5.0, in_torch
     assert 0.75 < llama_delta / torch_delta < 1.33, (in_torch, in_llama)
+
+
+def test_eval_compares_several_adapters_on_the_same_examples(
+        dataset_dir: Path, gemma_model, tmp_path: Path) -> None:
+    # Two real (seeded random) GGUF LoRAs for the coder: one run measures the base once, then
+    # each adapter in the order given, on the same held-out examples.
+    first = testing.write_lora(tmp_path / "one" / "style-a.gguf", gemma_model.path, seed=1)
+    second = testing.write_lora(tmp_path / "two" / "style-b.gguf", gemma_model.path, seed=2)
+    config = EvalConfig(limit=2, generate_limit=1, n_ctx=1024, threads=1, max_tokens_block=24)
+    engine = EvalEngine("gemma3-270m", n_ctx=1024, threads=1, loaded=gemma_model)
+    try:
+        both = evaluate(dataset_dir, [first, second], config, engine=engine, progress=False)
+        alone = evaluate(dataset_dir, second, config, engine=engine, progress=False)
+    finally:
+        engine.close()
+    assert list(both.adapters) == ["style-a", "style-b"]
+    assert both.adapter == str(first) and both.with_adapter is not None
+    assert both.with_adapter.perplexity == both.adapters["style-a"].perplexity
+    perplexities = [both.base.perplexity, *(m.perplexity for m in both.adapters.values())]
+    assert len(set(perplexities)) == 3, perplexities
+    # The second adapter's figures do not depend on the first having been measured before it.
+    assert alone.with_adapter is not None
+    assert both.adapters["style-b"].perplexity == pytest.approx(alone.with_adapter.perplexity,
+                                                                 rel=1e-6)
+    assert both.base.perplexity == pytest.approx(alone.base.perplexity, rel=1e-6)
+    assert len(both.completions) == 3  # one generated example per setting
+    assert len({c["adapter"] for c in both.completions}) == 3
+
+    # Adapters that cannot be told apart in the report, or a missing file, are refused before
+    # any model loads.
+    twin = testing.write_lora(tmp_path / "three" / "style-a.gguf", gemma_model.path, seed=3)
+    with pytest.raises(EvalError, match="same file name"):
+        evaluate(dataset_dir, [first, twin], config)
+    with pytest.raises(EvalError, match="no such adapter"):
+        evaluate(dataset_dir, [first, tmp_path / "missing.gguf"], config)
+
+
+def test_eval_command_takes_several_adapters() -> None:
+    import argparse
+
+    from adapters.commands import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["eval", "ds", "--adapter", "a.gguf", "--adapter", "b.gguf"])
+    assert args.adapter == [Path("a.gguf"), Path("b.gguf")]
+    assert parser.parse_args(["eval", "ds"]).adapter == []
