@@ -408,6 +408,8 @@ def table(result: dict[str, Any], kinds: tuple[str, ...] | None = None) -> list[
     n = len(rows)
     out = ["| | answered | parses | first line exact | edit similarity | identifier EM | "
            "identifier F1 | median latency |", "|---|---|---|---|---|---|---|---|"]
+    if n == 0:
+        return [*out, "| (no holes of this kind) | | | | | | | |"]
     for name in result["names"]:
         got = [r["sides"][name] for r in rows]
         answered = [g for g in got if g["answered"]]
