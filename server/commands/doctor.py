@@ -114,11 +114,13 @@ def _describe(report: ModelReport) -> list[str]:
     return lines
 
 
-def _threads(root: Path) -> tuple[int, int]:
+def _threads(root: Path) -> tuple[int, int, bool]:
+    """Prompt threads, the fewest generation threads, and whether generation takes the free
+    cores above that (server/engine/cpu.py)."""
     from server.config import load_settings
 
     cpu = load_settings(root, trusted=True).settings.cpu_settings
-    return cpu.threads, cpu.token_threads
+    return cpu.threads, cpu.token_threads, cpu.generation_threads is None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -135,7 +137,8 @@ def run(args: argparse.Namespace) -> int:
                     "memory": None
                     if plan is None
                     else plan.model_dump() | {"fits": plan.fits},
-                    "threads": {"prompt": threads[0], "generation": threads[1]},
+                    "threads": {"prompt": threads[0], "generation": threads[1],
+                                "generation_up_to_free_cores": threads[2]},
                     "cpu_count": os.cpu_count(),
                     "settings_problems": problems,
                 },
@@ -147,7 +150,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"settings: {problem}")
         for report in reports:
             print("\n".join(_describe(report)))
-        print(f"threads: {threads[0]} for prompts, {threads[1]} for generation")
+        adaptive = (f" to {threads[0]} (as many cores as are free)"
+                    if threads[2] and threads[0] > threads[1] else "")
+        print(f"threads: {threads[0]} for prompts, {threads[1]}{adaptive} for generation")
         if plan is not None:
             print("memory plan:")
             for line in plan.describe():
