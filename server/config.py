@@ -46,8 +46,9 @@ class CpuSettings(_Section):
     # Threads for generating tokens one by one (memory-bound). More threads than free cores
     # make llama.cpp's threads wait on each other: on a busy 2-core machine one generation
     # thread was 4-17x faster than two (BENCHMARKS.md), on an idle one two were faster. None:
-    # as many as the physical cores other processes leave free when generation starts, at
-    # least half of `threads` (server/engine/cpu.py); a number: always that many.
+    # for completions as many as the physical cores other processes leave free (checked
+    # before each token), at least half of `threads` (server/engine/cpu.py), and half of
+    # `threads` for the other roles; a number: always that many.
     generation_threads: int | None = Field(default=None, gt=0)
 
     @property

@@ -49,3 +49,34 @@ def test_an_adaptive_context_reports_the_threads_it_generated_with(qwen_model):
         session.close()
     assert generation.generated_tokens > 0
     assert generation.generation_threads in (1, 2)
+
+
+def test_generation_drops_to_the_floor_when_another_context_starts_beside_it(
+    qwen_model, monkeypatch
+):
+    """A reasoner's long generation must not keep both cores once the coder starts."""
+    from server.engine.session import LlamaSession
+
+    monkeypatch.setattr(cpu, "physical_cores", lambda: 2)
+    monkeypatch.setattr(cpu.CpuMeter, "others_busy", lambda self: 0.0)  # an idle machine
+    session = LlamaSession(qwen_model, n_ctx=512, n_batch=64, n_threads=1, n_threads_batch=2,
+                           adaptive_threads=True)
+    seen: list[int] = []
+    beside = cpu.Active()
+
+    def stop_check(text: str) -> int | None:
+        if not seen:
+            beside.__enter__()  # another context of this process starts working
+        seen.append(session._threads_now)
+        return None
+
+    try:
+        generation = session.generate(
+            "def add(a, b):\n    return", GenerateParams(max_tokens=6, temperature=0.0),
+            CancelToken(), stop_check,
+        )
+    finally:
+        beside.__exit__(None, None, None)
+        session.close()
+    assert seen[0] == 2  # alone on an idle machine: both cores
+    assert generation.generation_threads == 1 and seen[-1] == 1

@@ -115,7 +115,7 @@ def _describe(report: ModelReport) -> list[str]:
 
 
 def _threads(root: Path) -> tuple[int, int, bool]:
-    """Prompt threads, the fewest generation threads, and whether generation takes the free
+    """Prompt threads, the fewest generation threads, and whether completions take the free
     cores above that (server/engine/cpu.py)."""
     from server.config import load_settings
 
@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
                     if plan is None
                     else plan.model_dump() | {"fits": plan.fits},
                     "threads": {"prompt": threads[0], "generation": threads[1],
-                                "generation_up_to_free_cores": threads[2]},
+                                "completions_up_to_free_cores": threads[2]},
                     "cpu_count": os.cpu_count(),
                     "settings_problems": problems,
                 },
@@ -150,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"settings: {problem}")
         for report in reports:
             print("\n".join(_describe(report)))
-        adaptive = (f" to {threads[0]} (as many cores as are free)"
+        adaptive = (f" (completions: up to {threads[0]}, as many cores as are free)"
                     if threads[2] and threads[0] > threads[1] else "")
         print(f"threads: {threads[0]} for prompts, {threads[1]}{adaptive} for generation")
         if plan is not None:

@@ -59,13 +59,15 @@ class CpuMeter:
     def others_busy(self) -> float:
         """Cores other processes used since the previous call (the previous figure when that
         was under MIN_WINDOW_S ago)."""
-        now, ticks = time.monotonic(), _busy_ticks()
+        now = time.monotonic()
+        if now - self._at < MIN_WINDOW_S:
+            return self._others
+        ticks = _busy_ticks()
         if ticks is None or self._last is None:
             return 0.0
-        if now - self._at >= MIN_WINDOW_S:
-            total, own = ticks[0] - self._last[0], ticks[1] - self._last[1]
-            self._others = max(0.0, (total - own) / _TICKS / (now - self._at))
-            self._last, self._at = ticks, now
+        total, own = ticks[0] - self._last[0], ticks[1] - self._last[1]
+        self._others = max(0.0, (total - own) / _TICKS / (now - self._at))
+        self._last, self._at = ticks, now
         return self._others
 
 

@@ -71,7 +71,9 @@ def role_spec(settings: Settings, role: Role, workspace: Path | None = None) -> 
         n_batch=role_batch(settings, role),
         n_threads=cpu.token_threads,
         n_threads_batch=cpu.threads,
-        adaptive_threads=cpu.generation_threads is None,
+        # Completions only: their generations are short, while a reasoner's run for minutes
+        # and would hold both cores against the completions asked beside it.
+        adaptive_threads=cpu.generation_threads is None and role == "coder",
         mmap=settings.mmap,
         mlock=settings.mlock,
     )

@@ -246,6 +246,9 @@ class LlamaSession:
         return result(reason, text, n_generated)
 
     def _choose_threads(self) -> None:
+        """Before each token: the free cores now (a reasoner's long generation must drop to
+        the floor as soon as the coder starts beside it: two threads each on 2 cores made
+        tokens take seconds)."""
         if self._meter is None:
             return
         n = cpu.generation_threads(self.n_threads, self.n_threads_batch, self._meter.others_busy())
@@ -281,6 +284,7 @@ class LlamaSession:
             while n_generated < params.max_tokens:
                 if cancel.should_stop():
                     return text, n_generated, _why(cancel)
+                self._choose_threads()
                 token = lib.llama_sampler_sample(sampler, self.ctx, -1)
                 if n_generated == 0 and params.first_token is not None:
                     token = self._first_token(token, params.first_token)
