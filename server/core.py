@@ -119,12 +119,15 @@ class WorkDone:
     def __exit__(self, *exc: object) -> None:
         if not self._enabled:
             return
-        self._ended = True
         self._ls.work_done_progress.tokens.pop(self.token, None)
+        # On the loop, after the reports this thread scheduled before it (marking the end
+        # here, in the thread, dropped the last of them: "51/51 units" went missing).
+        self._ls.call_threadsafe(self._end)
+
+    def _end(self) -> None:
+        self._ended = True
         value = types.WorkDoneProgressEnd()
-        self._ls.call_threadsafe(
-            self._ls.progress, types.ProgressParams(token=self.token, value=value)
-        )
+        self._ls.progress(types.ProgressParams(token=self.token, value=value))
 
 
 class SmalltalkProtocol(LanguageServerProtocol):
