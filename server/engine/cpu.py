@@ -3,9 +3,10 @@
 Generating tokens one at a time is memory-bound and its threads wait for each other at every
 step, so a generation thread on a core that another process wants runs several times slower
 (BENCHMARKS.md: one thread 4-17x faster than two on a busy 2-core machine), while on idle
-cores all of them are faster. With `cpu_settings.generation_threads` unset, a context
-generates on as many physical cores as the others leave free, between half of `threads` and
-all of them. Read from /proc (Linux); elsewhere nothing is known and the floor is used.
+cores all of them are faster. With `cpu_settings.generation_threads` unset, the coder's
+context generates on as many physical cores as the others leave free, between half of
+`threads` and all of them, checked before each token (the other roles keep half). Read
+from /proc (Linux); elsewhere nothing is known and the floor is used.
 Work at a lower priority (`nice`) counts too: llama.cpp's threads wait for each other at
 every step, and a niced process on their core still made each token several times slower
 (2 threads beside niced training on 2 cores: 0.7-3 s a token).
