@@ -316,13 +316,6 @@ def test_typing_through_a_suggestion() -> None:
     assert cache.typed_through(key, "abcde tail!", 5) is None  # the text after changed
 
 
-def test_prompt_results_are_keyed_by_adapter() -> None:
-    cache = SuggestionCache(size=2)
-    cache.store_prompt_result("m", "", "p", 8, "raw")
-    assert cache.prompt_result("m", "", "p", 8) == "raw"
-    assert cache.prompt_result("m", "lora", "p", 8) is None
-
-
 # --- the pipeline with a scripted engine (the real one is in test_completion_e2e) -------
 
 
@@ -347,23 +340,35 @@ class ScriptedEngine:
 
 def test_pipeline_serves_typing_through_and_repeats_from_cache() -> None:
     from server.completion.pipeline import CompletionOptions, complete
+    from server.engine.worker import Remembered
 
     engine = ScriptedEngine("rights size\n")
-    cache = SuggestionCache()
+    cache, remembered = SuggestionCache(), Remembered()
     text = TONEL.replace("\tCURSOR", "\t^ self CURSOR")
     offset = text.index("CURSOR")
     clean = text.replace("CURSOR", "")
-    first = complete(CompletionRequest("u", clean, offset), engine, cache=cache)
+    first = complete(CompletionRequest("u", clean, offset), engine, cache=cache,
+                     remembered=remembered)
     assert first.text == "rights size" and first.source == "model"
     typed = clean[:offset] + "ri" + clean[offset:]
-    second = complete(CompletionRequest("u", typed, offset + 2), engine, cache=cache)
+    second = complete(CompletionRequest("u", typed, offset + 2), engine, cache=cache,
+                      remembered=remembered)
     assert second.text == "ghts size" and second.source == "typed-through"
-    again = complete(CompletionRequest("other", clean, offset), engine, cache=cache)
+    # The same prompt from another document: the remembered generation, no model call.
+    again = complete(CompletionRequest("other", clean, offset), engine, cache=cache,
+                     remembered=remembered)
     assert again.source == "cache" and again.text == "rights size"
     assert len(engine.prompts) == 1
     lora = CompletionOptions(adapter_key="lora-a")
-    complete(CompletionRequest("u", clean, offset), engine, options=lora, cache=cache)
+    complete(CompletionRequest("u", clean, offset), engine, options=lora, cache=cache,
+             remembered=remembered)
     assert len(engine.prompts) == 2
+    # Sampling: the same prompt may give another text, so it runs again.
+    sampled = CompletionOptions(temperature=0.7)
+    for _ in range(2):
+        complete(CompletionRequest("v", clean, offset), engine, options=sampled,
+                 remembered=remembered)
+    assert len(engine.prompts) == 4
 
 
 def test_stop_check_ends_generation_at_the_method_end() -> None:

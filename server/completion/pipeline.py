@@ -32,7 +32,7 @@ from server.engine.types import (
     TextEngine,
 )
 from server.engine.warm import MB
-from server.engine.worker import InferenceWorker
+from server.engine.worker import InferenceWorker, Remembered
 
 log = logging.getLogger(__name__)
 PROMPT_MARK = "<<<prompt>>>"
@@ -55,6 +55,8 @@ class CompletionOptions:
     suffix_chars: int = 600
     context_chars: int = 1500
     repository_layout: bool = True
+    # Suggestions kept for typing through, and generations kept for repeated prompts.
+    cache_size: int = _CONFIG.cache_size
     # The active LoRA adapter set; part of every cache key.
     adapter_key: str = ""
     # That set as (name, scale) pairs, applied to the context for this request.
@@ -86,6 +88,7 @@ class CompletionOptions:
             # The context cap follows the retrieval budget (about 4 characters a token).
             context_chars=settings.retrieval.context_tokens * 4,
             repository_layout=c.repository_layout,
+            cache_size=c.cache_size,
             adapter_key=adapter_key,
             adapters=adapters,
         )
@@ -108,14 +111,14 @@ def prepare(
     cache: SuggestionCache,
     ahead: bool = False,
 ) -> Prepared | Suggestion:
-    """Context and prompt stages; a Suggestion straight away when a cache answers. `ahead`:
-    for a suggestion computed before anyone asks (said in the prompt's log record)."""
+    """Context and prompt stages; a Suggestion straight away when the user types through the
+    last one, or when there is no method to complete. `ahead`: for a suggestion computed
+    before anyone asks (said in the prompt's log record)."""
     started = time.monotonic()
     typed = typed_through(request, engine, options, cache, started)
     if typed is not None:
         return typed
-    assembled = assemble(request, engine, providers, options, started, ahead)
-    return assembled if isinstance(assembled, Suggestion) else cached(assembled, options, cache)
+    return assemble(request, engine, providers, options, started, ahead)
 
 
 def typed_through(
@@ -173,16 +176,18 @@ def assemble(
     return Prepared(ctx, prompt, params, key, started)
 
 
-def cached(
-    prepared: Prepared, options: CompletionOptions, cache: SuggestionCache
-) -> Prepared | Suggestion:
-    """The remembered answer to this very prompt (greedy decoding only), else `prepared`."""
-    if options.temperature == 0:
-        key, prompt = prepared.key, prepared.prompt
-        raw = cache.prompt_result(key.model_id, key.adapter_key, prompt.text, prompt.max_tokens)
-        if raw is not None:
-            return _finish(prepared, Generation(raw, "stop"), cache, source="cache")
-    return prepared
+def work_tag(engine: TextEngine, prepared: Prepared) -> tuple[object, ...]:
+    """What decides the generated text: the model, the prompt and the settings, not the
+    generation cap nor whose prompt state the engine keeps (the worker's `job` tag)."""
+    params = replace(prepared.params, max_generate_s=None, cache_slot="", warm_slots=None,
+                     warm_bytes=None)
+    return (engine.model_id, prepared.prompt.text, params)
+
+
+def reuse_count(options: CompletionOptions) -> int:
+    """How many finished generations to keep for repeated prompts: greedy decoding only (the
+    same prompt then gives the same text)."""
+    return options.cache_size if options.temperature == 0 else 0
 
 
 def stop_check_for(ctx: CursorContext) -> StopCheck:
@@ -227,18 +232,15 @@ def _finish(
     prepared: Prepared,
     generation: Generation,
     cache: SuggestionCache,
-    source: str = "model",
+    reused: bool = False,
     remember: bool = True,
 ) -> Suggestion:
-    """Filters, then the caches: the prompt's result, and (`remember`) the suggestion shown
-    for typing through it."""
+    """Filters, then (`remember`) the suggestion shown, for typing through it. `reused`: the
+    generation is a remembered one of the same prompt (source "cache": nothing ran now)."""
     ctx, prompt = prepared.ctx, prepared.prompt
+    if reused:
+        generation = Generation(generation.text, generation.stop_reason)
     text = apply_filters(generation.text, ctx) or ""
-    if source == "model" and generation.stop_reason in ("eos", "stop", "length"):
-        key = prepared.key
-        cache.store_prompt_result(
-            key.model_id, key.adapter_key, prompt.text, prompt.max_tokens, generation.text
-        )
     if text and remember:
         cache.remember(prepared.key, ctx.request.text, ctx.request.offset, text)
     timings = _since(prepared.started)
@@ -247,7 +249,7 @@ def _finish(
         text,
         prompt.mode,
         raw=generation.text,
-        source="cache" if source == "cache" else "model",
+        source="cache" if reused else "model",
         prompt=prompt,
         timings=timings,
         generation=generation,
@@ -265,17 +267,26 @@ def complete(
     options: CompletionOptions | None = None,
     cache: SuggestionCache | None = None,
     cancel: CancelToken | None = None,
+    remembered: Remembered | None = None,
 ) -> Suggestion:
-    """The whole pipeline in the calling thread (blocks while the model generates)."""
+    """The whole pipeline in the calling thread (blocks while the model generates);
+    `remembered` answers a repeated prompt as the worker's jobs do (greedy decoding only)."""
     options = options or CompletionOptions()
     cache = cache or SuggestionCache()
     prepared = prepare(request, engine, providers, options, cache)
     if isinstance(prepared, Suggestion):
         return prepared
+    tag, reuse = work_tag(engine, prepared), reuse_count(options)
+    found = remembered.get(tag) if remembered is not None and reuse else None
+    if found is not None:
+        return _finish(prepared, found, cache, reused=True)
     cancel = cancel or CancelToken()
     generation = engine.generate(
         prepared.prompt.text, prepared.params, cancel, stop_check_for(prepared.ctx)
     )
+    if remembered is not None and reuse:
+        remembered.size = reuse
+        remembered.keep(tag, generation)
     return _finish(prepared, generation, cache)
 
 
@@ -294,9 +305,10 @@ async def complete_async(
     It waits as long as the suggestion takes: only a newer request for the same document
     (None), `$/cancelRequest` (CancelledError) or closing the document (None) end it early.
     A request whose prompt is already being worked on for the document (a prefetch after an
-    accepted suggestion, a repeated request) joins that work instead of starting it again.
+    accepted suggestion, a repeated request) joins that work instead of starting it again,
+    and one whose prompt was answered before gets that answer (the worker's `job`).
     `ahead`: a suggestion computed before anyone asks (after the one just shown, as if it were
-    accepted): any other work cancels it, and its answer only goes into the prompt cache."""
+    accepted): any other work cancels it, and its answer is only remembered for the prompt."""
     options = options or CompletionOptions()
     cache = cache or SuggestionCache()
     started = time.monotonic()
@@ -308,25 +320,19 @@ async def complete_async(
     assembled = await asyncio.get_running_loop().run_in_executor(
         _CONTEXT_THREAD, assemble, request, engine, providers, options, started, ahead
     )
-    prepared = assembled if isinstance(assembled, Suggestion) else cached(assembled, options, cache)
-    if isinstance(prepared, Suggestion):
-        return prepared
+    if isinstance(assembled, Suggestion):
+        return assembled
+    prepared = assembled
     stop_check = stop_check_for(prepared.ctx)
     params = replace(prepared.params, on_prompt=on_prompt)
-    # The same model, prompt and settings (whatever the generation cap) give the same text.
-    tag = (engine.model_id, prepared.prompt.text, replace(prepared.params, max_generate_s=None))
-    job = worker.job_for(request.uri)
-    if job is None or job.tag != tag or job.cancel.cancelled:
 
-        def run(cancel: CancelToken) -> Generation:
-            return engine.generate(prepared.prompt.text, params, cancel, stop_check)
+    def run(cancel: CancelToken) -> Generation:
+        return engine.generate(prepared.prompt.text, params, cancel, stop_check)
 
-        job = worker.submit(run, key=request.uri, tag=tag, background=ahead)
+    job = worker.job(run, request.uri, work_tag(engine, prepared), background=ahead,
+                     reuse=reuse_count(options))
+    if job.fn is run and not job.reused:  # submitted now, not joined or remembered
         job.future.add_done_callback(lambda done: _log_stop(request.uri, job.cancel, done))
-    else:
-        log.debug("completion for %s joins the work already running for its prompt", request.uri)
-        if not ahead:
-            job.background = False  # someone waits for it now
     try:
         generation = await asyncio.shield(asyncio.wrap_future(job.future))
     except asyncio.CancelledError:
@@ -335,7 +341,7 @@ async def complete_async(
         raise
     if generation is None or generation.stop_reason == "cancelled":
         return None
-    return _finish(prepared, generation, cache, remember=not ahead)
+    return _finish(prepared, generation, cache, reused=job.reused, remember=not ahead)
 
 
 def _log_stop(uri: str, cancel: CancelToken, done: Future[Generation | None]) -> None:
