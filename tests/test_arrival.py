@@ -67,7 +67,7 @@ def test_accepting_a_suggestion_whole_is_recognised():
     assert ahead.text == "foo [\n\t^ bar\n]" and ahead.offset == 12
 
 
-def test_any_new_job_cancels_a_background_job_and_a_same_key_job_can_be_found():
+def test_any_new_job_cancels_a_background_job_and_the_same_work_joins_it():
     worker = InferenceWorker("test")
     gate, started = threading.Event(), threading.Event()
     try:
@@ -78,7 +78,9 @@ def test_any_new_job_cancels_a_background_job_and_a_same_key_job_can_be_found():
             return "cancelled" if cancel.cancelled else "done"
 
         ahead = worker.submit(wait, key="file:///a.st", tag="next", background=True)
-        assert worker.job_for("file:///a.st") is ahead
+        # The same work asked again for the document joins the job (someone waits for it
+        # only when the asker is not itself working ahead).
+        assert worker.job(wait, "file:///a.st", "next", background=True) is ahead
         assert started.wait(10)
         # Work computed ahead is not a completion in flight: nothing needs to give way to it.
         assert not worker.busy

@@ -285,7 +285,6 @@ def complete(
         prepared.prompt.text, prepared.params, cancel, stop_check_for(prepared.ctx)
     )
     if remembered is not None and reuse:
-        remembered.size = reuse
         remembered.keep(tag, generation)
     return _finish(prepared, generation, cache)
 

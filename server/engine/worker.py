@@ -33,7 +33,7 @@ class Job:
     cancel: CancelToken
     key: str | None = None
     future: Future[Any] = field(default_factory=Future)
-    # What the job computes, for a caller that would submit the same work (see `job_for`).
+    # What the job computes, for a caller that would submit the same work (see `job`).
     tag: Any = None
     # Work nobody waits for yet (a suggestion computed ahead): any newer job cancels it.
     background: bool = False
@@ -146,11 +146,6 @@ class InferenceWorker:
                 running.background = running.background and background
                 return running
         return self.submit(fn, key, tag=tag, background=background, reuse=reuse)
-
-    def job_for(self, key: str) -> Job | None:
-        """The job waiting or running under `key`, if any."""
-        with self._lock:
-            return self._by_key.get(key)
 
     def cancel(self, key: str) -> bool:
         with self._lock:
