@@ -9,11 +9,10 @@ they came from, best first, without duplicates, within a token budget:
   lexical      methods whose selectors share words with the ones at the cursor
   recent       recently edited methods
 
-Completion reaches it through `RetrievalContextProvider`, its completion context provider
-(server.completion.context): the completion prompt keeps its front stable between keystrokes
-so llama.cpp reuses its KV cache, so while the cursor stays in one method the provider answers
-the same snippets, and only builds anew when the cursor moves to another method or the index
-has just become ready.
+Completion reaches it through `RetrievalContextProvider` (a server.completion.context
+provider). The completion prompt keeps its front stable between keystrokes so llama.cpp reuses
+its KV cache: while the cursor stays in one method the provider answers the same snippets, and
+builds anew only when the cursor moves to another method or the index has just become ready.
 """
 
 from __future__ import annotations
