@@ -394,3 +394,11 @@ def test_the_first_piece_must_be_one_that_can_lead_to_a_suggestion() -> None:
     # Broken at the cursor (`^ fee +` wants its argument): stopping at once is no answer.
     missing = first_token_check_for(ctx_at(TONEL.replace("\tCURSOR", "\t^ fee + CURSOR")))
     assert not missing("") and missing(" 1")
+    # In line mode a piece that reaches the line end with nothing before it stops at once too.
+    line = first_token_check_for(ctx_at(TONEL.replace("\tCURSOR", "\t^ fee + CURSOR")), ("\n",))
+    assert not line("\n") and not line(" \n\t") and line(" 1\n")
+    # After a keyword part an argument goes, never a colon; in a block its parameters may start.
+    keyword = first_token_check_for(ctx_at(TONEL.replace("\tCURSOR", "\t^ fee max: CURSOR")))
+    assert not keyword(":") and not keyword(": 0") and keyword(" 0")
+    block = first_token_check_for(ctx_at(TONEL.replace("\tCURSOR", "\t^ #(1) collect: [CURSOR")))
+    assert block(":")

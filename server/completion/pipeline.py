@@ -17,7 +17,12 @@ from dataclasses import dataclass, replace
 
 from server.completion.cache import CacheKey, SuggestionCache
 from server.completion.context import ContextProvider, build_context
-from server.completion.filters import apply_filters, broken_at_cursor, keep_balanced
+from server.completion.filters import (
+    apply_filters,
+    broken_at_cursor,
+    dropped_for_syntax,
+    keep_balanced,
+)
 from server.completion.lexical import CLOSERS, Scanner
 from server.completion.prompt import build_prompt
 from server.completion.types import CompletionRequest, CursorContext, Prompt, Suggestion
@@ -166,7 +171,7 @@ def assemble(
         cache_slot=request.uri,
         warm_slots=options.warm_documents,
         warm_bytes=options.warm_bytes,
-        first_token=first_token_check_for(ctx),
+        first_token=first_token_check_for(ctx, prompt.stop),
     )
     key = CacheKey(request.uri, engine.model_id, options.adapter_key)
     # The whole prompt, for debugging suggestions (and for bench_completion, which sends the
@@ -190,6 +195,51 @@ def reuse_count(options: CompletionOptions) -> int:
     return options.cache_size if options.temperature == 0 else 0
 
 
+def generate(
+    engine: TextEngine, prompt: str, params: GenerateParams, cancel: CancelToken,
+    ctx: CursorContext,
+) -> Generation:
+    """The engine call, and once more from another first piece when the filters would drop
+    every piece of the first answer for its syntax alone (the model's likeliest start led
+    nowhere that parses: a keyword where an argument goes, a comment closed before its end;
+    filters.dropped_for_syntax). The prompt's KV state
+    is still there, so the second try costs only its generation, within what is left of the
+    generation cap."""
+    first = engine.generate(prompt, params, cancel, stop_check_for(ctx))
+    if first.stop_reason in ("cancelled", "error"):
+        return first
+    if not dropped_for_syntax(first.text, ctx):
+        return first
+    cap = params.max_generate_s
+    left = None if cap is None else cap - first.generate_ms / 1000
+    if left is not None and left <= 0:
+        return first
+    may_start = params.first_token
+    failed = first.text
+
+    def another_start(piece: str) -> bool:
+        if piece and failed.startswith(piece):
+            return False
+        return may_start is None or may_start(piece)
+
+    log.debug("every piece of %r was dropped: generating again from another first piece", failed)
+    second = engine.generate(
+        prompt, replace(params, first_token=another_start, max_generate_s=left), cancel,
+        stop_check_for(ctx),
+    )
+    if second.stop_reason in ("cancelled", "error"):
+        return first
+    return replace(
+        second,
+        prompt_tokens=first.prompt_tokens,
+        reused_tokens=first.reused_tokens,
+        restored_tokens=first.restored_tokens,
+        generated_tokens=first.generated_tokens + second.generated_tokens,
+        prompt_ms=first.prompt_ms,
+        generate_ms=first.generate_ms + second.generate_ms + second.prompt_ms,
+    )
+
+
 def stop_check_for(ctx: CursorContext) -> StopCheck:
     """Stop generating as soon as the filters would cut anyway: at the method's end and at a
     chunk's `!` (line ends are a plain stop string)."""
@@ -208,22 +258,30 @@ def stop_check_for(ctx: CursorContext) -> StopCheck:
     return check
 
 
-def first_token_check_for(ctx: CursorContext) -> FirstTokenCheck:
+def first_token_check_for(ctx: CursorContext, stop: Sequence[str] = ()) -> FirstTokenCheck:
     """Which first pieces of a generation could lead to a suggestion (the engine takes the
     likeliest of those): not a closer the filters would cut (the model closing the block on
     an empty line), and not stopping at once where code is wanted (a blank line, or a method
-    broken at the cursor: something is missing there). Worked out on the engine's thread."""
+    broken at the cursor: something is missing there), whether by the end of generation or
+    by a piece that reaches a `stop` string with nothing before it (the line end in line
+    mode); and not a colon where an argument goes. Worked out on the engine's thread."""
     wanted: list[bool] = []
 
     def may_start(piece: str) -> bool:
+        cuts = [at for s in stop if s and (at := piece.find(s)) >= 0]
+        if cuts and not piece[: min(cuts)].strip():
+            piece = ""
         if not piece:
             if not wanted:
                 blank = not (ctx.line_prefix + ctx.line_suffix).strip()
                 wanted.append(blank or broken_at_cursor(ctx))
             return not wanted[0]
-        if piece.lstrip()[:1] in CLOSERS:
+        start = piece.lstrip()[:1]
+        if start in CLOSERS:
             return bool((keep_balanced(piece, ctx) or "").strip())
-        return True
+        # After a keyword part or `:=` comes an argument, never a colon (the model repeating
+        # the colon of a prompt that ends in "with: ").
+        return not (start == ":" and ctx.line_prefix.rstrip().endswith(":"))
 
     return may_start
 
@@ -281,9 +339,7 @@ def complete(
     if found is not None:
         return _finish(prepared, found, cache, reused=True)
     cancel = cancel or CancelToken()
-    generation = engine.generate(
-        prepared.prompt.text, prepared.params, cancel, stop_check_for(prepared.ctx)
-    )
+    generation = generate(engine, prepared.prompt.text, prepared.params, cancel, prepared.ctx)
     if remembered is not None and reuse:
         remembered.keep(tag, generation)
     return _finish(prepared, generation, cache)
@@ -322,11 +378,10 @@ async def complete_async(
     if isinstance(assembled, Suggestion):
         return assembled
     prepared = assembled
-    stop_check = stop_check_for(prepared.ctx)
     params = replace(prepared.params, on_prompt=on_prompt)
 
     def run(cancel: CancelToken) -> Generation:
-        return engine.generate(prepared.prompt.text, params, cancel, stop_check)
+        return generate(engine, prepared.prompt.text, params, cancel, prepared.ctx)
 
     job = worker.job(run, request.uri, work_tag(engine, prepared), background=ahead,
                      reuse=reuse_count(options))
