@@ -138,6 +138,19 @@ def test_a_comment_being_typed_does_not_take_the_method_closer_in() -> None:
     assert f.apply_filters('eturn the start date"', ctx) == 'eturn the start date"'
 
 
+def test_a_parenthesis_left_open_on_the_cursors_line_does_not_end_the_method_early() -> None:
+    # `(rights includes: ` lacks its `)`: the `]` of the block below closes that block (the
+    # scan pairs it with the parenthesis first), and the method still ends at its own `]`.
+    body = (
+        "\trights do: [ :each |\n\t\t(rights includes: CURSOR\n"
+        "\t\t\tifTrue: [ each fee ] ].\n\t^ fee"
+    )
+    ctx = ctx_at(TONEL.replace("\tCURSOR", body))
+    assert ctx.method is not None
+    assert ctx.method.after == "\n\t\t\tifTrue: [ each fee ] ].\n\t^ fee\n"
+    assert f.apply_filters(" each)", ctx) == "each)"
+
+
 def test_cut_at_method_end() -> None:
     ctx = ctx_at(TONEL)
     assert f.cut_at_method_end("^ startDate\n]\nmore", ctx) == "^ startDate\n"
@@ -379,6 +392,39 @@ def test_stop_check_ends_generation_at_the_method_end() -> None:
     result = complete(CompletionRequest("u", TONEL.replace("CURSOR", ""), offset), engine)
     assert result.raw == "^ startDate\n"
     assert result.text == "^ startDate"
+
+
+def test_a_second_try_starts_with_neither_the_dropped_answers_word_nor_its_whitespace() -> None:
+    from server.completion.pipeline import CompletionOptions, complete
+    from server.engine.types import Generation
+
+    class TwoAnswers(ScriptedEngine):
+        """The first answer the filters drop for its syntax, then one that parses."""
+
+        def generate(self, prompt, params, cancel, stop_check=None):  # type: ignore[no-untyped-def]
+            self.prompts.append(prompt)
+            self.checks.append(params.first_token)
+            return Generation("\tifTrue:" if len(self.prompts) == 1 else " 1", "stop")
+
+    engine = TwoAnswers("")
+    engine.checks = []  # type: ignore[attr-defined]
+    text = TONEL.replace("\tCURSOR", "\t^ fee + CURSOR")
+    offset = text.index("CURSOR")
+    clean = text.replace("CURSOR", "")
+    result = complete(CompletionRequest("u", clean, offset), engine,
+                      options=CompletionOptions(max_generate_ms=None))
+    assert len(engine.prompts) == 2 and engine.prompts[0] == engine.prompts[1]
+    assert result.text == "1"
+    second = engine.checks[1]  # type: ignore[attr-defined]
+    assert not second("\t") and not second("if") and not second(" ifTrue") and not second("")
+    assert second(" 1") and second(" fee")
+    # An answer dropped for repeating the text after the cursor is not tried again.
+    repeat = TwoAnswers("")
+    repeat.checks = []  # type: ignore[attr-defined]
+    typed = TONEL.replace("\tCURSOR", "\t^ fee CURSOR\tifTrue:")
+    complete(CompletionRequest("u", typed.replace("CURSOR", ""), typed.index("CURSOR")), repeat,
+             options=CompletionOptions(max_generate_ms=None))
+    assert len(repeat.prompts) == 1
 
 
 def test_the_first_piece_must_be_one_that_can_lead_to_a_suggestion() -> None:

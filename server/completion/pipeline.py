@@ -218,7 +218,9 @@ def generate(
     failed = first.text
 
     def another_start(piece: str) -> bool:
-        if piece and failed.startswith(piece):
+        # Not the failed answer's start, with or without the whitespace before it.
+        word = piece.lstrip()
+        if (word and failed.lstrip().startswith(word)) or (piece and failed.startswith(piece)):
             return False
         return may_start is None or may_start(piece)
 
