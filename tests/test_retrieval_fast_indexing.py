@@ -211,3 +211,12 @@ def test_parallel_batches_store_the_same_vectors(tmp_path: Path, onnx_cache: Pat
         assert a is not None and b is not None and np.allclose(a, b, atol=1e-5)
     serial.close()
     parallel.close()
+
+
+def test_a_vector_does_not_depend_on_its_batch(sample_units, onnx_cache: Path) -> None:
+    embedder = load_onnx(_model_dir(), 128, onnx_cache)
+    texts = [u.text for u in sample_units]
+    together = embedder.embed(texts)
+    for row in (0, len(texts) // 2, len(texts) - 1):
+        alone = embedder.embed([texts[row]])[0]
+        assert np.allclose(alone, together[row], atol=1e-6)

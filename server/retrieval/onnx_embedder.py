@@ -120,7 +120,18 @@ def _export(model_dir: Path, target: Path) -> None:
             torch.onnx.export(Pooled(bert), (dummy, mask, torch.zeros_like(dummy)), str(fp32),
                               dynamo=False, opset_version=17, input_names=names,
                               output_names=["embedding"], dynamic_axes=axes)
-        quantize_dynamic(str(fp32), str(target), weight_type=QuantType.QInt8, per_channel=True)
+        quiet = _DropAdvice()  # the quantizer's advice to pre-process, on the root logger
+        logging.getLogger().addFilter(quiet)
+        try:
+            quantize_dynamic(str(fp32), str(target), weight_type=QuantType.QInt8,
+                             per_channel=True)
+        finally:
+            logging.getLogger().removeFilter(quiet)
+
+
+class _DropAdvice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
 
 
 def _reference(model_dir: Path, texts: Sequence[str], max_tokens: int) -> np.ndarray:
@@ -186,19 +197,21 @@ class OnnxEmbedder:
                                              providers=["CPUExecutionProvider"])
         self._tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         self._tokenizer.enable_truncation(max_tokens)
-        self._tokenizer.enable_padding()
+        self._tokenizer.no_padding()
         self.dimension = int(self._session.get_outputs()[0].shape[-1] or 384)
         self.name = ""
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        encoded = self._tokenizer.encode_batch(list(texts))
-        ids = np.array([e.ids for e in encoded], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in encoded], dtype=np.int64)
-        out = self._session.run(None, {"input_ids": ids, "attention_mask": mask,
-                                       "token_type_ids": np.zeros_like(ids)})[0]
-        return np.ascontiguousarray(out, dtype=np.float32)
+        """One run per text: int8 activations are scaled per run, so a text batched with
+        others (and their padding) would get a slightly different vector each time; alone,
+        a unit's vector is the same in any batch and as a query."""
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        for row, encoded in enumerate(self._tokenizer.encode_batch(list(texts))):
+            ids = np.array([encoded.ids], dtype=np.int64)
+            out[row] = self._session.run(None, {
+                "input_ids": ids, "attention_mask": np.ones_like(ids),
+                "token_type_ids": np.zeros_like(ids)})[0][0]
+        return out
 
 
 def load_onnx(model_dir: Path, max_tokens: int, cache: Path | None = None) -> OnnxEmbedder:
