@@ -10,7 +10,8 @@ batches of the server's size, the index in a temporary folder), once per setting
 - today: sentence-transformers fp32 on one torch thread, 256 word pieces, one batch at once
   (the server before this change);
 - default: the server's defaults in server/config.py (int8 ONNX, `retrieval.max_tokens`,
-  `retrieval.index_workers` batches at once, accessors last).
+  `retrieval.index_workers` batches at once, accessors last);
+- or any RUNTIME/TOKENS/WORKERS[/skip], e.g. `onnx-int8/96/2` or `torch/128/1`.
 
 For each: units, CPU-seconds of the process, wall time, units/s, when selector search was
 usable (before the first vector), and the time extrapolated to a 90,000-method project
@@ -47,6 +48,8 @@ CORPUS = next((base / "shared" / "corpus" / "pharo-subset"
                if (base / "shared" / "corpus" / "pharo-subset" / "src").is_dir()),
               ROOT.parent / "shared" / "corpus" / "pharo-subset")
 TARGET_METHODS = 90_000
+# The server's batch before this change (today's setting is measured as it was).
+TODAY_BATCH = 16
 
 
 def uptime() -> str:
@@ -54,15 +57,22 @@ def uptime() -> str:
 
 
 def setting(name: str) -> tuple[Embedder, EmbedPlan, str]:
+    """"today", "default", or RUNTIME/TOKENS/WORKERS[/skip] (e.g. "onnx-int8/96/2")."""
     defaults = RetrievalConfig()
     if name == "today":
-        embedder = load_embedder("all-minilm-l6-v2", threads=1, runtime="torch", max_tokens=None)
-        return embedder, EmbedPlan(workers=1), "torch fp32, 256 word pieces, 1 batch at once"
-    embedder = load_embedder("all-minilm-l6-v2", threads=1, runtime=defaults.embedding_runtime,
-                             max_tokens=defaults.max_tokens)
-    plan = EmbedPlan(workers=defaults.index_workers, accessors=defaults.accessors)
-    return embedder, plan, (f"{defaults.embedding_runtime}, {defaults.max_tokens} word pieces, "
-                            f"{plan.workers} batches at once, accessors {plan.accessors}")
+        name = "torch/256/1"
+    elif name == "default":
+        name = (f"{defaults.embedding_runtime}/{defaults.max_tokens}/{defaults.index_workers}"
+                f"/{defaults.accessors}")
+    runtime, tokens, workers, *rest = name.split("/")
+    accessors = rest[0] if rest else "last"
+    assert runtime in ("torch", "onnx-int8") and accessors in ("last", "skip"), name
+    embedder = load_embedder("all-minilm-l6-v2", threads=1, runtime=runtime,  # type: ignore
+                             max_tokens=None if (runtime, tokens) == ("torch", "256")
+                             else int(tokens))
+    plan = EmbedPlan(workers=int(workers), accessors=accessors)  # type: ignore[arg-type]
+    return embedder, plan, (f"{runtime}, {tokens} word pieces, {workers} batch(es) at once, "
+                            f"accessors {accessors}")
 
 
 def run(name: str, project: ProjectModel, root: Path, methods: int) -> dict[str, np.ndarray]:
@@ -80,7 +90,8 @@ def run(name: str, project: ProjectModel, root: Path, methods: int) -> dict[str,
             if not ready:
                 ready.append(time.perf_counter() - wall0)
 
-        stats = index.sync_project(project, progress=progress, batch_size=BATCH, plan=plan)
+        batch = TODAY_BATCH if name == "today" else BATCH
+        stats = index.sync_project(project, progress=progress, batch_size=batch, plan=plan)
         index.save()
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
         lexical = index.search_lexical(["printOn:"], 3)
@@ -89,7 +100,7 @@ def run(name: str, project: ProjectModel, root: Path, methods: int) -> dict[str,
         index.close()
     units = stats.units
     per_method = units / methods
-    at_target = TARGET_METHODS * per_method * wall / max(stats.embedded, 1)
+    at_target = TARGET_METHODS * per_method * wall / max(units, 1)
     print(f"[{name}] {units} units ({methods} methods), {stats.embedded} embedded: wall "
           f"{wall:.1f}s, CPU {cpu:.1f}s -> {stats.embedded / wall:.1f} units/s wall, "
           f"{stats.embedded / cpu:.1f} units per CPU-second", flush=True)
@@ -125,7 +136,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--corpus", type=Path, default=CORPUS)
     parser.add_argument("--files", type=int, default=0, help="only the first N files by path")
-    parser.add_argument("--settings", default="today,default")
+    parser.add_argument("--settings", default="today,default",
+                        help="comma-separated; the first is the reference for agreement")
     args = parser.parse_args()
     root = args.corpus / "src"
     paths = sorted(root.rglob("*.st"))
@@ -137,11 +149,12 @@ def main() -> None:
     if not methods:
         raise SystemExit(f"no methods under {root}")
     print(f"{len(paths)} files, {methods} methods parsed in {time.perf_counter() - started:.1f}s "
-          f"(2 cores; batches of {BATCH})", flush=True)
-    results = {name: run(name, project, root, methods) for name in args.settings.split(",")}
-    if "today" in results and "default" in results:
-        print("\nagreement of default with today:", agreement(results["today"],
-                                                               results["default"]))
+          f"(2 cores; batches of {BATCH}, today's of {TODAY_BATCH})", flush=True)
+    names = args.settings.split(",")
+    results = {name: run(name, project, root, methods) for name in names}
+    for name in names[1:]:
+        print(f"\nagreement of {name} with {names[0]}:",
+              agreement(results[names[0]], results[name]))
 
 
 if __name__ == "__main__":
