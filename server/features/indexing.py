@@ -3,9 +3,11 @@ project model, and completions get the context builder through a context provide
 
 After the workspace scan the whole project is synced (only changed units are embedded); then
 every changed file (`events.file_changed`: edits after a quiet period, saves, watched files) is
-re-indexed. Embedding runs on one low-priority thread, in small batches, reporting
-`$/progress`; completions never wait for it: until the index is ready they get the context
-the project model alone gives.
+re-indexed. Embedding runs at nice 10 (the indexer thread and the `retrieval.index_workers`
+threads it starts, which inherit its priority), in small batches, reporting `$/progress`, and
+gives way between batches while a completion is in flight; completions never wait for it:
+new units are searchable by selector before their vectors come, and until then they get the
+context the project model alone gives.
 """
 
 from __future__ import annotations
@@ -160,10 +162,6 @@ class IndexingService:
         root = self.ls.roots[0] if self.ls.roots else None
         name = _embedding_of(settings)
         if name != self._embedder_name:
-            # Selector and structure context from the first second: a lexical-only index
-            # serves while the model loads (or is made, the first time) and the store opens.
-            self.index = RetrievalIndex(root, None)
-            self.index.sync_project(self.ls.project)
             self._embedder, self._embedder_name = None, name
             try:
                 # One torch thread (the ONNX runtime takes one core per call): a query is no
@@ -177,11 +175,10 @@ class IndexingService:
                     log.warning("retrieval: %s; context goes on without similar-code "
                                 "search (class, implementors and selector matches still work)",
                                 err)
-        index = RetrievalIndex(root, self._embedder)
-        if self.index is not None:
-            # Every unit known before the swap (nothing is embedded here: no progress).
-            index.sync_project(self.ls.project, plan=self._plan(), should_stop=lambda: True)
-        self.index = index
+        # The model loads in a fraction of a second once its ONNX file is cached (made once,
+        # in seconds); the first pass then makes every unit searchable by selector before it
+        # embeds any (structure context needs no index at all).
+        self.index = RetrievalIndex(root, self._embedder)
 
     def _pass(self, work: Callable[[Progress], UpdateStats], full: bool) -> None:
         """Run one update; `$/progress` begins only once there is something to embed."""
