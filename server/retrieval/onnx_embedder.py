@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import tempfile
+import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -145,7 +146,8 @@ def _reference(model_dir: Path, texts: Sequence[str], max_tokens: int) -> np.nda
 def build(model_dir: Path, path: Path, max_tokens: int) -> None:
     """Make the int8 file and its record; OnnxBuildError if it disagrees with torch."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    # Two servers may build at once: each writes its own file, the last rename wins.
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         _export(model_dir, tmp)
         made = OnnxEmbedder(model_dir, tmp, max_tokens).embed(_PROBES)
@@ -159,10 +161,12 @@ def build(model_dir: Path, path: Path, max_tokens: int) -> None:
         tmp.unlink(missing_ok=True)
         raise OnnxBuildError(f"the int8 ONNX model disagrees with the torch model "
                              f"(cosine {float(cosines.min()):.3f} < {MIN_COSINE})")
-    os.replace(tmp, path)
-    record = {"format": ONNX_FORMAT, "size": path.stat().st_size, "sha256": _sha256(path),
+    record = {"format": ONNX_FORMAT, "size": tmp.stat().st_size, "sha256": _sha256(tmp),
               "source": str(model_dir)}
-    _record_path(path).write_text(json.dumps(record, indent=1), encoding="utf-8")
+    record_tmp = tmp.with_suffix(".json")
+    record_tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
+    os.replace(tmp, path)
+    os.replace(record_tmp, _record_path(path))
     log.info("made the int8 ONNX embedding model %s", path)
 
 
