@@ -48,9 +48,9 @@ def main() -> int:
     from server.config import Settings
     from server.engine.types import FimTokens
     from server.project_model import ProjectModel
+    from server.retrieval.context import RetrievalContextProvider
     from server.retrieval.embedder import load_embedder
     from server.retrieval.index import RetrievalIndex
-    from server.retrieval.provider import RetrievalContextProvider
     from smalltalk_grammar import parse_path
 
     all_holes = select_holes(CORPUS)

@@ -10,7 +10,7 @@ from server.completion import arrival
 from server.completion.types import CompletionRequest, Suggestion
 from server.config import validate_settings
 from server.engine.types import CancelToken, Generation
-from server.engine.worker import InferenceWorker
+from server.engine.worker import InferenceWorker, Remembered
 
 
 def test_the_removed_budget_setting_is_reported_with_what_replaced_it():
@@ -67,7 +67,7 @@ def test_accepting_a_suggestion_whole_is_recognised():
     assert ahead.text == "foo [\n\t^ bar\n]" and ahead.offset == 12
 
 
-def test_any_new_job_cancels_a_background_job_and_a_same_key_job_can_be_found():
+def test_any_new_job_cancels_a_background_job_and_the_same_work_joins_it():
     worker = InferenceWorker("test")
     gate, started = threading.Event(), threading.Event()
     try:
@@ -78,7 +78,9 @@ def test_any_new_job_cancels_a_background_job_and_a_same_key_job_can_be_found():
             return "cancelled" if cancel.cancelled else "done"
 
         ahead = worker.submit(wait, key="file:///a.st", tag="next", background=True)
-        assert worker.job_for("file:///a.st") is ahead
+        # The same work asked again for the document joins the job (someone waits for it
+        # only when the asker is not itself working ahead).
+        assert worker.job(wait, "file:///a.st", "next", background=True) is ahead
         assert started.wait(10)
         # Work computed ahead is not a completion in flight: nothing needs to give way to it.
         assert not worker.busy
@@ -93,6 +95,36 @@ def test_any_new_job_cancels_a_background_job_and_a_same_key_job_can_be_found():
         assert wanted.future.result(10) == "done"
     finally:
         worker.close()
+
+
+def test_a_finished_generation_answers_its_tag_again_at_once():
+    """The worker remembers generations that ran to their end by tag, for jobs that may reuse
+    them (greedy decoding): the same tag asked again is answered at once, without queueing
+    behind a running job. Without reuse, or after a cut generation, the job runs."""
+    worker = InferenceWorker("test")
+    gate = threading.Event()
+    try:
+        first = worker.job(lambda c: Generation("a", "stop"), "file:///a.st", "p", reuse=4)
+        assert first.future.result(10).text == "a" and not first.reused
+        busy = worker.submit(lambda c: gate.wait(10), key="file:///b.st")
+        again = worker.job(lambda c: Generation("b", "stop"), "file:///c.st", "p", reuse=4)
+        assert again.reused and again.future.done() and again.future.result().text == "a"
+        fresh = worker.job(lambda c: Generation("b", "stop"), "file:///c.st", "p")
+        assert not fresh.reused and not fresh.future.done()  # queued behind `busy`
+        gate.set()
+        assert busy.future.result(10) and fresh.future.result(10).text == "b"
+        cut = worker.job(lambda c: Generation("x", "budget"), "file:///a.st", "q", reuse=4)
+        assert cut.future.result(10).stop_reason == "budget"
+        rerun = worker.job(lambda c: Generation("y", "stop"), "file:///a.st", "q", reuse=4)
+        assert not rerun.reused and rerun.future.result(10).text == "y"
+    finally:
+        worker.close()
+    kept = Remembered(size=1)
+    kept.keep("p", Generation("a", "eos"))
+    kept.keep("q", Generation("b", "length"))
+    kept.keep("r", Generation("c", "cancelled"))
+    assert kept.get("p") is None and kept.get("q") == Generation("b", "length")
+    assert kept.get("r") is None
 
 
 # --- the pipeline with the real embedded coder --------------------------------------------

@@ -138,6 +138,19 @@ def test_a_comment_being_typed_does_not_take_the_method_closer_in() -> None:
     assert f.apply_filters('eturn the start date"', ctx) == 'eturn the start date"'
 
 
+def test_a_parenthesis_left_open_on_the_cursors_line_does_not_end_the_method_early() -> None:
+    # `(rights includes: ` lacks its `)`: the `]` of the block below closes that block (the
+    # scan pairs it with the parenthesis first), and the method still ends at its own `]`.
+    body = (
+        "\trights do: [ :each |\n\t\t(rights includes: CURSOR\n"
+        "\t\t\tifTrue: [ each fee ] ].\n\t^ fee"
+    )
+    ctx = ctx_at(TONEL.replace("\tCURSOR", body))
+    assert ctx.method is not None
+    assert ctx.method.after == "\n\t\t\tifTrue: [ each fee ] ].\n\t^ fee\n"
+    assert f.apply_filters(" each)", ctx) == "each)"
+
+
 def test_cut_at_method_end() -> None:
     ctx = ctx_at(TONEL)
     assert f.cut_at_method_end("^ startDate\n]\nmore", ctx) == "^ startDate\n"
@@ -316,13 +329,6 @@ def test_typing_through_a_suggestion() -> None:
     assert cache.typed_through(key, "abcde tail!", 5) is None  # the text after changed
 
 
-def test_prompt_results_are_keyed_by_adapter() -> None:
-    cache = SuggestionCache(size=2)
-    cache.store_prompt_result("m", "", "p", 8, "raw")
-    assert cache.prompt_result("m", "", "p", 8) == "raw"
-    assert cache.prompt_result("m", "lora", "p", 8) is None
-
-
 # --- the pipeline with a scripted engine (the real one is in test_completion_e2e) -------
 
 
@@ -347,23 +353,35 @@ class ScriptedEngine:
 
 def test_pipeline_serves_typing_through_and_repeats_from_cache() -> None:
     from server.completion.pipeline import CompletionOptions, complete
+    from server.engine.worker import Remembered
 
     engine = ScriptedEngine("rights size\n")
-    cache = SuggestionCache()
+    cache, remembered = SuggestionCache(), Remembered()
     text = TONEL.replace("\tCURSOR", "\t^ self CURSOR")
     offset = text.index("CURSOR")
     clean = text.replace("CURSOR", "")
-    first = complete(CompletionRequest("u", clean, offset), engine, cache=cache)
+    first = complete(CompletionRequest("u", clean, offset), engine, cache=cache,
+                     remembered=remembered)
     assert first.text == "rights size" and first.source == "model"
     typed = clean[:offset] + "ri" + clean[offset:]
-    second = complete(CompletionRequest("u", typed, offset + 2), engine, cache=cache)
+    second = complete(CompletionRequest("u", typed, offset + 2), engine, cache=cache,
+                      remembered=remembered)
     assert second.text == "ghts size" and second.source == "typed-through"
-    again = complete(CompletionRequest("other", clean, offset), engine, cache=cache)
+    # The same prompt from another document: the remembered generation, no model call.
+    again = complete(CompletionRequest("other", clean, offset), engine, cache=cache,
+                     remembered=remembered)
     assert again.source == "cache" and again.text == "rights size"
     assert len(engine.prompts) == 1
     lora = CompletionOptions(adapter_key="lora-a")
-    complete(CompletionRequest("u", clean, offset), engine, options=lora, cache=cache)
+    complete(CompletionRequest("u", clean, offset), engine, options=lora, cache=cache,
+             remembered=remembered)
     assert len(engine.prompts) == 2
+    # Sampling: the same prompt may give another text, so it runs again.
+    sampled = CompletionOptions(temperature=0.7)
+    for _ in range(2):
+        complete(CompletionRequest("v", clean, offset), engine, options=sampled,
+                 remembered=remembered)
+    assert len(engine.prompts) == 4
 
 
 def test_stop_check_ends_generation_at_the_method_end() -> None:
@@ -374,6 +392,39 @@ def test_stop_check_ends_generation_at_the_method_end() -> None:
     result = complete(CompletionRequest("u", TONEL.replace("CURSOR", ""), offset), engine)
     assert result.raw == "^ startDate\n"
     assert result.text == "^ startDate"
+
+
+def test_a_second_try_starts_with_neither_the_dropped_answers_word_nor_its_whitespace() -> None:
+    from server.completion.pipeline import CompletionOptions, complete
+    from server.engine.types import Generation
+
+    class TwoAnswers(ScriptedEngine):
+        """The first answer the filters drop for its syntax, then one that parses."""
+
+        def generate(self, prompt, params, cancel, stop_check=None):  # type: ignore[no-untyped-def]
+            self.prompts.append(prompt)
+            self.checks.append(params.first_token)
+            return Generation("\tifTrue:" if len(self.prompts) == 1 else " 1", "stop")
+
+    engine = TwoAnswers("")
+    engine.checks = []  # type: ignore[attr-defined]
+    text = TONEL.replace("\tCURSOR", "\t^ fee + CURSOR")
+    offset = text.index("CURSOR")
+    clean = text.replace("CURSOR", "")
+    result = complete(CompletionRequest("u", clean, offset), engine,
+                      options=CompletionOptions(max_generate_ms=None))
+    assert len(engine.prompts) == 2 and engine.prompts[0] == engine.prompts[1]
+    assert result.text == "1"
+    second = engine.checks[1]  # type: ignore[attr-defined]
+    assert not second("\t") and not second("if") and not second(" ifTrue") and not second("")
+    assert second(" 1") and second(" fee")
+    # An answer dropped for repeating the text after the cursor is not tried again.
+    repeat = TwoAnswers("")
+    repeat.checks = []  # type: ignore[attr-defined]
+    typed = TONEL.replace("\tCURSOR", "\t^ fee CURSOR\tifTrue:")
+    complete(CompletionRequest("u", typed.replace("CURSOR", ""), typed.index("CURSOR")), repeat,
+             options=CompletionOptions(max_generate_ms=None))
+    assert len(repeat.prompts) == 1
 
 
 def test_the_first_piece_must_be_one_that_can_lead_to_a_suggestion() -> None:
@@ -389,3 +440,11 @@ def test_the_first_piece_must_be_one_that_can_lead_to_a_suggestion() -> None:
     # Broken at the cursor (`^ fee +` wants its argument): stopping at once is no answer.
     missing = first_token_check_for(ctx_at(TONEL.replace("\tCURSOR", "\t^ fee + CURSOR")))
     assert not missing("") and missing(" 1")
+    # In line mode a piece that reaches the line end with nothing before it stops at once too.
+    line = first_token_check_for(ctx_at(TONEL.replace("\tCURSOR", "\t^ fee + CURSOR")), ("\n",))
+    assert not line("\n") and not line(" \n\t") and line(" 1\n")
+    # After a keyword part an argument goes, never a colon; in a block its parameters may start.
+    keyword = first_token_check_for(ctx_at(TONEL.replace("\tCURSOR", "\t^ fee max: CURSOR")))
+    assert not keyword(":") and not keyword(": 0") and keyword(" 0")
+    block = first_token_check_for(ctx_at(TONEL.replace("\tCURSOR", "\t^ #(1) collect: [CURSOR")))
+    assert block(":")

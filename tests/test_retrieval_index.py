@@ -345,7 +345,7 @@ def test_new_method_query_is_embedded_in_the_background(indexed: Path, minilm_em
     # prompt's front stays the same for the next request there.
     from server.completion.cursor import analyse_cursor
     from server.completion.types import CompletionRequest
-    from server.retrieval.provider import RetrievalContextProvider
+    from server.retrieval.context import RetrievalContextProvider
 
     provider = RetrievalContextProvider(lambda: project, lambda: index, lambda: 1024)
     other = text.replace("daysLeftOn:", "daysUsedOn:")

@@ -40,8 +40,8 @@ from server.engine.worker import InferenceWorker
 from server.features.inline_completion import InlineCompletion
 from server.lsp import FEATURES, create_server
 from server.project_model import ProjectModel
+from server.retrieval.context import RetrievalContextProvider
 from server.retrieval.index import RetrievalIndex
-from server.retrieval.provider import RetrievalContextProvider
 from smalltalk_grammar import parse_path
 from smalltalk_grammar.model import Position
 
@@ -124,6 +124,38 @@ def test_one_cursor_analysis_per_completion(sample, gemma_model, gemma_model_pat
     assert calls == {"analyse_cursor": 1, "find_method": 1, "class_facts": 1, "sends_near": 1}
 
 
+# (module, the server module it was entered from or None, function)
+Entry = tuple[str, str | None, str]
+
+
+def _visits(entered: list[Entry]) -> list[str]:
+    """The modules the cursor visits, in order: entering a module from another one is a visit.
+    Entering it again straight after (nothing else had the cursor in between) is the same
+    visit, and so is its own work run from outside the server (the pipeline's context stage on
+    its thread), which must belong to a module visited already. Returning to a caller is not a
+    visit; a module entered again after another one is a second visit."""
+    path: list[str] = []
+    for module, caller, name in entered:
+        if caller is None and path:
+            assert module in path, f"{module}:{name} entered from outside the server"
+            continue
+        if not path or path[-1] != module:
+            path.append(module)
+    return path
+
+
+def test_a_module_entered_again_after_another_is_visited_twice() -> None:
+    handler, pipe, cache, ctx = (f"server/{name}.py" for name in (
+        "features/inline_completion", "completion/pipeline", "completion/cache",
+        "completion/context"))
+    once: list[Entry] = [(handler, None, "suggest"), (pipe, handler, "complete_async"),
+                         (cache, pipe, "typed_through"), (pipe, None, "assemble"),
+                         (ctx, pipe, "build_context"), (ctx, pipe, "build_context")]
+    assert _visits(once) == [handler, pipe, cache, ctx]
+    twice = once + [(cache, pipe, "prompt_result")]
+    assert _visits(twice) == [handler, pipe, cache, ctx, cache]
+
+
 def _readme_path() -> tuple[int, list[str]]:
     """The README's architecture list: the number of modules it says and the modules named."""
     readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
@@ -178,7 +210,7 @@ def test_the_cursor_passes_the_modules_the_readme_names(
         return str(relative) if relative.parts[0] in ("server", "smalltalk_grammar") else None
 
     generate = LlamaSession.generate.__code__
-    entered: list[str] = []
+    entered: list[Entry] = []
     started: dict[int, FrameType] = {}
     reached = threading.Event()
 
@@ -198,7 +230,7 @@ def test_the_cursor_passes_the_modules_the_readme_names(
             return
         arguments = code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]
         if any(carries(frame.f_locals.get(name)) for name in arguments):
-            entered.append(f"{module}:{code.co_name}")
+            entered.append((module, module_of(frame.f_back), code.co_name))
 
     async def run() -> Suggestion | None:
         threading.setprofile(profile)
@@ -222,10 +254,11 @@ def test_the_cursor_passes_the_modules_the_readme_names(
             workers[0].close()
         engine.close()
     assert reached.is_set(), entered
-    modules = list(dict.fromkeys(entry.split(":")[0] for entry in entered))
+    path = _visits(entered)
     count, named = _readme_path()
-    assert modules == named, entered
-    assert count == len(named)
-    assert [e for e in entered if e.startswith("server/completion/cursor.py")] == [
-        "server/completion/cursor.py:analyse_cursor"
+    assert len(set(path)) == len(path), f"a module visited twice: {path}"
+    assert path == named, entered
+    assert count == len(named) <= 10 and len(set(named)) == len(named)
+    assert [(m, f) for m, _, f in entered if m == "server/completion/cursor.py"] == [
+        ("server/completion/cursor.py", "analyse_cursor")
     ]

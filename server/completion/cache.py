@@ -1,9 +1,10 @@
-"""Suggestions kept for the user typing through them, and for prompts seen before.
+"""Suggestions kept for the user typing through them.
 
 Typing through: after a suggestion "foo: bar" the user types "f"; the new request's text before
 the cursor extends the old one by "f", the text after it is unchanged, and "f" starts the
 suggestion, so the answer is "oo: bar" with no model call. Keys name the model and the adapter
-set: a suggestion made under another adapter set is never served.
+set: a suggestion made under another adapter set is never served. (A prompt seen before is
+answered by the coder's worker, which remembers finished generations: server.engine.worker.)
 """
 
 from __future__ import annotations
@@ -33,9 +34,6 @@ class SuggestionCache:
     def __init__(self, size: int = 64) -> None:
         self.size = size
         self._shown: OrderedDict[CacheKey, _Shown] = OrderedDict()
-        self._prompts: OrderedDict[tuple[str, str, str, int], str] = OrderedDict()
-
-    # --- typing through ---------------------------------------------------------------
 
     def remember(self, key: CacheKey, text: str, offset: int, suggestion: str) -> None:
         self._shown[key] = _Shown(text[:offset], text[offset : offset + _SUFFIX_CHECK], suggestion)
@@ -59,26 +57,5 @@ class SuggestionCache:
         rest = shown.suggestion[len(typed) :]
         return rest if rest.strip() else None
 
-    # --- prompts ------------------------------------------------------------------------
-
-    def prompt_result(
-        self, model_id: str, adapter_key: str, prompt: str, max_tokens: int
-    ) -> str | None:
-        key = (model_id, adapter_key, prompt, max_tokens)
-        found = self._prompts.get(key)
-        if found is not None:
-            self._prompts.move_to_end(key)
-        return found
-
-    def store_prompt_result(
-        self, model_id: str, adapter_key: str, prompt: str, max_tokens: int, raw: str
-    ) -> None:
-        key = (model_id, adapter_key, prompt, max_tokens)
-        self._prompts[key] = raw
-        self._prompts.move_to_end(key)
-        while len(self._prompts) > self.size:
-            self._prompts.popitem(last=False)
-
     def clear(self) -> None:
         self._shown.clear()
-        self._prompts.clear()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from server.completion.lexical import ScanState, scan
+from server.completion.lexical import Scanner, ScanState, scan
 from server.completion.types import MethodSpan, Mode
 
 # How far back the retrieval facts look for a method's start.
@@ -215,10 +215,18 @@ def _method_end(text: str, offset: int, state: ScanState) -> int:
     for match in (_HEADER.search(text, offset), _TONEL_PRAGMA.search(text, offset)):
         if match is not None:
             stop = min(stop, match.start())
-    _, events = scan(text[offset:stop], state, offset)
-    for event in events:
-        if event.kind == "bad-close":
-            return event.offset
+    # A `]` that finds a `(` or `{` of the body still open (the cursor's line lacks its
+    # `)`) closes the `[` below it; only a `]` with no `[` of the body open is the method's.
+    scanner = Scanner(state, offset)
+    for ch in text[offset:stop]:
+        for event in scanner.feed(ch):
+            if event.kind != "bad-close" or event.char != "]":
+                continue
+            stack = scanner.state.stack
+            blocks = [i for i, (bracket, _) in enumerate(stack) if bracket == "["]
+            if not blocks:
+                return event.offset
+            del stack[blocks[-1] :]
     # No closer the scan can see: the cursor is in a comment or string still open, which
     # takes the `]` in. The method's own `]` is then the last line that holds only `]`.
     rest = text[offset:stop].rstrip()

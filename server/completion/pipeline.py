@@ -17,7 +17,12 @@ from dataclasses import dataclass, replace
 
 from server.completion.cache import CacheKey, SuggestionCache
 from server.completion.context import ContextProvider, build_context
-from server.completion.filters import apply_filters, broken_at_cursor, keep_balanced
+from server.completion.filters import (
+    apply_filters,
+    broken_at_cursor,
+    dropped_for_syntax,
+    keep_balanced,
+)
 from server.completion.lexical import CLOSERS, Scanner
 from server.completion.prompt import build_prompt
 from server.completion.types import CompletionRequest, CursorContext, Prompt, Suggestion
@@ -32,7 +37,7 @@ from server.engine.types import (
     TextEngine,
 )
 from server.engine.warm import MB
-from server.engine.worker import InferenceWorker
+from server.engine.worker import InferenceWorker, Remembered
 
 log = logging.getLogger(__name__)
 PROMPT_MARK = "<<<prompt>>>"
@@ -55,6 +60,8 @@ class CompletionOptions:
     suffix_chars: int = 600
     context_chars: int = 1500
     repository_layout: bool = True
+    # Suggestions kept for typing through, and generations kept for repeated prompts.
+    cache_size: int = _CONFIG.cache_size
     # The active LoRA adapter set; part of every cache key.
     adapter_key: str = ""
     # That set as (name, scale) pairs, applied to the context for this request.
@@ -86,6 +93,7 @@ class CompletionOptions:
             # The context cap follows the retrieval budget (about 4 characters a token).
             context_chars=settings.retrieval.context_tokens * 4,
             repository_layout=c.repository_layout,
+            cache_size=c.cache_size,
             adapter_key=adapter_key,
             adapters=adapters,
         )
@@ -108,14 +116,14 @@ def prepare(
     cache: SuggestionCache,
     ahead: bool = False,
 ) -> Prepared | Suggestion:
-    """Context and prompt stages; a Suggestion straight away when a cache answers. `ahead`:
-    for a suggestion computed before anyone asks (said in the prompt's log record)."""
+    """Context and prompt stages; a Suggestion straight away when the user types through the
+    last one, or when there is no method to complete. `ahead`: for a suggestion computed
+    before anyone asks (said in the prompt's log record)."""
     started = time.monotonic()
     typed = typed_through(request, engine, options, cache, started)
     if typed is not None:
         return typed
-    assembled = assemble(request, engine, providers, options, started, ahead)
-    return assembled if isinstance(assembled, Suggestion) else cached(assembled, options, cache)
+    return assemble(request, engine, providers, options, started, ahead)
 
 
 def typed_through(
@@ -163,7 +171,7 @@ def assemble(
         cache_slot=request.uri,
         warm_slots=options.warm_documents,
         warm_bytes=options.warm_bytes,
-        first_token=first_token_check_for(ctx),
+        first_token=first_token_check_for(ctx, prompt.stop),
     )
     key = CacheKey(request.uri, engine.model_id, options.adapter_key)
     # The whole prompt, for debugging suggestions (and for bench_completion, which sends the
@@ -173,16 +181,65 @@ def assemble(
     return Prepared(ctx, prompt, params, key, started)
 
 
-def cached(
-    prepared: Prepared, options: CompletionOptions, cache: SuggestionCache
-) -> Prepared | Suggestion:
-    """The remembered answer to this very prompt (greedy decoding only), else `prepared`."""
-    if options.temperature == 0:
-        key, prompt = prepared.key, prepared.prompt
-        raw = cache.prompt_result(key.model_id, key.adapter_key, prompt.text, prompt.max_tokens)
-        if raw is not None:
-            return _finish(prepared, Generation(raw, "stop"), cache, source="cache")
-    return prepared
+def work_tag(engine: TextEngine, prepared: Prepared) -> tuple[object, ...]:
+    """What decides the generated text: the model, the prompt and the settings, not the
+    generation cap nor whose prompt state the engine keeps (the worker's `job` tag)."""
+    params = replace(prepared.params, max_generate_s=None, cache_slot="", warm_slots=None,
+                     warm_bytes=None)
+    return (engine.model_id, prepared.prompt.text, params)
+
+
+def reuse_count(options: CompletionOptions) -> int:
+    """How many finished generations to keep for repeated prompts: greedy decoding only (the
+    same prompt then gives the same text)."""
+    return options.cache_size if options.temperature == 0 else 0
+
+
+def generate(
+    engine: TextEngine, prompt: str, params: GenerateParams, cancel: CancelToken,
+    ctx: CursorContext,
+) -> Generation:
+    """The engine call, and once more from another first piece when the filters would drop
+    every piece of the first answer for its syntax alone (the model's likeliest start led
+    nowhere that parses: a keyword where an argument goes, a comment closed before its end;
+    filters.dropped_for_syntax). The prompt's KV state
+    is still there, so the second try costs only its generation, within what is left of the
+    generation cap."""
+    first = engine.generate(prompt, params, cancel, stop_check_for(ctx))
+    if first.stop_reason in ("cancelled", "error"):
+        return first
+    if not dropped_for_syntax(first.text, ctx):
+        return first
+    cap = params.max_generate_s
+    left = None if cap is None else cap - first.generate_ms / 1000
+    if left is not None and left <= 0:
+        return first
+    may_start = params.first_token
+    failed = first.text
+
+    def another_start(piece: str) -> bool:
+        # Not the failed answer's start, with or without the whitespace before it.
+        word = piece.lstrip()
+        if (word and failed.lstrip().startswith(word)) or (piece and failed.startswith(piece)):
+            return False
+        return may_start is None or may_start(piece)
+
+    log.debug("every piece of %r was dropped: generating again from another first piece", failed)
+    second = engine.generate(
+        prompt, replace(params, first_token=another_start, max_generate_s=left), cancel,
+        stop_check_for(ctx),
+    )
+    if second.stop_reason in ("cancelled", "error"):
+        return first
+    return replace(
+        second,
+        prompt_tokens=first.prompt_tokens,
+        reused_tokens=first.reused_tokens,
+        restored_tokens=first.restored_tokens,
+        generated_tokens=first.generated_tokens + second.generated_tokens,
+        prompt_ms=first.prompt_ms,
+        generate_ms=first.generate_ms + second.generate_ms + second.prompt_ms,
+    )
 
 
 def stop_check_for(ctx: CursorContext) -> StopCheck:
@@ -203,22 +260,30 @@ def stop_check_for(ctx: CursorContext) -> StopCheck:
     return check
 
 
-def first_token_check_for(ctx: CursorContext) -> FirstTokenCheck:
+def first_token_check_for(ctx: CursorContext, stop: Sequence[str] = ()) -> FirstTokenCheck:
     """Which first pieces of a generation could lead to a suggestion (the engine takes the
     likeliest of those): not a closer the filters would cut (the model closing the block on
     an empty line), and not stopping at once where code is wanted (a blank line, or a method
-    broken at the cursor: something is missing there). Worked out on the engine's thread."""
+    broken at the cursor: something is missing there), whether by the end of generation or
+    by a piece that reaches a `stop` string with nothing before it (the line end in line
+    mode); and not a colon where an argument goes. Worked out on the engine's thread."""
     wanted: list[bool] = []
 
     def may_start(piece: str) -> bool:
+        cuts = [at for s in stop if s and (at := piece.find(s)) >= 0]
+        if cuts and not piece[: min(cuts)].strip():
+            piece = ""
         if not piece:
             if not wanted:
                 blank = not (ctx.line_prefix + ctx.line_suffix).strip()
                 wanted.append(blank or broken_at_cursor(ctx))
             return not wanted[0]
-        if piece.lstrip()[:1] in CLOSERS:
+        start = piece.lstrip()[:1]
+        if start in CLOSERS:
             return bool((keep_balanced(piece, ctx) or "").strip())
-        return True
+        # After a keyword part or `:=` comes an argument, never a colon (the model repeating
+        # the colon of a prompt that ends in "with: ").
+        return not (start == ":" and ctx.line_prefix.rstrip().endswith(":"))
 
     return may_start
 
@@ -227,18 +292,15 @@ def _finish(
     prepared: Prepared,
     generation: Generation,
     cache: SuggestionCache,
-    source: str = "model",
+    reused: bool = False,
     remember: bool = True,
 ) -> Suggestion:
-    """Filters, then the caches: the prompt's result, and (`remember`) the suggestion shown
-    for typing through it."""
+    """Filters, then (`remember`) the suggestion shown, for typing through it. `reused`: the
+    generation is a remembered one of the same prompt (source "cache": nothing ran now)."""
     ctx, prompt = prepared.ctx, prepared.prompt
+    if reused:
+        generation = Generation(generation.text, generation.stop_reason)
     text = apply_filters(generation.text, ctx) or ""
-    if source == "model" and generation.stop_reason in ("eos", "stop", "length"):
-        key = prepared.key
-        cache.store_prompt_result(
-            key.model_id, key.adapter_key, prompt.text, prompt.max_tokens, generation.text
-        )
     if text and remember:
         cache.remember(prepared.key, ctx.request.text, ctx.request.offset, text)
     timings = _since(prepared.started)
@@ -247,7 +309,7 @@ def _finish(
         text,
         prompt.mode,
         raw=generation.text,
-        source="cache" if source == "cache" else "model",
+        source="cache" if reused else "model",
         prompt=prompt,
         timings=timings,
         generation=generation,
@@ -265,17 +327,23 @@ def complete(
     options: CompletionOptions | None = None,
     cache: SuggestionCache | None = None,
     cancel: CancelToken | None = None,
+    remembered: Remembered | None = None,
 ) -> Suggestion:
-    """The whole pipeline in the calling thread (blocks while the model generates)."""
+    """The whole pipeline in the calling thread (blocks while the model generates);
+    `remembered` answers a repeated prompt as the worker's jobs do (greedy decoding only)."""
     options = options or CompletionOptions()
     cache = cache or SuggestionCache()
     prepared = prepare(request, engine, providers, options, cache)
     if isinstance(prepared, Suggestion):
         return prepared
+    tag, reuse = work_tag(engine, prepared), reuse_count(options)
+    found = remembered.get(tag) if remembered is not None and reuse else None
+    if found is not None:
+        return _finish(prepared, found, cache, reused=True)
     cancel = cancel or CancelToken()
-    generation = engine.generate(
-        prepared.prompt.text, prepared.params, cancel, stop_check_for(prepared.ctx)
-    )
+    generation = generate(engine, prepared.prompt.text, prepared.params, cancel, prepared.ctx)
+    if remembered is not None and reuse:
+        remembered.keep(tag, generation)
     return _finish(prepared, generation, cache)
 
 
@@ -294,9 +362,10 @@ async def complete_async(
     It waits as long as the suggestion takes: only a newer request for the same document
     (None), `$/cancelRequest` (CancelledError) or closing the document (None) end it early.
     A request whose prompt is already being worked on for the document (a prefetch after an
-    accepted suggestion, a repeated request) joins that work instead of starting it again.
+    accepted suggestion, a repeated request) joins that work instead of starting it again,
+    and one whose prompt was answered before gets that answer (the worker's `job`).
     `ahead`: a suggestion computed before anyone asks (after the one just shown, as if it were
-    accepted): any other work cancels it, and its answer only goes into the prompt cache."""
+    accepted): any other work cancels it, and its answer is only remembered for the prompt."""
     options = options or CompletionOptions()
     cache = cache or SuggestionCache()
     started = time.monotonic()
@@ -308,25 +377,18 @@ async def complete_async(
     assembled = await asyncio.get_running_loop().run_in_executor(
         _CONTEXT_THREAD, assemble, request, engine, providers, options, started, ahead
     )
-    prepared = assembled if isinstance(assembled, Suggestion) else cached(assembled, options, cache)
-    if isinstance(prepared, Suggestion):
-        return prepared
-    stop_check = stop_check_for(prepared.ctx)
+    if isinstance(assembled, Suggestion):
+        return assembled
+    prepared = assembled
     params = replace(prepared.params, on_prompt=on_prompt)
-    # The same model, prompt and settings (whatever the generation cap) give the same text.
-    tag = (engine.model_id, prepared.prompt.text, replace(prepared.params, max_generate_s=None))
-    job = worker.job_for(request.uri)
-    if job is None or job.tag != tag or job.cancel.cancelled:
 
-        def run(cancel: CancelToken) -> Generation:
-            return engine.generate(prepared.prompt.text, params, cancel, stop_check)
+    def run(cancel: CancelToken) -> Generation:
+        return generate(engine, prepared.prompt.text, params, cancel, prepared.ctx)
 
-        job = worker.submit(run, key=request.uri, tag=tag, background=ahead)
+    job = worker.job(run, request.uri, work_tag(engine, prepared), background=ahead,
+                     reuse=reuse_count(options))
+    if job.fn is run and not job.reused:  # submitted now, not joined or remembered
         job.future.add_done_callback(lambda done: _log_stop(request.uri, job.cancel, done))
-    else:
-        log.debug("completion for %s joins the work already running for its prompt", request.uri)
-        if not ahead:
-            job.background = False  # someone waits for it now
     try:
         generation = await asyncio.shield(asyncio.wrap_future(job.future))
     except asyncio.CancelledError:
@@ -335,7 +397,7 @@ async def complete_async(
         raise
     if generation is None or generation.stop_reason == "cancelled":
         return None
-    return _finish(prepared, generation, cache, remember=not ahead)
+    return _finish(prepared, generation, cache, reused=job.reused, remember=not ahead)
 
 
 def _log_stop(uri: str, cancel: CancelToken, done: Future[Generation | None]) -> None:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from server.completion import arrival
 from server.config import EmbeddingRuntime, Settings
-from server.retrieval.provider import RetrievalContextProvider
+from server.retrieval.context import RetrievalContextProvider
 from server.retrieval.units import units_of_file
 from smalltalk_grammar.model import MethodDef
 

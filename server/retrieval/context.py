@@ -8,20 +8,28 @@ they came from, best first, without duplicates, within a token budget:
   similar      nearest units by embedding of the code around the cursor (fused with lexical)
   lexical      methods whose selectors share words with the ones at the cursor
   recent       recently edited methods
+
+Completion reaches it through `RetrievalContextProvider` (a server.completion.context
+provider). The completion prompt keeps its front stable between keystrokes so llama.cpp reuses
+its KV cache: while the cursor stays in one method the provider answers the same snippets, and
+builds anew only when the cursor moves to another method or the index has just become ready.
 """
 
 from __future__ import annotations
 
 import bisect
 import math
+import threading
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from server.class_render import render_class
 from server.completion.cursor import ClassFacts, CursorAnalysis, Sends, analyse_cursor
+from server.completion.types import CompletionRequest, ContextSnippet
+from server.config import CompletionConfig
 from server.project_model import ProjectModel
 from server.retrieval.units import method_header, method_key
 from smalltalk_grammar import format_of
@@ -473,3 +481,64 @@ def _add_retrieved(collector: _Collector, project: ProjectModel, path: str, fact
                           _method_text(method), method_path,
                           _code(project, method_path, method))
     return vector is not None
+
+
+# --- the completion context provider -------------------------------------------------------
+
+
+class RetrievalContextProvider:
+    def __init__(
+        self,
+        project: Callable[[], ProjectModel | None],
+        index: Callable[[], RetrievalIndex | None],
+        budget_tokens: Callable[[], int],
+        recent: Callable[[], Sequence[MethodDef]] = lambda: (),
+        sources: Callable[[], Collection[str]] = lambda: CompletionConfig().context_sources,
+    ) -> None:
+        self._project = project
+        self._index = index
+        self._budget = budget_tokens
+        self._recent = recent
+        self._sources = sources
+        self._cache: dict[str, tuple[tuple[object, ...], tuple[ContextSnippet, ...]]] = {}
+        self._lock = threading.Lock()
+
+    def snippets(
+        self, request: CompletionRequest, cursor: CursorAnalysis
+    ) -> Sequence[ContextSnippet]:
+        project, method = self._project(), cursor.method
+        if project is None:
+            return ()
+        index = self._index()
+        ready = index is not None and len(index) > 0
+        where = (method.class_name, method.side, method.selector) if method else None
+        sources = tuple(self._sources())
+        key = (where, ready, self._budget(), sources)
+        with self._lock:
+            cached = self._cache.get(request.uri)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        # A new method's query is embedded now (20-30 ms on an idle core) rather than in the
+        # background: a suggestion waits for its prompt anyway, and a first answer without the
+        # similarity ranking would change the prompt's front for the next request in the method,
+        # throwing away the whole KV cache of the first (seconds, not milliseconds).
+        context = build_context(
+            project, request.path or request.uri, request.text, request.offset,
+            self._budget(), index, list(self._recent()), wait_for_embedding=True, cursor=cursor,
+        )
+        snippets = tuple(
+            ContextSnippet(text=f'"{item.source}: {item.title}"\n{item.text}',
+                           origin=item.source, path=item.path, code=item.code)
+            for item in context.items if item.source in sources
+        )
+        # Without the similarity ranking yet (a new method's query vector is being embedded),
+        # the next request builds again instead of keeping this answer for the whole method.
+        complete = context.similarity or index is None or index.embedder is None
+        with self._lock:
+            if complete:
+                self._cache[request.uri] = (key, snippets)
+            else:
+                self._cache.pop(request.uri, None)
+            while len(self._cache) > 32:
+                self._cache.pop(next(iter(self._cache)))
+        return snippets
