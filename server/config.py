@@ -105,8 +105,24 @@ class CompletionConfig(_Section):
     repository_layout: bool = True
 
 
+EmbeddingRuntime = Literal["onnx-int8", "torch"]
+
+
 class RetrievalConfig(_Section):
     enabled: bool = True
+    # How units are embedded (bench/bench_indexing.py, BENCHMARKS.md): "onnx-int8" (the model
+    # made int8 on onnxruntime, once, in the user cache) at 128 word pieces embeds 2.6x the
+    # units per CPU-second of "torch" (sentence-transformers, fp32, 256); top-5 neighbours
+    # agree 0.87 with torch's on the Pharo corpus (0.92 at max_tokens 256).
+    embedding_runtime: EmbeddingRuntime = "onnx-int8"
+    # Word pieces embedded per unit and query (the model reads up to 256): the header,
+    # signature, comment and first statements; 82% of the corpus's units fit whole in 128.
+    max_tokens: int = Field(default=128, ge=16, le=512)
+    # Batches embedded at once by the indexer (one core each) while no completion runs.
+    index_workers: int = Field(default=2, ge=1, le=8)
+    # Trivial accessors (`^ x`, `x := anX`) keep their structure and lexical entries; their
+    # embedding comes after every other unit ("last") or never ("skip").
+    accessors: Literal["last", "skip"] = "last"
     # Project context in a prompt; completions take about 4 characters a token of it. Every
     # token costs prompt time (the 0.5B coder reads 80-200 a second on 2 cores); on the holes
     # benchmark 192 scored as 384 did with a quarter fewer prompt tokens (BENCHMARKS.md).

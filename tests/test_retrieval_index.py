@@ -86,7 +86,7 @@ def test_index_sample_and_nearest_units(workspace: Path, minilm_embedder) -> Non
     manifest = index.read_manifest()
     assert manifest is not None
     assert (manifest["model"], manifest["dimension"], manifest["count"], manifest["kind"]) == (
-        "all-minilm-l6-v2", 384, len(index), "flat")
+        "all-minilm-l6-v2@onnx-int8/128", 384, len(index), "flat")
     index.close()
 
 

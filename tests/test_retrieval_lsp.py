@@ -61,7 +61,7 @@ async def test_server_indexes_in_background_and_on_change(client: LanguageClient
     manifest_path = root / ".smalltalk-lsp" / "index" / "manifest.json"
     await wait_for(manifest_path.is_file, "the index files")
     manifest = json.loads(manifest_path.read_text())
-    assert (manifest["model"], manifest["count"]) == ("all-minilm-l6-v2", 51)
+    assert (manifest["model"], manifest["count"]) == ("all-minilm-l6-v2@onnx-int8/128", 51)
 
     # A file changed outside the editor: only its changed method is embedded again.
     path = root / "StreamingRights-Core" / "SRStore.class.st"

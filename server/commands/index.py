@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 if TYPE_CHECKING:
     from server.retrieval.embedder import Embedder
-    from server.retrieval.index import Progress
+    from server.retrieval.index import EmbedPlan, Progress
 
 HELP = "build or update the retrieval index of a workspace (only changed units are embedded)"
 
@@ -38,7 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def index_workspace(
-    root: Path, embedder: Embedder, progress: Progress | None = None
+    root: Path, embedder: Embedder, progress: Progress | None = None,
+    plan: EmbedPlan | None = None,
 ) -> IndexReport:
     """Parse every source under `root` and bring its index up to date."""
     from server.project_model import ProjectModel
@@ -50,7 +51,7 @@ def index_workspace(
     project = ProjectModel(parse_file(p) for p in paths)
     index = RetrievalIndex(root, embedder)
     try:
-        stats = index.sync_project(project, progress=progress)
+        stats = index.sync_project(project, progress=progress, plan=plan)
         index.save()
     finally:
         index.close()
@@ -73,6 +74,7 @@ def _progress_bar(done: int, total: int) -> None:
 def run(args: argparse.Namespace) -> int:
     from server.config import load_settings
     from server.retrieval.embedder import EmbedderError, load_embedder
+    from server.retrieval.index import EmbedPlan
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     root: Path = args.path
@@ -83,14 +85,17 @@ def run(args: argparse.Namespace) -> int:
     for problem in loaded.problems:
         print(f"smalltalk-lsp index: settings: {problem}", file=sys.stderr)
     name = args.model or loaded.settings.models.embeddings
+    retrieval = loaded.settings.retrieval
     try:
-        embedder = load_embedder(name)
+        embedder = load_embedder(name, runtime=retrieval.embedding_runtime,
+                                 max_tokens=retrieval.max_tokens)
     except EmbedderError as err:
         print(f"smalltalk-lsp index: {err}", file=sys.stderr)
         return 1
     # The bar goes to stderr, so stdout stays one JSON object with --json.
     show = _progress_bar if sys.stderr.isatty() else None
-    report = index_workspace(root, embedder, show)
+    plan = EmbedPlan(workers=retrieval.index_workers, accessors=retrieval.accessors)
+    report = index_workspace(root, embedder, show, plan)
     if args.json:
         print(json.dumps(report.model_dump()))
     else:

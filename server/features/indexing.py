@@ -3,9 +3,11 @@ project model, and completions get the context builder through a context provide
 
 After the workspace scan the whole project is synced (only changed units are embedded); then
 every changed file (`events.file_changed`: edits after a quiet period, saves, watched files) is
-re-indexed. Embedding runs on one low-priority thread, in small batches, reporting
-`$/progress`; completions never wait for it: until the index is ready they get the context
-the project model alone gives.
+re-indexed. Embedding runs at nice 10 (the indexer thread and the `retrieval.index_workers`
+threads it starts, which inherit its priority), in small batches, reporting `$/progress`, and
+gives way between batches while a completion is in flight; completions never wait for it:
+new units are searchable by selector before their vectors come, and until then they get the
+context the project model alone gives.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from server.completion import arrival
-from server.config import Settings
+from server.config import EmbeddingRuntime, Settings
 from server.retrieval.context import RetrievalContextProvider
 from server.retrieval.units import units_of_file
 from smalltalk_grammar.model import MethodDef
@@ -30,13 +32,16 @@ if TYPE_CHECKING:
     # numpy, faiss and torch load when indexing starts, not with the server.
     from server.core import SmalltalkLanguageServer, WorkDone
     from server.retrieval.embedder import Embedder
-    from server.retrieval.index import Progress, RetrievalIndex, UpdateStats
+    from server.retrieval.index import EmbedPlan, Progress, RetrievalIndex, UpdateStats
 
 log = logging.getLogger(__name__)
 
 # Edits are indexed after this many quiet seconds, so typing costs one embedding per pause.
 QUIET_S = 2.0
-BATCH = 16
+# Units per batch: between two batches the indexer gives way to a completion, so a batch is
+# what a completion may have to wait for on the other core (8 texts: about 0.1 s of int8
+# embedding); the ONNX embedder runs one text per call, so smaller batches cost nothing.
+BATCH = 8
 NICE = 10
 RECENT = 8
 SAVE_INTERVAL_S = 300.0
@@ -51,8 +56,8 @@ class IndexingService:
         self.last_stats: UpdateStats | None = None
         self._recent: deque[MethodDef] = deque(maxlen=RECENT)
         self._embedder: Embedder | None = None
-        self._embedder_name: str | None = None
-        self._failed_names: set[str] = set()
+        self._embedder_name: tuple[str, EmbeddingRuntime, int] | None = None
+        self._failed_names: set[tuple[str, EmbeddingRuntime, int]] = set()
         self._cv = threading.Condition()
         self._full = False
         self._reopen = True
@@ -80,7 +85,7 @@ class IndexingService:
             self._cv.notify()
 
     def settings_changed(self, settings: Settings) -> None:
-        if settings.models.embeddings != self._embedder_name or (
+        if _embedding_of(settings) != self._embedder_name or (
             self.index is not None and not settings.retrieval.enabled
         ) or (self.index is None and settings.retrieval.enabled):
             with self._cv:
@@ -154,20 +159,25 @@ class IndexingService:
         from server.retrieval.embedder import EmbedderError, load_embedder
         from server.retrieval.index import RetrievalIndex
 
-        name = settings.models.embeddings
+        root = self.ls.roots[0] if self.ls.roots else None
+        name = _embedding_of(settings)
         if name != self._embedder_name:
             self._embedder, self._embedder_name = None, name
             try:
-                # One torch thread: indexing leaves the other core to the coder model, and a
-                # short query is no slower on one thread (BENCHMARKS.md).
-                self._embedder = load_embedder(name, threads=1)
+                # One torch thread (the ONNX runtime takes one core per call): a query is no
+                # slower on one; the indexer runs `index_workers` calls at once while no
+                # completion is in flight (BENCHMARKS.md).
+                self._embedder = load_embedder(name[0], threads=1, runtime=name[1],
+                                               max_tokens=name[2])
             except EmbedderError as err:
                 if name not in self._failed_names:
                     self._failed_names.add(name)
                     log.warning("retrieval: %s; context goes on without similar-code "
                                 "search (class, implementors and selector matches still work)",
                                 err)
-        root = self.ls.roots[0] if self.ls.roots else None
+        # The model loads in a fraction of a second once its ONNX file is cached (made once,
+        # in seconds); the first pass then makes every unit searchable by selector before it
+        # embeds any (structure context needs no index at all).
         self.index = RetrievalIndex(root, self._embedder)
 
     def _pass(self, work: Callable[[Progress], UpdateStats], full: bool) -> None:
@@ -199,10 +209,17 @@ class IndexingService:
             log.info("retrieval index: %d units, %d embedded, %d reused, %d removed in %.2fs",
                      stats.units, stats.embedded, stats.reused, stats.removed, stats.seconds)
 
+    def _plan(self) -> EmbedPlan:
+        from server.retrieval.index import EmbedPlan
+
+        retrieval = self.ls.settings.retrieval
+        return EmbedPlan(workers=retrieval.index_workers, accessors=retrieval.accessors)
+
     def _sync_all(self, progress: Progress) -> UpdateStats:
         assert self.index is not None
         return self.index.sync_project(self.ls.project, progress=progress,
-                                       should_stop=self._stop.is_set, batch_size=BATCH)
+                                       should_stop=self._stop.is_set, batch_size=BATCH,
+                                       plan=self._plan())
 
     def _sync_paths(self, paths: Sequence[str], progress: Progress) -> UpdateStats:
         index = self.index
@@ -216,7 +233,8 @@ class IndexingService:
                     self._remember_edit(source.methods, unit.class_name, unit.side,
                                         unit.selector)
         stats = index.update_sources(sources, progress=progress,
-                                     should_stop=self._stop.is_set, batch_size=BATCH)
+                                     should_stop=self._stop.is_set, batch_size=BATCH,
+                                     plan=self._plan())
         gone = [p for p in paths if project.file(p) is None]
         if gone:
             removed = index.remove_paths(gone)
@@ -232,6 +250,12 @@ class IndexingService:
                     maxlen=RECENT,
                 )
                 return
+
+
+def _embedding_of(settings: Settings) -> tuple[str, EmbeddingRuntime, int]:
+    """What decides the vectors: model, runtime and word pieces per text."""
+    retrieval = settings.retrieval
+    return settings.models.embeddings, retrieval.embedding_runtime, retrieval.max_tokens
 
 
 def _lower_priority() -> None:

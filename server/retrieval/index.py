@@ -18,11 +18,11 @@ import logging
 import os
 import threading
 import time
-from collections import OrderedDict, defaultdict
+from collections import OrderedDict, defaultdict, deque
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel
@@ -53,6 +53,14 @@ class UpdateStats(BaseModel):
     seconds: float = 0.0
     # True when `should_stop` ended the update early; the rest is picked up next time.
     stopped: bool = False
+
+
+class EmbedPlan(BaseModel):
+    """How an update embeds: batches at once (when the embedder allows), and trivial
+    accessors last or never (`retrieval.index_workers`, `retrieval.accessors`)."""
+
+    workers: int = 1
+    accessors: Literal["last", "skip"] = "last"
 
 
 class RetrievalIndex:
@@ -88,6 +96,9 @@ class RetrievalIndex:
         self._ids_by_hash: dict[str, set[int]] = defaultdict(set)
         self._next_id = 1
         self._dirty = False
+        # Keys of units known by structure and selector but not yet embedded (or never, for
+        # skipped accessors): searchable lexically from the start of an update.
+        self._unembedded: set[str] = set()
         # Query texts (or method slots, see query_vector_soon) -> (text, vector).
         self._query_cache: OrderedDict[str, tuple[str, np.ndarray]] = OrderedDict()
         self._query_pending: set[str] = set()
@@ -303,20 +314,22 @@ class RetrievalIndex:
     def sync_project(
         self, project: ProjectModel, progress: Progress | None = None,
         should_stop: Callable[[], bool] | None = None, batch_size: int = 32,
+        plan: EmbedPlan | None = None,
     ) -> UpdateStats:
         """Bring the whole index in line with the project; units of vanished files go."""
         units = units_of_files(project.files(), self.root)
-        return self.update(units, None, progress, should_stop, batch_size)
+        return self.update(units, None, progress, should_stop, batch_size, plan)
 
     def update_sources(
         self, sources: Iterable[SourceFile], progress: Progress | None = None,
         should_stop: Callable[[], bool] | None = None, batch_size: int = 32,
+        plan: EmbedPlan | None = None,
     ) -> UpdateStats:
         """Re-index the given files only (a save, a watched-file change)."""
         sources = list(sources)
         units = [u for s in sources for u in units_of_file(s, self.root)]
         scope = {self.relative(s.path) for s in sources}
-        return self.update(units, scope, progress, should_stop, batch_size)
+        return self.update(units, scope, progress, should_stop, batch_size, plan)
 
     def remove_paths(self, paths: Iterable[str]) -> UpdateStats:
         return self.update([], {self.relative(p) for p in paths})
@@ -328,9 +341,12 @@ class RetrievalIndex:
         progress: Progress | None = None,
         should_stop: Callable[[], bool] | None = None,
         batch_size: int = 32,
+        plan: EmbedPlan | None = None,
     ) -> UpdateStats:
         """Make the units of `scope` (relative paths; None: everything) equal to `units`.
-        Only units whose content hash is new are embedded."""
+        Only units whose content hash is new are embedded. Units new to the index are
+        searchable lexically at once; their vectors follow batch by batch."""
+        plan = plan or EmbedPlan()
         started = time.perf_counter()
         with self._update_lock:
             stats = UpdateStats(units=len(units))
@@ -344,7 +360,8 @@ class RetrievalIndex:
                 to_embed: list[Unit] = []
                 for unit in new.values():
                     old = self._records.get(unit.key)
-                    if old is not None and old.hash == unit.hash:
+                    if old is not None and old.hash == unit.hash and \
+                            unit.key not in self._unembedded:
                         stats.reused += 1
                     elif self.store is None:
                         reuse.append((unit, None))  # lexical only: nothing to embed
@@ -355,28 +372,60 @@ class RetrievalIndex:
                         to_embed.append(unit)
                 self._apply(reuse, removed)
                 stats.removed = len(removed)
+                # Known by selector before any embedding; an edited unit keeps its old
+                # vector until the new one replaces it.
+                self._apply([(u, None) for u in to_embed if u.key not in self._records], [])
+                if plan.accessors == "skip":
+                    to_embed = [u for u in to_embed if not u.accessor]
             # Batches of texts of about one length: a batch is padded to its longest text, so
             # mixing a 20-token accessor with a 256-token method wastes most of the work.
-            to_embed.sort(key=lambda u: (len(u.text), u.key))
-            total = len(to_embed)
-            if progress is not None:
-                progress(0, total)
-            for start in range(0, total, max(1, batch_size)):
-                if should_stop is not None and should_stop():
-                    stats.stopped = True
+            # Trivial accessors come after everything else.
+            to_embed.sort(key=lambda u: (u.accessor, len(u.text), u.key))
+            self._embed_all(to_embed, stats, progress, should_stop, batch_size, plan.workers)
+            self._rebuild_vectors_if_needed()
+        stats.seconds = time.perf_counter() - started
+        return stats
+
+    def _embed_all(
+        self, to_embed: list[Unit], stats: UpdateStats, progress: Progress | None,
+        should_stop: Callable[[], bool] | None, batch_size: int, workers: int,
+    ) -> None:
+        """Embed in batches, up to `workers` at once when the embedder allows it; each batch
+        is applied and reported in order, and `progress` (which may block, to give way to a
+        completion) holds back the next batch until it returns."""
+        total = len(to_embed)
+        if progress is not None:
+            progress(0, total)
+        embedder = self.embedder
+        if not to_embed or embedder is None:
+            return
+        size = max(1, batch_size)
+        batches = [to_embed[i:i + size] for i in range(0, total, size)]
+        workers = workers if getattr(embedder, "concurrent", False) else 1
+        with ThreadPoolExecutor(max_workers=max(1, workers),
+                                thread_name_prefix="retrieval-embed") as pool:
+            in_flight: deque[tuple[list[Unit], Future[np.ndarray]]] = deque()
+            queued = iter(batches)
+            while True:
+                while len(in_flight) < workers and not stats.stopped:
+                    if should_stop is not None and should_stop():
+                        stats.stopped = True
+                        break
+                    batch = next(queued, None)
+                    if batch is None:
+                        break
+                    in_flight.append((batch, pool.submit(
+                        embedder.embed, [u.text for u in batch])))  # outside the lock
+                if not in_flight:
                     break
-                batch = to_embed[start:start + batch_size]
-                assert self.embedder is not None
-                vectors = self.embedder.embed([u.text for u in batch])  # outside the lock
+                batch, future = in_flight.popleft()
+                vectors = future.result()
                 with self._lock:
                     self._apply(list(zip(batch, vectors, strict=True)), [])
                 stats.embedded += len(batch)
                 if progress is not None:
                     progress(stats.embedded, total)
                 time.sleep(0)  # let searches and the event loop in between batches
-            self._rebuild_vectors_if_needed()
-        stats.seconds = time.perf_counter() - started
-        return stats
 
     def _rebuild_vectors_if_needed(self) -> None:
         """Switch flat <-> IVF (or retrain IVF) when the size calls for it. Training takes
@@ -426,7 +475,11 @@ class RetrievalIndex:
             self._dirty = True
         for rec in gone:
             self._forget(rec)
-        for unit_id, unit, _ in added:
+        for unit_id, unit, vector in added:
+            if vector is None and self.store is not None:
+                self._unembedded.add(unit.key)
+            else:
+                self._unembedded.discard(unit.key)
             self._remember(UnitRecord(
                 id=unit_id, key=unit.key, kind=unit.kind, path=unit.path,
                 class_name=unit.class_name, side=unit.side, selector=unit.selector,
@@ -442,6 +495,7 @@ class RetrievalIndex:
 
     def _forget(self, record: UnitRecord) -> None:
         self._records.pop(record.key, None)
+        self._unembedded.discard(record.key)
         self._by_id.pop(record.id, None)
         ids = self._ids_by_hash.get(record.hash)
         if ids is not None:

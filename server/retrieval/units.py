@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Iterable
 from typing import Literal
 
@@ -35,6 +36,8 @@ class Unit(BaseModel):
     category: str = ""
     text: str
     hash: str
+    # A trivial getter or setter: embedded after everything else, or not at all.
+    accessor: bool = False
 
 
 def relative_path(path: str | None, root: str | None) -> str:
@@ -59,6 +62,23 @@ def method_header(method: MethodDef) -> str:
 
 def method_text(method: MethodDef) -> str:
     return f"{method_header(method)}\n{method.source}"[:MAX_UNIT_CHARS]
+
+
+_GETTER = re.compile(r"\^\s*([A-Za-z_]\w*)\s*\.?")
+_SETTER = re.compile(r"([A-Za-z_]\w*)\s*:=\s*([A-Za-z_]\w*)\s*\.?")
+_COMMENT = re.compile(r'"[^"]*"')
+
+
+def is_accessor(method: MethodDef) -> bool:
+    """`x ^ x` or `x: anX x := anX` on an instance variable, comments aside."""
+    parts = method.source.split("\n", 1)
+    body = _COMMENT.sub(" ", parts[1] if len(parts) > 1 else "").strip()
+    if (found := _GETTER.fullmatch(body)) is not None:
+        return not method.arguments and found.group(1) in method.variable_references
+    if (found := _SETTER.fullmatch(body)) is not None:
+        return (method.arguments == [found.group(2)]
+                and found.group(1) in method.variable_references)
+    return False
 
 
 def class_text(cls: ClassDef) -> str:
@@ -98,7 +118,7 @@ def units_of_file(source: SourceFile, root: str | None = None) -> list[Unit]:
         units[key] = Unit(
             key=key, kind="method", path=path, class_name=method.class_name, side=method.side,
             selector=method.selector, category=method.category or "", text=text,
-            hash=_digest(text),
+            hash=_digest(text), accessor=is_accessor(method),
         )
     return list(units.values())
 
