@@ -249,8 +249,12 @@ def dropped_for_syntax(text: str, ctx: CursorContext) -> bool:
     """Whether the filters drop every piece of `text` only because none of it fits the code
     around the cursor (its brackets, the parse), not because it lies outside a method or
     repeats the text after the cursor (where nothing is the right answer)."""
-    before_syntax = apply_filters(text, ctx, FILTERS[: FILTERS.index(keep_balanced)])
-    return bool((before_syntax or "").strip()) and not (apply_filters(text, ctx) or "").strip()
+    syntax = FILTERS.index(keep_balanced)
+    before_syntax = apply_filters(text, ctx, FILTERS[:syntax])
+    if not (before_syntax or "").strip():
+        return False
+    # The filters are sequential: the rest of them run on what the first ones left.
+    return not (apply_filters(before_syntax or "", ctx, FILTERS[syntax:]) or "").strip()
 
 
 def apply_filters(

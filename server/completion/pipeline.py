@@ -202,9 +202,8 @@ def generate(
     """The engine call, and once more from another first piece when the filters would drop
     every piece of the first answer for its syntax alone (the model's likeliest start led
     nowhere that parses: a keyword where an argument goes, a comment closed before its end;
-    filters.dropped_for_syntax). The prompt's KV state
-    is still there, so the second try costs only its generation, within what is left of the
-    generation cap."""
+    filters.dropped_for_syntax). The prompt's KV state is still there, so the second try
+    costs only its generation, within what is left of the generation cap."""
     first = engine.generate(prompt, params, cancel, stop_check_for(ctx))
     if first.stop_reason in ("cancelled", "error"):
         return first
