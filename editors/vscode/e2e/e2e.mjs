@@ -265,12 +265,8 @@ const STEPS = [
       const ref = locate(ws, testFile, 'licence := SRLicence', 'licence := SR'.length);
       await r.wb.openFile('SRStoreTest.class.st');
       await r.wb.gotoLine(ref.line, ref.column);
-      await r.page.keyboard.press('Control+K');
-      await r.page.keyboard.press('Control+I');
-      const hover = await waitFor('a hover with the class comment', async () => {
-        const text = await r.wb.hoverText();
-        return text.includes('I am a licence') ? text : undefined;
-      }, 30_000);
+      const hover = await r.wb.showHover('a hover with the class comment',
+        (text) => text.includes('I am a licence'));
       log(`    hover: ${JSON.stringify(normalize(hover).slice(0, 120))}`);
       await r.shot('2-hover');
       await r.wb.escape();

@@ -143,6 +143,31 @@ export class Workbench {
     return screenText(await hover.innerText());
   }
 
+  /**
+   * Shows the hover at the cursor (Ctrl+K Ctrl+I) until its text passes `accept`, asking again
+   * every `everyMs` as a user would when a hover closed or came up empty (a keyboard hover is
+   * asked once, and a busy moment can lose it). The error says what was on screen last.
+   */
+  async showHover(what, accept, timeoutMs = 60_000, everyMs = 6_000) {
+    const deadline = Date.now() + timeoutMs;
+    let seen = '';
+    while (Date.now() < deadline) {
+      await this.page.keyboard.press('Control+K');
+      await this.page.keyboard.press('Control+I');
+      const asked = Date.now();
+      while (Date.now() - asked < everyMs && Date.now() < deadline) {
+        seen = await this.hoverText();
+        if (accept(seen)) {
+          return seen;
+        }
+        await sleep(250);
+      }
+      await this.page.keyboard.press('Escape');
+    }
+    const last = seen ? JSON.stringify(seen.slice(0, 300)) : 'no hover';
+    throw new Error(`timed out after ${Math.round(timeoutMs / 1000)} s waiting for ${what}; last seen: ${last}`);
+  }
+
   /** Rows of the code action list (the light bulb's menu), by label. */
   async actionListLabels() {
     const rows = this.page.locator('.action-widget .monaco-list-row');
