@@ -337,7 +337,10 @@ def ensure_index(workspace: Path) -> None:
     (workspace / ".indexed").write_text(f"{time.monotonic() - started:.0f} s\n")
 
 
-async def run(args: argparse.Namespace, holes: list[Hole], workspace: Path) -> dict[str, Any]:
+async def run(args: argparse.Namespace, holes: list[Hole], workspace: Path,
+              rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Asks every side for every hole of one workspace; appends to `rows` (the rows of
+    earlier rounds, written with them to --json-out)."""
     base = {"models": {"code_generation": args.model}}
     if args.settings:
         base = deep_merge(base, json.loads(args.settings))
@@ -355,7 +358,6 @@ async def run(args: argparse.Namespace, holes: list[Hole], workspace: Path) -> d
     if peer_wanted and not peer_binary(args):
         print("no llama-server binary (LLAMA_SERVER, or ../shared/tools/build-llama-server.sh): "
               "the run goes on without the peer", flush=True)
-    rows: list[dict[str, Any]] = []
     try:
         for number, hole in enumerate(holes):
             if peer_wanted and (binary := peer_binary(args)):
@@ -445,6 +447,9 @@ def main() -> int:
     parser.add_argument("--index", action=argparse.BooleanOptionalAction, default=True,
                         help="build the workspace's retrieval index before the run (once)")
     parser.add_argument("--corpus", type=Path, default=CORPUS, help="a folder of Tonel sources")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="apply the hole rule with R salts, each round in a workspace of "
+                             "its own (more holes from a project with few files)")
     args = parser.parse_args()
     if args.report:
         result = json.loads(args.report.read_text())
@@ -462,16 +467,24 @@ def main() -> int:
         if args.peer:
             print(f"the peer needs a GGUF with FIM tokens, {args.model} is a name: peer skipped")
         args.peer = False
-    all_holes = select_holes(corpus)
+    all_holes = select_holes(corpus, args.rounds)
     holes = all_holes[args.skip : args.skip + args.holes]
-    workspace = build_workspace(corpus, all_holes, CACHE)
-    if args.index:
-        ensure_index(workspace)
+    workspaces = {}
+    for round_ in sorted({h.round for h in holes}):
+        workspaces[round_] = build_workspace(corpus, [h for h in all_holes if h.round == round_],
+                                             CACHE)
+        if args.index:
+            ensure_index(workspaces[round_])
     load = os.getloadavg()
     args.load_start = " ".join(f"{x:.2f}" for x in load)
     print(f"machine: {os.cpu_count()} cores, load average {args.load_start}; "
           f"{len(holes)} holes of {len(all_holes)}; model {args.model}", flush=True)
-    result = asyncio.run(run(args, holes, workspace))
+    rows: list[dict[str, Any]] = []
+    for round_, workspace in workspaces.items():
+        if len(workspaces) > 1:
+            print(f"round {round_}: workspace {workspace}", flush=True)
+        result = asyncio.run(run(args, [h for h in holes if h.round == round_], workspace,
+                                 rows))
     load = os.getloadavg()
     print(f"\nload average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     report(result)

@@ -18,6 +18,10 @@ The rule (no hand-picking; change SALT and every hole changes):
   characters typed on the line, at least 4 left).
 - Order: kinds taken round-robin, each kind's holes in hash order; `--holes N` takes the first
   N, so a smaller run is a prefix of a larger one.
+- Rounds (`--rounds R`, for projects with few files): round r > 0 applies the same rule with
+  the salt `SALT + " round r"` to the original files, in a workspace of its own, and drops a
+  hole an earlier round already cut. Round 0 is the rule above, so one round is the default
+  run and R rounds begin with it.
 """
 
 from __future__ import annotations
@@ -52,6 +56,8 @@ class Hole:
     offset: int
     # What was cut out (the reference the suggestion is scored against).
     expected: str
+    # The round whose salt cut it (each round has a workspace of its own).
+    round: int = 0
 
 
 @lru_cache(maxsize=1)
@@ -67,8 +73,12 @@ def parses(text: str) -> bool:
     return not _parser().parse(text.encode("utf-8")).root_node.has_error
 
 
-def _hash(path: str) -> int:
-    return int(hashlib.sha256(f"{SALT}:{path}".encode()).hexdigest(), 16)
+def _salt(round_: int) -> str:
+    return SALT if round_ == 0 else f"{SALT} round {round_}"
+
+
+def _hash(path: str, round_: int = 0) -> int:
+    return int(hashlib.sha256(f"{_salt(round_)}:{path}".encode()).hexdigest(), 16)
 
 
 def _methods(lines: list[str]) -> list[tuple[int, int]]:
@@ -151,11 +161,11 @@ def _cut(lines: list[str], kind: str, first: int, last: int, column: int) -> tup
     return "\n".join(kept), expected, first
 
 
-def hole_of_file(path: str, text: str) -> Hole | None:
+def hole_of_file(path: str, text: str, round_: int = 0) -> Hole | None:
     if not re.search(r"^(Class|Trait|Extension)\s*\{", text, re.MULTILINE) or not parses(text):
         return None
     lines = text.split("\n")
-    h = _hash(path)
+    h = _hash(path, round_)
     for step in range(3):
         kind = KINDS[(h + step) % 3]
         candidates = _candidates(lines, kind)
@@ -167,25 +177,32 @@ def hole_of_file(path: str, text: str) -> Hole | None:
             first, last, column = candidates[(h // 3) % len(candidates)]
         holed, expected, line = _cut(lines, kind, first, last, column)
         offset = sum(len(x) + 1 for x in lines[:line]) + column
-        return Hole(f"{kind}:{path}:{line + 1}", path, kind, holed, line, column, offset,
-                    expected)
+        suffix = f"@r{round_}" if round_ else ""
+        return Hole(f"{kind}:{path}:{line + 1}{suffix}", path, kind, holed, line, column,
+                    offset, expected, round_)
     return None
 
 
-def select_holes(src: Path) -> list[Hole]:
-    """Every file's hole, in the benchmark's order (see the module docstring)."""
-    by_kind: dict[str, list[tuple[int, Hole]]] = {k: [] for k in KINDS}
-    for file in sorted(src.rglob("*.st")):
-        rel = file.relative_to(src).as_posix()
-        hole = hole_of_file(rel, file.read_text(encoding="utf-8"))
-        if hole is not None:
-            by_kind[hole.kind].append((_hash(rel), hole))
-    queues = [sorted(by_kind[k], key=lambda pair: pair[0]) for k in KINDS]
+def select_holes(src: Path, rounds: int = 1) -> list[Hole]:
+    """Every file's hole in each round, in the benchmark's order (see the module
+    docstring)."""
+    files = [(f.relative_to(src).as_posix(), f.read_text(encoding="utf-8"))
+             for f in sorted(src.rglob("*.st"))]
     ordered: list[Hole] = []
-    while any(queues):
-        for queue in queues:
-            if queue:
-                ordered.append(queue.pop(0)[1])
+    cut: set[tuple[str, int, int, str]] = set()
+    for round_ in range(rounds):
+        by_kind: dict[str, list[tuple[int, Hole]]] = {k: [] for k in KINDS}
+        for rel, text in files:
+            hole = hole_of_file(rel, text, round_)
+            if hole is None or (place := (rel, hole.offset, hole.line, hole.expected)) in cut:
+                continue
+            cut.add(place)
+            by_kind[hole.kind].append((_hash(rel, round_), hole))
+        queues = [sorted(by_kind[k], key=lambda pair: pair[0]) for k in KINDS]
+        while any(queues):
+            for queue in queues:
+                if queue:
+                    ordered.append(queue.pop(0)[1])
     return ordered
 
 
