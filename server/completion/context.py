@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Protocol
 
 from server.completion.cursor import CursorAnalysis, analyse_cursor
@@ -69,10 +70,15 @@ def build_context(
 ) -> CursorContext:
     text, offset = request.text, max(0, min(request.offset, len(request.text)))
     source_format = request.source_format or format_of(text, request.path)
+    cursor = analyse_cursor(text, offset, source_format, request.path)
+    lead = cursor.lead
+    if lead:
+        # The context of the text with the new line typed; the suggestion starts with it.
+        text, offset = text[:offset] + lead + text[offset:], offset + len(lead)
+        request = replace(request, text=text, offset=offset)
     line_start = text.rfind("\n", 0, offset) + 1
     line_end = text.find("\n", offset)
     line_end = len(text) if line_end < 0 else line_end
-    cursor = analyse_cursor(text, offset, source_format, request.path)
     method = cursor.method
     start = stable_window_start(offset, prefix_chars)
     if start > 0:
@@ -96,4 +102,5 @@ def build_context(
         scan=cursor.scan,
         method=method,
         snippets=tuple(snippets),
+        lead=lead,
     )

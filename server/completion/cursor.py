@@ -12,7 +12,7 @@ pattern of the server lives here.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from server.completion.lexical import Scanner, ScanState, scan
 from server.completion.types import MethodSpan, Mode
@@ -120,13 +120,26 @@ class CursorAnalysis:
     mode: Mode = "line"
     facts: ClassFacts = field(default_factory=ClassFacts)
     sends: Sends = field(default_factory=Sends)
+    # A new line the suggestion starts with (`_next_line_lead`); the analysis is then of the
+    # text with it typed after the cursor.
+    lead: str = ""
 
 
 def analyse_cursor(
     text: str, offset: int, source_format: str, path: str | None = None
 ) -> CursorAnalysis:
-    """The one cursor analysis over the live `text` of `path` in `source_format`."""
+    """The one cursor analysis over the live `text` of `path` in `source_format`. At the end
+    of a finished line it is the analysis of the text with a new line typed (`lead`)."""
     offset = max(0, min(offset, len(text)))
+    analysis = _analyse(text, offset, source_format, path)
+    lead = _next_line_lead(text, offset, analysis)
+    if not lead:
+        return analysis
+    typed = text[:offset] + lead + text[offset:]
+    return replace(_analyse(typed, offset + len(lead), source_format, path), lead=lead)
+
+
+def _analyse(text: str, offset: int, source_format: str, path: str | None) -> CursorAnalysis:
     found = find_method(text, offset, source_format)
     method, state = found if found else (None, ScanState())
     line_start = text.rfind("\n", 0, offset) + 1
@@ -153,6 +166,26 @@ def analyse_cursor(
         facts=facts,
         sends=sends_near(text, offset, facts),
     )
+
+
+def _next_line_lead(text: str, offset: int, cursor: CursorAnalysis) -> str:
+    """A new line and the line's indentation when the cursor, in a method and outside any
+    string or comment, ends a line whose last comment or statement is finished (`"Answer the
+    size"`, `count := 0.`) and nothing follows on that line; else "". The code that comes
+    next goes on a new line there, and a suggestion for the rest of this line (line mode,
+    which stops at the line's end) could only be empty: accepting a one-line comment used to
+    end in no next suggestion."""
+    if cursor.method is None or cursor.scan.quote is not None:
+        return ""
+    line_start = text.rfind("\n", 0, offset) + 1
+    line_end = text.find("\n", offset)
+    if text[offset : len(text) if line_end < 0 else line_end].strip():
+        return ""
+    prefix = text[line_start:offset]
+    code = prefix.rstrip()
+    if not code or code[-1] not in '".' or code[-2:-1] == "$":  # `$.` is a character
+        return ""
+    return "\n" + prefix[: len(prefix) - len(prefix.lstrip(" \t"))]
 
 
 def pattern_selector(pattern: str) -> str | None:

@@ -300,8 +300,10 @@ def _finish(
     if reused:
         generation = Generation(generation.text, generation.stop_reason)
     text = apply_filters(generation.text, ctx) or ""
+    if text:
+        text = ctx.lead + text
     if text and remember:
-        cache.remember(prepared.key, ctx.request.text, ctx.request.offset, text)
+        cache.remember(prepared.key, *ctx.document, text)
     timings = _since(prepared.started)
     timings.update(prompt_ms=generation.prompt_ms, generate_ms=generation.generate_ms)
     return Suggestion(

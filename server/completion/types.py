@@ -70,10 +70,22 @@ class CursorContext:
     scan: ScanState = field(default_factory=ScanState)
     method: MethodSpan | None = None
     snippets: tuple[ContextSnippet, ...] = ()
+    # What the suggestion starts with that the model is not asked to write: a new line when
+    # the cursor ends a finished line (the cursor analysis's `lead`). `request` and the
+    # fields above then describe the document with the lead typed; `document` is the
+    # editor's.
+    lead: str = ""
 
     @property
     def in_chunk_file(self) -> bool:
         return self.source_format == "chunk"
+
+    @property
+    def document(self) -> tuple[str, int]:
+        """The text and cursor offset as the editor has them (without the lead)."""
+        text, offset = self.request.text, self.request.offset
+        start = offset - len(self.lead)
+        return text[:start] + text[offset:], start
 
 
 @dataclass(frozen=True)
