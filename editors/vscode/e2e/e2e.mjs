@@ -347,8 +347,7 @@ const STEPS = [
       log(`    without adapter: ${JSON.stringify(plain)}`);
       await r.wb.escape(1);
 
-      await r.wb.statusItem().click();
-      await r.wb.quickInput('', ADAPTER);
+      await r.wb.quickInput(() => r.wb.statusItem().click(), '', ADAPTER);
       const row = r.page.locator('.quick-input-list .monaco-list-row', { hasText: ADAPTER }).first();
       await row.waitFor({ timeout: 30_000 });
       await r.shot('4-adapters');

@@ -47,17 +47,32 @@ export class Workbench {
     }
   }
 
-  async quickInput(prefix, text) {
+  /**
+   * Opens a quick input (`open` presses its key or clicks what shows it) and types
+   * `prefix + text`. On a busy 2-core machine the input can stop taking text for half a minute
+   * (CI saw a fill hang after the Markdown preview opened), so a try that does not get its
+   * text in within 10 s is closed and the input opened again, three tries in all.
+   */
+  async quickInput(open, prefix, text, tries = 3) {
     const input = this.page.locator('.quick-input-widget .quick-input-box input');
-    await input.waitFor({ state: 'visible', timeout: 15_000 });
-    await input.fill(prefix + text);
-    return input;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await open();
+        await input.waitFor({ state: 'visible', timeout: 15_000 });
+        await input.fill(prefix + text, { timeout: 10_000 });
+        return input;
+      } catch (error) {
+        if (attempt >= tries) {
+          throw new Error(`the quick input for ${JSON.stringify(prefix + text)} did not take the text in ${tries} tries: ${error.message ?? error}`);
+        }
+        await this.escape(1);
+      }
+    }
   }
 
   /** Quick Open (Ctrl+P) a workspace file by name and wait until its editor is active. */
   async openFile(name) {
-    await this.page.keyboard.press('Control+P');
-    await this.quickInput('', name);
+    await this.quickInput(() => this.page.keyboard.press('Control+P'), '', name);
     const row = this.page.locator('.quick-input-list .monaco-list-row', { hasText: name }).first();
     await row.click({ timeout: 15_000 });
     await waitFor(`the editor of ${name}`, async () => (await this.activeTabName()) === name, 15_000);
@@ -72,8 +87,7 @@ export class Workbench {
 
   /** Go to Line (Ctrl+G); line and column count from 1, as VS Code shows them. */
   async gotoLine(line, column = 1) {
-    await this.page.keyboard.press('Control+G');
-    await this.quickInput(':', `${line}:${column}`);
+    await this.quickInput(() => this.page.keyboard.press('Control+G'), ':', `${line}:${column}`);
     await this.page.keyboard.press('Enter');
     await waitFor(`the cursor at ${line}:${column}`, async () => {
       const pos = await this.cursorPosition();
@@ -91,8 +105,7 @@ export class Workbench {
 
   /** Runs a command from the command palette by its title. */
   async command(title) {
-    await this.page.keyboard.press('F1');
-    await this.quickInput('>', title);
+    await this.quickInput(() => this.page.keyboard.press('F1'), '>', title);
     const row = this.page.locator('.quick-input-list .monaco-list-row', { hasText: title }).first();
     await row.click({ timeout: 15_000 });
   }
