@@ -1,7 +1,7 @@
 """At the end of a finished line (a method comment, a statement with its period) the next
-suggestion goes on a new line (the cursor analysis's `lead`): the context is worked out as if the new
-line were typed, and the suggestion starts with it. Before, line mode there stopped at the
-line's end and the suggestion after accepting a one-line comment was always empty."""
+suggestion goes on a new line (the cursor analysis's `lead`): the context is worked out as if
+the new line were typed, and the suggestion starts with it. Before, line mode there stopped at
+the line's end and the suggestion after accepting a one-line comment was always empty."""
 
 from __future__ import annotations
 
