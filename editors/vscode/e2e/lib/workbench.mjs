@@ -63,7 +63,7 @@ export class Workbench {
         return input;
       } catch (error) {
         if (attempt >= tries) {
-          throw new Error(`the quick input for ${JSON.stringify(prefix + text)} did not take the text in ${tries} tries: ${error.message ?? error}`);
+          throw new Error(`the quick input for ${JSON.stringify(prefix + text)} did not take the text in ${tries} tries: ${error.message ?? error}`, { cause: error });
         }
         await this.escape(1);
       }
