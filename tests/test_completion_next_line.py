@@ -71,6 +71,12 @@ def test_a_period_with_code_after_it_on_the_line_is_not_a_line_end() -> None:
     assert build_context(_request(text, at)).lead == ""
 
 
+def test_a_period_inside_a_block_the_line_opened_is_not_a_line_end() -> None:
+    text = LICENCE.replace("\tfee := aNumber\n", "\tfee := [ self reset. \n")
+    at = text.index("[ self reset. ") + len("[ self reset. ")
+    assert build_context(_request(text, at)).lead == ""
+
+
 def test_a_character_literal_period_is_not_a_statements_end() -> None:
     text = LICENCE.replace("\tfee := aNumber\n", "\tfee := $.\n")
     at = text.index("fee := $.") + len("fee := $.")

@@ -185,6 +185,8 @@ def _next_line_lead(text: str, offset: int, cursor: CursorAnalysis) -> str:
     code = prefix.rstrip()
     if not code or code[-1] not in '".' or code[-2:-1] == "$":  # `$.` is a character
         return ""
+    if any(at >= line_start for _, at in cursor.scan.stack):
+        return ""  # a bracket the line opened is still open: `[ self foo. ` goes on
     return "\n" + prefix[: len(prefix) - len(prefix.lstrip(" \t"))]
 
 
