@@ -450,6 +450,10 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=1,
                         help="apply the hole rule with R salts, each round in a workspace of "
                              "its own (more holes from a project with few files)")
+    parser.add_argument("--ids", type=Path, default=None,
+                        help="a file of hole ids, one a line: run only those (in the rule's "
+                             "order; for holes a change can only affect, such as a saved run's "
+                             "unanswered ones)")
     args = parser.parse_args()
     if args.report:
         result = json.loads(args.report.read_text())
@@ -468,7 +472,11 @@ def main() -> int:
             print(f"the peer needs a GGUF with FIM tokens, {args.model} is a name: peer skipped")
         args.peer = False
     all_holes = select_holes(corpus, args.rounds)
-    holes = all_holes[args.skip : args.skip + args.holes]
+    chosen = all_holes
+    if args.ids:  # the workspace still has every hole of the rule cut out
+        wanted = set(args.ids.read_text(encoding="utf-8").split())
+        chosen = [h for h in all_holes if h.id in wanted]
+    holes = chosen[args.skip : args.skip + args.holes]
     workspaces = {}
     for round_ in sorted({h.round for h in holes}):
         workspaces[round_] = build_workspace(corpus, [h for h in all_holes if h.round == round_],

@@ -432,11 +432,20 @@ def test_the_first_piece_must_be_one_that_can_lead_to_a_suggestion() -> None:
     assert not blank("") and not blank("]") and not blank(" ].")
     assert blank("^") and blank(" self") and blank('"')
     # After a complete statement the model may stop; a closer its line lacks may come first.
-    typing = TONEL.replace("\tCURSOR", "\t^ fee isNil ifTrue: [ 0 CURSOR")
+    typing = TONEL.replace("\tCURSOR", "\t^ fee isNil ifTrue: [ 0CURSOR")
     done = first_token_check_for(ctx_at(typing))
     assert done("]") and done(" ]") and not done(")")
-    stopped = first_token_check_for(ctx_at(TONEL.replace("\tCURSOR", "\t^ fee CURSOR")))
+    stopped = first_token_check_for(ctx_at(TONEL.replace("\tCURSOR", "\t^ feeCURSOR")))
     assert stopped("")
+    # A space typed after the code at the line's end says more comes: stopping is no answer,
+    # and a closer the line lacks is still one.
+    spaced = first_token_check_for(ctx_at(TONEL.replace("\tCURSOR", "\t^ fee CURSOR")))
+    assert not spaced("") and spaced("size")
+    closing = first_token_check_for(ctx_at(typing.replace("0CURSOR", "0 CURSOR")))
+    assert not closing("") and closing("]") and not closing(")")
+    # Not when the line goes on after the cursor.
+    inside = first_token_check_for(ctx_at(TONEL.replace("\tCURSOR", "\t^ fee CURSOR+ 1")))
+    assert inside("")
     # Broken at the cursor (`^ fee +` wants its argument): stopping at once is no answer.
     missing = first_token_check_for(ctx_at(TONEL.replace("\tCURSOR", "\t^ fee + CURSOR")))
     assert not missing("") and missing(" 1")

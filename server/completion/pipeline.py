@@ -262,8 +262,9 @@ def stop_check_for(ctx: CursorContext) -> StopCheck:
 def first_token_check_for(ctx: CursorContext, stop: Sequence[str] = ()) -> FirstTokenCheck:
     """Which first pieces of a generation could lead to a suggestion (the engine takes the
     likeliest of those): not a closer the filters would cut (the model closing the block on
-    an empty line), and not stopping at once where code is wanted (a blank line, or a method
-    broken at the cursor: something is missing there), whether by the end of generation or
+    an empty line), and not stopping at once where code is wanted (a blank line, a method
+    broken at the cursor: something is missing there, or a space typed after code at the
+    line's end: the user goes on), whether by the end of generation or
     by a piece that reaches a `stop` string with nothing before it (the line end in line
     mode); and not a colon where an argument goes. Worked out on the engine's thread."""
     wanted: list[bool] = []
@@ -275,7 +276,7 @@ def first_token_check_for(ctx: CursorContext, stop: Sequence[str] = ()) -> First
         if not piece:
             if not wanted:
                 blank = not (ctx.line_prefix + ctx.line_suffix).strip()
-                wanted.append(blank or broken_at_cursor(ctx))
+                wanted.append(blank or _space_typed_after_code(ctx) or broken_at_cursor(ctx))
             return not wanted[0]
         start = piece.lstrip()[:1]
         if start in CLOSERS:
@@ -285,6 +286,13 @@ def first_token_check_for(ctx: CursorContext, stop: Sequence[str] = ()) -> First
         return not (start == ":" and ctx.line_prefix.rstrip().endswith(":"))
 
     return may_start
+
+
+def _space_typed_after_code(ctx: CursorContext) -> bool:
+    """The line so far is code followed by a space (or tab) and nothing comes after the
+    cursor on the line: whoever typed that space means to write more."""
+    typed = ctx.line_prefix
+    return typed[-1:] in (" ", "\t") and bool(typed.strip()) and not ctx.line_suffix.strip()
 
 
 def _finish(
