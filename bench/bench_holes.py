@@ -476,6 +476,9 @@ def main() -> int:
     if args.ids:  # the workspace still has every hole of the rule cut out
         wanted = set(args.ids.read_text(encoding="utf-8").split())
         chosen = [h for h in all_holes if h.id in wanted]
+        if unknown := wanted - {h.id for h in chosen}:
+            print(f"not holes of this rule and corpus: {', '.join(sorted(unknown))}")
+            return 2
     holes = chosen[args.skip : args.skip + args.holes]
     workspaces = {}
     for round_ in sorted({h.round for h in holes}):
