@@ -6,7 +6,7 @@ from server.completion import filters as f
 from server.completion.cache import CacheKey, SuggestionCache
 from server.completion.context import build_context, stable_window_start
 from server.completion.lexical import balanced_ends, is_balanced, scan
-from server.completion.pipeline import first_token_check_for
+from server.completion.pipeline import _another_start, first_token_check_for, worth_another_try
 from server.completion.prompt import build_prompt
 from server.completion.types import CompletionRequest, ContextSnippet, CursorContext
 from server.engine.types import FimTokens
@@ -457,3 +457,33 @@ def test_the_first_piece_must_be_one_that_can_lead_to_a_suggestion() -> None:
     assert not keyword(":") and not keyword(": 0") and keyword(" 0")
     block = first_token_check_for(ctx_at(TONEL.replace("\tCURSOR", "\t^ #(1) collect: [CURSOR")))
     assert block(":")
+
+
+def test_an_answer_that_came_to_nothing_is_tried_again_where_code_is_wanted() -> None:
+    blank = ctx_at(TONEL)  # an empty line in an empty method
+    # Whitespace alone, stopping at once, or only a closer of the method: nothing to show.
+    assert worth_another_try("\t", blank) and worth_another_try("", blank)
+    assert worth_another_try("]", blank)
+    assert not worth_another_try("^ startDate", blank)
+    # Dropped for its syntax alone, anywhere in a method.
+    done = ctx_at(TONEL.replace("\tCURSOR", "\t^ feeCURSOR"))
+    assert worth_another_try(" + (1", done)
+    # After a finished statement with nothing typed after it, stopping is an answer.
+    assert not worth_another_try("", done)
+    # The rest of the line repeated, in a method broken at the cursor: nothing may be right.
+    repeated = ctx_at(TONEL.replace("\tCURSOR", "\t^ fee CURSOR\tifTrue:"))
+    assert not worth_another_try("\tifTrue:", repeated)
+    # Outside a method nothing could check a suggestion: never again.
+    outside = ctx_at(TONEL.replace("\tCURSOR", "\t").replace(
+        "{ #category : #accessing }\nSRLicence >> endDate",
+        "CURSOR\n{ #category : #accessing }\nSRLicence >> endDate"))
+    assert not worth_another_try("", outside)
+
+
+def test_a_try_again_refuses_the_starts_of_every_failed_answer() -> None:
+    check = _another_start(["\t", "anShape parent", ""], None)
+    assert not check("\t") and not check("an") and not check(" an") and not check("")
+    assert check("\n") and check("^") and check(" self")
+    # The request's own first-piece rule still applies.
+    closing = _another_start(["x"], first_token_check_for(ctx_at(TONEL)))
+    assert not closing("]") and closing("^")

@@ -257,6 +257,14 @@ def dropped_for_syntax(text: str, ctx: CursorContext) -> bool:
     return not (apply_filters(before_syntax or "", ctx, FILTERS[syntax:]) or "").strip()
 
 
+def came_to_nothing(text: str, ctx: CursorContext) -> bool:
+    """Whether nothing of `text` is left before it is judged against the code around the
+    cursor: whitespace alone, a stop at once, only a closer of the method. (An answer that
+    only repeats the text after the cursor is something: there, nothing may be right.)"""
+    judged = FILTERS.index(cut_repeated_suffix)
+    return not (apply_filters(text, ctx, FILTERS[:judged]) or "").strip()
+
+
 def apply_filters(
     text: str, ctx: CursorContext, filters: Sequence[Filter] = FILTERS
 ) -> str | None:

@@ -20,13 +20,14 @@ from server.completion.context import ContextProvider, build_context
 from server.completion.filters import (
     apply_filters,
     broken_at_cursor,
+    came_to_nothing,
     dropped_for_syntax,
     keep_balanced,
 )
 from server.completion.lexical import CLOSERS, Scanner
 from server.completion.prompt import build_prompt
 from server.completion.types import CompletionRequest, CursorContext, Prompt, Suggestion
-from server.config import CompletionConfig, Settings
+from server.config import CompletionConfig, RetrievalConfig, Settings
 from server.engine.types import (
     CancelToken,
     FirstTokenCheck,
@@ -58,7 +59,8 @@ class CompletionOptions:
     temperature: float = _CONFIG.temperature
     prefix_chars: int = 3000
     suffix_chars: int = 600
-    context_chars: int = 1500
+    # The retrieval budget in characters (about 4 a token), as from_settings makes it.
+    context_chars: int = RetrievalConfig().context_tokens * 4
     repository_layout: bool = True
     # Suggestions kept for typing through, and generations kept for repeated prompts.
     cache_size: int = _CONFIG.cache_size
@@ -90,7 +92,6 @@ class CompletionOptions:
             temperature=c.temperature,
             prefix_chars=c.prefix_chars,
             suffix_chars=c.suffix_chars,
-            # The context cap follows the retrieval budget (about 4 characters a token).
             context_chars=settings.retrieval.context_tokens * 4,
             repository_layout=c.repository_layout,
             cache_size=c.cache_size,
@@ -195,50 +196,83 @@ def reuse_count(options: CompletionOptions) -> int:
     return options.cache_size if options.temperature == 0 else 0
 
 
+# How many answers one request may generate: the first, and others from other first pieces
+# while every earlier one came to nothing (each costs only its generation: the prompt's KV
+# state stays).
+TRIES = 3
+
+
 def generate(
     engine: TextEngine, prompt: str, params: GenerateParams, cancel: CancelToken,
     ctx: CursorContext,
 ) -> Generation:
-    """The engine call, and once more from another first piece when the filters would drop
-    every piece of the first answer for its syntax alone (the model's likeliest start led
-    nowhere that parses: a keyword where an argument goes, a comment closed before its end;
-    filters.dropped_for_syntax). The prompt's KV state is still there, so the second try
-    costs only its generation, within what is left of the generation cap."""
+    """The engine call, and again from another first piece while the answer comes to nothing
+    where something is wanted (`worth_another_try`): the model's likeliest start led nowhere
+    that parses (a keyword where an argument goes, a comment closed before its end), or only
+    to whitespace on a line that needs code. Every try bans the starts of the tries before it,
+    within what is left of the generation cap."""
     first = engine.generate(prompt, params, cancel, stop_check_for(ctx))
     if first.stop_reason in ("cancelled", "error"):
         return first
-    if not dropped_for_syntax(first.text, ctx):
-        return first
-    cap = params.max_generate_s
-    left = None if cap is None else cap - first.generate_ms / 1000
-    if left is not None and left <= 0:
-        return first
     may_start = params.first_token
-    failed = first.text
-
-    def another_start(piece: str) -> bool:
-        # Not the failed answer's start, with or without the whitespace before it.
-        word = piece.lstrip()
-        if (word and failed.lstrip().startswith(word)) or (piece and failed.startswith(piece)):
-            return False
-        return may_start is None or may_start(piece)
-
-    log.debug("every piece of %r was dropped: generating again from another first piece", failed)
-    second = engine.generate(
-        prompt, replace(params, first_token=another_start, max_generate_s=left), cancel,
-        stop_check_for(ctx),
-    )
-    if second.stop_reason in ("cancelled", "error"):
+    failed: list[str] = []
+    result = first
+    generated, generate_ms = first.generated_tokens, first.generate_ms
+    while len(failed) + 1 < TRIES and worth_another_try(result.text, ctx):
+        cap = params.max_generate_s
+        left = None if cap is None else cap - generate_ms / 1000
+        if left is not None and left <= 0:
+            break
+        failed.append(result.text)
+        log.debug("%r came to nothing: generating again from another first piece", result.text)
+        again = engine.generate(
+            prompt, replace(params, first_token=_another_start(failed, may_start),
+                            max_generate_s=left),
+            cancel, stop_check_for(ctx),
+        )
+        if again.stop_reason in ("cancelled", "error"):
+            break
+        result = again
+        generated += again.generated_tokens
+        generate_ms += again.generate_ms + again.prompt_ms
+    if result is first:
         return first
     return replace(
-        second,
+        result,
         prompt_tokens=first.prompt_tokens,
         reused_tokens=first.reused_tokens,
         restored_tokens=first.restored_tokens,
-        generated_tokens=first.generated_tokens + second.generated_tokens,
+        generated_tokens=generated,
         prompt_ms=first.prompt_ms,
-        generate_ms=first.generate_ms + second.generate_ms + second.prompt_ms,
+        generate_ms=generate_ms,
     )
+
+
+def worth_another_try(text: str, ctx: CursorContext) -> bool:
+    """Whether an answer that the filters drop whole should be generated again: when only its
+    syntax failed (filters.dropped_for_syntax), or when it came to nothing (whitespace, a
+    closer of the method) where code is wanted (`code_wanted`: a blank line, a space typed
+    after code, a method broken at the cursor). Not outside a method, and not for an answer
+    that repeats the text after the cursor: there nothing may be the right answer."""
+    if ctx.method is None or (apply_filters(text, ctx) or "").strip():
+        return False
+    return dropped_for_syntax(text, ctx) or (came_to_nothing(text, ctx) and code_wanted(ctx))
+
+
+def _another_start(failed: Sequence[str], may_start: FirstTokenCheck | None) -> FirstTokenCheck:
+    """A first-piece check that refuses the start of every failed answer, with or without the
+    whitespace before it."""
+
+    def check(piece: str) -> bool:
+        word = piece.lstrip()
+        for text in failed:
+            if (word and text.lstrip().startswith(word)) or (piece and text.startswith(piece)):
+                return False
+            if not piece and not text:  # stopping at once failed already
+                return False
+        return may_start is None or may_start(piece)
+
+    return check
 
 
 def stop_check_for(ctx: CursorContext) -> StopCheck:
@@ -275,8 +309,7 @@ def first_token_check_for(ctx: CursorContext, stop: Sequence[str] = ()) -> First
             piece = ""
         if not piece:
             if not wanted:
-                blank = not (ctx.line_prefix + ctx.line_suffix).strip()
-                wanted.append(blank or _space_typed_after_code(ctx) or broken_at_cursor(ctx))
+                wanted.append(code_wanted(ctx))
             return not wanted[0]
         start = piece.lstrip()[:1]
         if start in CLOSERS:
@@ -286,6 +319,13 @@ def first_token_check_for(ctx: CursorContext, stop: Sequence[str] = ()) -> First
         return not (start == ":" and ctx.line_prefix.rstrip().endswith(":"))
 
     return may_start
+
+
+def code_wanted(ctx: CursorContext) -> bool:
+    """Whether stopping at once is no answer at the cursor: a blank line, a space typed after
+    code at the line's end, or a method broken where the cursor is (something is missing)."""
+    blank = not (ctx.line_prefix + ctx.line_suffix).strip()
+    return blank or _space_typed_after_code(ctx) or broken_at_cursor(ctx)
 
 
 def _space_typed_after_code(ctx: CursorContext) -> bool:
