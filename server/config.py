@@ -125,8 +125,10 @@ class RetrievalConfig(_Section):
     accessors: Literal["last", "skip"] = "last"
     # Project context in a prompt; completions take about 4 characters a token of it. Every
     # token costs prompt time (the 0.5B coder reads 80-200 a second on 2 cores); on the holes
-    # benchmark 192 scored as 384 did with a quarter fewer prompt tokens (BENCHMARKS.md).
-    context_tokens: int = Field(default=192, gt=0)
+    # benchmark 192 scored as 384 did with a quarter fewer prompt tokens, and 96 as 192 with
+    # a fifth fewer on small files, where 192 made our prompts longer than llama.vscode's
+    # (BENCHMARKS.md).
+    context_tokens: int = Field(default=96, gt=0)
 
 
 class AdaptersConfig(_Section):
