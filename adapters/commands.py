@@ -44,6 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="file text after the cursor in a FIM prompt")
     p.add_argument("--snippet-chars", type=int, default=None,
                    help="project context in a FIM prompt (default: serving's)")
+    p.add_argument("--context", choices=["class", "project"], default="class",
+                   help="project context in FIM prompts: the class's definition and selectors "
+                        "(serving with retrieval off), or serving's retrieval provider over "
+                        "the whole project without an index")
     p.add_argument("--split-by", choices=["class", "package"], default="class",
                    help="hold out whole classes, or whole packages (sha256 of the name)")
     p.add_argument("--seed", type=int, default=0)
@@ -139,7 +143,8 @@ def _dataset(args: argparse.Namespace) -> dict[str, Any]:
     extra = {} if args.snippet_chars is None else {"snippet_chars": args.snippet_chars}
     config = DatasetConfig(eval_fraction=args.eval_fraction, fim_per_method=args.fim_per_method,
                            context_chars=args.context_chars, suffix_chars=args.suffix_chars,
-                           split_by=args.split_by, seed=args.seed, **extra)
+                           split_by=args.split_by, context=args.context,
+                           seed=args.seed, **extra)
     project = args.project
     out = args.out or _project_dir(project) / ".smalltalk-lsp" / "training" / "dataset"
     manifest = write_dataset(build_dataset(project, config), out)

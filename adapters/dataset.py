@@ -32,12 +32,14 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from server.class_render import render_class
-from server.completion.context import build_context
+from server.completion.context import ContextProvider, build_context
 from server.completion.pipeline import CompletionOptions
 from server.completion.prompt import kept_prefix, prompt_parts
 from server.completion.providers import ClassContextProvider
 from server.completion.types import CompletionRequest, ContextSnippet, CursorContext
+from server.config import RetrievalConfig
 from server.project_model import ProjectModel
+from server.retrieval.context import RetrievalContextProvider
 from smalltalk_grammar import ClassDef, MethodDef, iter_project, parse, parse_file
 
 log = logging.getLogger(__name__)
@@ -77,6 +79,11 @@ class DatasetConfig(BaseModel):
     # packages ordered by the sha256 of their name, the first round(n * eval_fraction) of
     # them (at least one, never all; independent of the seed).
     split_by: Literal["class", "package"] = "class"
+    # Project context in FIM prompts: "class" (the class's definition and other selectors:
+    # what serving sends with retrieval off) or "project" (serving's retrieval provider over
+    # the whole project, without an index: the class, sibling methods, implementors of the
+    # selectors sent near the cursor, other files' items in the repository layout).
+    context: Literal["class", "project"] = "class"
 
 
 class PromptContext(BaseModel):
@@ -294,11 +301,23 @@ class _Doc:
     # completion context provider reads (the class's other selectors).
     path: str = ""
     project: ProjectModel | None = None
+    # Serving's retrieval provider over the whole project (DatasetConfig.context "project").
+    project_provider: RetrievalContextProvider | None = None
 
-    def provider(self) -> ClassContextProvider:
+    def provider(self) -> ContextProvider:
+        if self.project_provider is not None:
+            return self.project_provider
         if self.project is None:
             self.project = ProjectModel([parse(self.text, self.path)])
         return ClassContextProvider(lambda: self.project)
+
+
+def project_provider(docs: Iterable[_Doc]) -> RetrievalContextProvider:
+    """Serving's retrieval context provider over the project the documents make, with
+    serving's budget and no index (no similarity ranking: a training run embeds nothing)."""
+    project = ProjectModel([parse(doc.text, doc.path) for doc in docs])
+    return RetrievalContextProvider(lambda: project, lambda: None,
+                                    lambda: RetrievalConfig().context_tokens)
 
 
 def _document(entry: _Class) -> _Doc:
@@ -484,9 +503,14 @@ def build_dataset(root: Path, config: DatasetConfig | None = None) -> Dataset:
     seen: set[str] = set()
     dropped = 0
     method_counts = {"train": 0, "eval": 0}
-    for entry in sorted(classes, key=lambda c: c.name):
+    docs = [_document(entry) for entry in sorted(classes, key=lambda c: c.name)]
+    if config.context == "project":
+        shared = project_provider(docs)
+        for doc in docs:
+            doc.project_provider = shared
+    for doc in docs:
+        entry = doc.entry
         split: Split = "eval" if entry.name in held_out else "train"
-        doc = _document(entry)
         method_counts[split] += len(entry.methods)
         for index in range(len(entry.methods)):
             found = [_implement_example(doc, index, split, config)]

@@ -18,6 +18,7 @@ from adapters.dataset import (
     build_dataset,
     collect_classes,
     fim_example,
+    project_provider,
     read_examples,
     read_manifest,
     write_dataset,
@@ -32,6 +33,7 @@ from server.completion.providers import ClassContextProvider
 from server.completion.types import CompletionRequest
 from server.engine.types import FimTokens
 from server.project_model import ProjectModel
+from server.retrieval.context import RetrievalContextProvider
 from smalltalk_grammar import format_of, parse
 
 SAMPLE = Path(__file__).parent / "fixtures" / "sample"
@@ -298,6 +300,44 @@ def test_a_training_prompt_is_the_serving_prompt(folder: str, fim: FimTokens) ->
             assert whole == method.pattern + method.body
             checked += 1
     assert checked >= 10
+
+
+def test_project_context_prompts_are_the_serving_prompts_of_the_retrieval_provider() -> None:
+    """With `context="project"` a FIM example's prompt is the one `prepare` builds with
+    serving's retrieval provider over the whole project (no index): other files' methods
+    come in as repository files, which the class provider alone never gives."""
+    config = DatasetConfig(context="project")
+    options = CompletionOptions(prefix_chars=config.context_chars, suffix_chars=config.suffix_chars)
+    classes, _, _ = collect_classes(TONEL)
+    docs = [_document(entry) for entry in classes]
+    shared = project_provider(docs)
+    served_by = RetrievalContextProvider(
+        lambda: ProjectModel([parse(d.text, d.path) for d in docs]), lambda: None,
+        lambda: config.snippet_chars // 4)
+    checked = other_files = 0
+    for doc in docs:
+        doc.project_provider = shared
+        for index, method in enumerate(doc.entry.methods):
+            line = next((ln for ln in method.body.split("\n") if ln.strip()), None)
+            if line is None or not line.startswith("\t"):
+                continue
+            start = method.body.index(line)
+            cut, end = start + len(line) - len(line.lstrip()), start + len(line)
+            example = fim_example(doc, index, cut, end, "line", "train", config)
+            prompt, _ = render(Example.model_validate_json(example.model_dump_json()), QWEN_FIM)
+            body_start, _ = doc.bodies[index]
+            cursor = body_start + cut
+            text = doc.text[:cursor] + doc.text[body_start + end :]
+            request = CompletionRequest(f"file:///{doc.path}", text, cursor, doc.path, "tonel")
+            served = prepare(request, _PromptOnly(QWEN_FIM), [served_by], options,  # type: ignore[arg-type]
+                             SuggestionCache())
+            assert isinstance(served, Prepared)
+            assert prompt == served.prompt.text, f"{doc.entry.name}>>{method.pattern}"
+            assert example.context is not None
+            others = [path for _, _, path, _ in example.context.snippets if path != doc.path]
+            other_files += bool(others and prompt.count("<|file_sep|>") > 1)
+            checked += 1
+    assert checked >= 10 and other_files >= 3, (checked, other_files)
 
 
 def test_packages_held_out_by_the_sha256_of_their_name() -> None:
