@@ -211,6 +211,20 @@ def test_parse_check_judges_a_method_broken_only_by_the_gap_at_the_cursor() -> N
     assert f.longest_parsing_prefix("fee isNil", ctx) == "fee isNil"
 
 
+def test_parse_check_closes_what_the_line_opened_when_the_model_stopped_at_its_end() -> None:
+    # `[ ` typed with no `]` after it on the line; the model ends the line without one.
+    ctx = ctx_at(TONEL.replace("\tCURSOR", "\t^ fee ifNil: [ CURSOR"))
+    assert ctx.mode == "line"
+    assert f.longest_parsing_prefix("fee := 0", ctx) == "fee := 0 ]"
+    assert f.apply_filters(" fee := 0", ctx) == "fee := 0 ]"
+    # Two open: closed innermost first.
+    nested = ctx_at(TONEL.replace("\tCURSOR", "\t^ fee ifNil: [ (0 max: CURSOR"))
+    assert f.longest_parsing_prefix("1", nested) == "1 ) ]"
+    # A bracket closed on a later line of the method is not closed again.
+    later = ctx_at(TONEL.replace("\tCURSOR", "\t^ fee ifNil: [ CURSOR\n\t\t0 ]"))
+    assert "]" not in (f.longest_parsing_prefix("fee := 0", later) or "")
+
+
 def test_statement_end_only_in_line_mode() -> None:
     line = ctx_at(TONEL.replace("\tCURSOR", "\tx := CURSOR"))
     assert f.cut_at_statement_end("3. y := 4", line) == "3."

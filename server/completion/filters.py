@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 
-from server.completion.lexical import Scanner, balanced_ends
+from server.completion.lexical import OPENERS, Scanner, balanced_ends
 from server.completion.syntax import method_errors
 from server.completion.types import CursorContext
 
@@ -189,6 +189,25 @@ def longest_parsing_prefix(text: str, ctx: CursorContext) -> str | None:
             ended = candidate + "."
             if candidate.strip() and not method_errors(method.before + ended + method.after):
                 return ended
+    return _closed_on_the_line(text, ctx)
+
+
+def _closed_on_the_line(text: str, ctx: CursorContext) -> str | None:
+    """A rest of a line the model ended at the line's end without closing what the line
+    opened before the cursor (`ifNil: [ ` then ` instance := self`): the longest prefix that
+    parses with those closers after it, which the suggestion then includes. None if none does
+    (and outside line mode, where the model writes the closers on later lines itself)."""
+    method = ctx.method
+    opened = unclosed_on_line(ctx)
+    if method is None or ctx.mode != "line" or not opened:
+        return None
+    closers = " ".join(OPENERS[bracket] for bracket, _ in reversed(ctx.scan.stack[-opened:]))
+    for end in reversed(_cut_points(text)):
+        candidate = text[:end].rstrip()
+        if candidate.strip():
+            closed = f"{candidate} {closers}"
+            if not method_errors(method.before + closed + method.after):
+                return closed
     return None
 
 
