@@ -480,6 +480,9 @@ def main() -> int:
             print(f"not holes of this rule and corpus: {', '.join(sorted(unknown))}")
             return 2
     holes = chosen[args.skip : args.skip + args.holes]
+    if not holes:
+        print(f"no holes to run: {len(chosen)} chosen, --skip {args.skip} --holes {args.holes}")
+        return 2
     workspaces = {}
     for round_ in sorted({h.round for h in holes}):
         workspaces[round_] = build_workspace(corpus, [h for h in all_holes if h.round == round_],
