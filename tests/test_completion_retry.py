@@ -40,17 +40,14 @@ def coder(qwen_model):
     session.close()
 
 
-def _line_hole(text: str, after: str) -> tuple[str, int]:
-    """`text` with the rest of the line after `after` cut out, and the cursor there."""
-    at = text.index(after) + len(after)
-    return text[:at] + text[text.index("\n", at) :], at
-
-
 def test_an_answer_dropped_for_its_syntax_is_tried_again_from_another_first_piece(coder):
     session, calls = coder
-    # `(self coversTerritory: ` with the rest of its line cut: the model's likeliest answer
-    # leaves the parenthesis open, and nothing of it parses.
-    text, at = _line_hole(STORE, "(self coversTerritory: ")
+    # The keyword part that goes on the message of the line above cut out, indentation kept:
+    # the model's likeliest answer is a statement of its own (`^ self`), which cannot follow
+    # a receiver left without its message.
+    line = "ifFalse: [ ^ self error: 'Territory not covered' ]."
+    at = STORE.index(line)
+    text = STORE[:at] + STORE[at + len(line) :]
     request = CompletionRequest(STORE_PATH.as_uri(), text, at, path=str(STORE_PATH))
     calls.clear()
     result = complete(request, session, options=CompletionOptions(max_generate_ms=None))

@@ -497,7 +497,10 @@ def test_an_answer_that_came_to_nothing_is_tried_again_where_code_is_wanted() ->
 def test_a_try_again_refuses_the_starts_of_every_failed_answer() -> None:
     check = _another_start(["\t", "anShape parent", ""], None)
     assert not check("\t") and not check("an") and not check(" an") and not check("")
-    assert check("\n") and check("^") and check(" self")
+    assert check("^") and check(" self")
+    # After an answer that began with whitespace, whitespace alone is refused too.
+    assert not check("\n") and not check("\t\t")
+    assert _another_start(["x := 1"], None)("\n")
     # The request's own first-piece rule still applies.
     closing = _another_start(["x"], first_token_check_for(ctx_at(TONEL)))
     assert not closing("]") and closing("^")

@@ -261,12 +261,16 @@ def worth_another_try(text: str, ctx: CursorContext) -> bool:
 
 def _another_start(failed: Sequence[str], may_start: FirstTokenCheck | None) -> FirstTokenCheck:
     """A first-piece check that refuses the start of every failed answer, with or without the
-    whitespace before it."""
+    whitespace before it; after one that began with whitespace, any whitespace alone (the
+    model otherwise only changes the indentation: 13 spaces, then 16, before the same
+    `ifAbsentPut: [`)."""
 
     def check(piece: str) -> bool:
         word = piece.lstrip()
         for text in failed:
             if (word and text.lstrip().startswith(word)) or (piece and text.startswith(piece)):
+                return False
+            if piece and not word and text[:1].isspace():
                 return False
             if not piece and not text:  # stopping at once failed already
                 return False
