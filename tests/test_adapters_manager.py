@@ -116,6 +116,18 @@ def test_patterns_and_settings_select_per_request(manager: AdapterManager, works
     assert manager.select("coder", file).pairs == (("house", 1.0),)
 
 
+def test_an_active_name_no_folder_holds_is_reported_once(
+    manager: AdapterManager, caplog: pytest.LogCaptureFixture
+) -> None:
+    loaded = validate_settings({"adapters": {"active": ["hosue"]}, "trust": {"workspace": True}})
+    with caplog.at_level("WARNING", logger="server.lora.manager"):
+        manager.settings_changed(loaded.settings)
+        manager.sync()
+    warned = [r.getMessage() for r in caplog.records if "hosue" in r.getMessage()]
+    assert len(warned) == 1 and "no adapter folder holds it" in warned[0]
+    assert manager.select("coder", "/ws/A.st").pairs == ()
+
+
 def test_selection_changes_the_generation(manager: AdapterManager, gemma_model) -> None:
     session = LlamaSession(gemma_model, n_ctx=512, n_batch=128, n_threads=1)
     try:

@@ -69,6 +69,8 @@ class AdapterManager:
         self.disabled: set[str] = set()
         # Why an adapter could not be loaded into its model (validation against the base).
         self.load_errors: dict[str, str] = {}
+        # Names in `adapters.active` already reported as held by no folder.
+        self._unknown_warned: set[str] = set()
         self._model_ids: dict[str, int] = {}
         self._checked: dict[str, tuple[str, str, int]] = {}
         self._sync_lock = threading.RLock()
@@ -116,6 +118,16 @@ class AdapterManager:
         return pools
 
     # --- activation ------------------------------------------------------------------------
+
+    def _warn_unknown_active(self, entries: dict[str, AdapterEntry]) -> None:
+        """Say once per name when `adapters.active` names an adapter no folder holds (a typo,
+        or an embedded adapter of another base model): it would otherwise do nothing, silently."""
+        for name in self.settings.adapters.active:
+            if name not in entries and name not in self._unknown_warned:
+                self._unknown_warned.add(name)
+                folders = ", ".join(str(f) for f in self.catalogue.folders) or "none"
+                log.warning("adapters.active names %r, but no adapter folder holds it "
+                            "(folders: %s)", name, folders)
 
     def is_active(self, name: str) -> bool:
         if name in self.disabled:
@@ -210,6 +222,7 @@ class AdapterManager:
                     changed = True
                     continue
                 changed = changed or loaded is not before
+            self._warn_unknown_active(entries)
         if changed:
             for listener in list(self.listeners):
                 try:
