@@ -246,6 +246,16 @@ QWEN_FIM = FimTokens("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>",
                      repo_name="<|repo_name|>", file_sep="<|file_sep|>")
 
 
+def _first_line_span(body: str) -> tuple[str, int, int] | None:
+    """The body's first code line when it is indented, and where its code starts and ends
+    (the span a line example cuts, right after the indentation)."""
+    line = next((ln for ln in body.split("\n") if ln.strip()), None)
+    if line is None or not line.startswith("\t"):
+        return None
+    start = body.index(line)
+    return line, start + len(line) - len(line.lstrip()), start + len(line)
+
+
 @pytest.mark.parametrize("fim", [PLAIN_FIM, QWEN_FIM], ids=["plain", "repository"])
 @pytest.mark.parametrize("folder", ["tonel", "chunk-squeak", "chunk-vw", "gnu", "filetree"])
 def test_a_training_prompt_is_the_serving_prompt(folder: str, fim: FimTokens) -> None:
@@ -262,11 +272,10 @@ def test_a_training_prompt_is_the_serving_prompt(folder: str, fim: FimTokens) ->
         doc = _document(entry)
         project = ProjectModel([parse(doc.text, doc.path)])
         for index, method in enumerate(entry.methods):
-            line = next((ln for ln in method.body.split("\n") if ln.strip()), None)
-            if line is None or not line.startswith("\t"):
+            span = _first_line_span(method.body)
+            if span is None:
                 continue
-            start = method.body.index(line)
-            cut, end = start + len(line) - len(line.lstrip()), start + len(line)
+            line, cut, end = span
             example = fim_example(doc, index, cut, end, "line", "train", config)
             # As the train stage reads it back from the dataset's JSONL.
             example = Example.model_validate_json(example.model_dump_json())
@@ -318,11 +327,10 @@ def test_project_context_prompts_are_the_serving_prompts_of_the_retrieval_provid
     for doc in docs:
         doc.project_provider = shared
         for index, method in enumerate(doc.entry.methods):
-            line = next((ln for ln in method.body.split("\n") if ln.strip()), None)
-            if line is None or not line.startswith("\t"):
+            span = _first_line_span(method.body)
+            if span is None:
                 continue
-            start = method.body.index(line)
-            cut, end = start + len(line) - len(line.lstrip()), start + len(line)
+            _, cut, end = span
             example = fim_example(doc, index, cut, end, "line", "train", config)
             prompt, _ = render(Example.model_validate_json(example.model_dump_json()), QWEN_FIM)
             body_start, _ = doc.bodies[index]
