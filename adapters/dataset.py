@@ -33,11 +33,10 @@ from pydantic import BaseModel, Field
 
 from server.class_render import render_class
 from server.completion.context import ContextProvider, build_context
-from server.completion.pipeline import CompletionOptions
+from server.completion.pipeline import CONTEXT_CHARS_PER_TOKEN, CompletionOptions
 from server.completion.prompt import kept_prefix, prompt_parts
 from server.completion.providers import ClassContextProvider
 from server.completion.types import CompletionRequest, ContextSnippet, CursorContext
-from server.config import RetrievalConfig
 from server.project_model import ProjectModel
 from server.retrieval.context import RetrievalContextProvider
 from smalltalk_grammar import ClassDef, MethodDef, iter_project, parse, parse_file
@@ -312,12 +311,13 @@ class _Doc:
         return ClassContextProvider(lambda: self.project)
 
 
-def project_provider(docs: Iterable[_Doc]) -> RetrievalContextProvider:
-    """Serving's retrieval context provider over the project the documents make, with
-    serving's budget and no index (no similarity ranking: a training run embeds nothing)."""
+def project_provider(docs: Iterable[_Doc], snippet_chars: int) -> RetrievalContextProvider:
+    """Serving's retrieval context provider over the project the documents make, with no
+    index (no similarity ranking: a training run embeds nothing) and the token budget that
+    `snippet_chars` caps, as serving derives one from the other."""
     project = ProjectModel([parse(doc.text, doc.path) for doc in docs])
-    return RetrievalContextProvider(lambda: project, lambda: None,
-                                    lambda: RetrievalConfig().context_tokens)
+    budget = max(1, snippet_chars // CONTEXT_CHARS_PER_TOKEN)
+    return RetrievalContextProvider(lambda: project, lambda: None, lambda: budget)
 
 
 def _document(entry: _Class) -> _Doc:
@@ -505,7 +505,7 @@ def build_dataset(root: Path, config: DatasetConfig | None = None) -> Dataset:
     method_counts = {"train": 0, "eval": 0}
     docs = [_document(entry) for entry in sorted(classes, key=lambda c: c.name)]
     if config.context == "project":
-        shared = project_provider(docs)
+        shared = project_provider(docs, config.snippet_chars)
         for doc in docs:
             doc.project_provider = shared
     for doc in docs:

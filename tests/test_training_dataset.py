@@ -319,7 +319,7 @@ def test_project_context_prompts_are_the_serving_prompts_of_the_retrieval_provid
     options = CompletionOptions(prefix_chars=config.context_chars, suffix_chars=config.suffix_chars)
     classes, _, _ = collect_classes(TONEL)
     docs = [_document(entry) for entry in classes]
-    shared = project_provider(docs)
+    shared = project_provider(docs, config.snippet_chars)
     served_by = RetrievalContextProvider(
         lambda: ProjectModel([parse(d.text, d.path) for d in docs]), lambda: None,
         lambda: config.snippet_chars // 4)

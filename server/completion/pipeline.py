@@ -48,6 +48,8 @@ _CONTEXT_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="completi
 
 
 _CONFIG = CompletionConfig()  # the defaults below are the `completion` settings' defaults
+# Project context takes about 4 characters a token: the character cap of the retrieval budget.
+CONTEXT_CHARS_PER_TOKEN = 4
 
 
 @dataclass(frozen=True)
@@ -59,8 +61,8 @@ class CompletionOptions:
     temperature: float = _CONFIG.temperature
     prefix_chars: int = 3000
     suffix_chars: int = 600
-    # The retrieval budget in characters (about 4 a token), as from_settings makes it.
-    context_chars: int = RetrievalConfig().context_tokens * 4
+    # The retrieval budget in characters, as from_settings makes it.
+    context_chars: int = RetrievalConfig().context_tokens * CONTEXT_CHARS_PER_TOKEN
     repository_layout: bool = True
     # Suggestions kept for typing through, and generations kept for repeated prompts.
     cache_size: int = _CONFIG.cache_size
@@ -92,7 +94,7 @@ class CompletionOptions:
             temperature=c.temperature,
             prefix_chars=c.prefix_chars,
             suffix_chars=c.suffix_chars,
-            context_chars=settings.retrieval.context_tokens * 4,
+            context_chars=settings.retrieval.context_tokens * CONTEXT_CHARS_PER_TOKEN,
             repository_layout=c.repository_layout,
             cache_size=c.cache_size,
             adapter_key=adapter_key,
@@ -218,8 +220,8 @@ def generate(
     failed: list[str] = []
     result = first
     generated, generate_ms = first.generated_tokens, first.generate_ms
+    cap = params.max_generate_s
     while len(failed) + 1 < TRIES and worth_another_try(result.text, ctx):
-        cap = params.max_generate_s
         left = None if cap is None else cap - generate_ms / 1000
         if left is not None and left <= 0:
             break
