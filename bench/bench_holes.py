@@ -66,6 +66,9 @@ CACHE = Path.home() / ".cache" / "smalltalk-lsp-bench"
 N_PREFIX, N_SUFFIX, N_PREDICT, T_MAX_PREDICT_MS = 256, 64, 128, 500
 # The server's debug line for a suggestion: `...: 'text' from 'raw' {timings}`.
 _RAW = re.compile(r"\): .* from (?P<raw>'.*'|\".*\") (?P<timings>\{[^{}]*\})$", re.DOTALL)
+# The server's debug line for a try that came to nothing before the next one (pipeline.generate).
+_FAILED_TRY = re.compile(r"^DEBUG [\w.]+: (?P<raw>'.*'|\".*\") came to nothing (?P<why>\(.*?\)): "
+                         r"generating again", re.DOTALL)
 
 
 def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -88,6 +91,7 @@ class ServerSide:
         self.client: LanguageClient | None = None
         self.statuses: list[dict[str, Any]] = []
         self.timings: dict[str, Any] = {}  # of the last answer, from the server's log
+        self.failed_tries: list[str] = []  # what the last answer's failed tries wrote
 
     async def start(self) -> None:
         # At debug level the server logs each suggestion's raw model output (see `ask`).
@@ -128,7 +132,7 @@ class ServerSide:
         (its timings and token counts go to `self.timings`)."""
         client = self.client
         assert client is not None
-        self.timings = {}
+        self.timings, self.failed_tries = {}, []
         seen = len(client.log_messages)
         uri = from_fs_path(str(workspace / "src" / hole.path)) or ""
         client.text_document_did_open(types.DidOpenTextDocumentParams(
@@ -155,6 +159,9 @@ class ServerSide:
             if match and uri in message.message:
                 raw = str(ast.literal_eval(match.group("raw")))
                 self.timings = ast.literal_eval(match.group("timings"))
+            if failed := _FAILED_TRY.search(message.message):
+                self.failed_tries.append(f"{ast.literal_eval(failed.group('raw'))!r} "
+                                         f"{failed.group('why')}")
         # The prompts are logged too: drop them, a long run would keep them all.
         del client.log_messages[seen:]
         return text, elapsed, raw
@@ -377,6 +384,7 @@ async def run(args: argparse.Namespace, holes: list[Hole], workspace: Path,
                     row.setdefault("idle_wait", {})[side.name] = await side.wait_idle()
                 row["sides"][side.name] = {"suggestion": text, "raw": raw, "seconds": elapsed,
                                            "timings": getattr(side, "timings", {}),
+                                           "failed_tries": getattr(side, "failed_tries", []),
                                            **score(hole, text)}
             rows.append(row)
             if args.json_out:  # after every hole: a run cut short still reports

@@ -219,10 +219,28 @@ def test_parse_check_closes_what_the_line_opened_when_the_model_stopped_at_its_e
     assert f.apply_filters(" fee := 0", ctx) == "fee := 0 ]"
     # Two open: closed innermost first.
     nested = ctx_at(TONEL.replace("\tCURSOR", "\t^ fee ifNil: [ (0 max: CURSOR"))
-    assert f.longest_parsing_prefix("1", nested) == "1 ) ]"
+    assert f.longest_parsing_prefix("1", nested) == "1) ]"
     # A bracket closed on a later line of the method is not closed again.
     later = ctx_at(TONEL.replace("\tCURSOR", "\t^ fee ifNil: [ CURSOR\n\t\t0 ]"))
     assert "]" not in (f.longest_parsing_prefix("fee := 0", later) or "")
+
+
+def test_last_resort_closes_the_brackets_an_answer_left_open() -> None:
+    # A keyword part that goes on the message above, its block left open at the line's end.
+    above = TONEL.replace("\tCURSOR", "\t^ fee isNil\n\t\tifTrue: [ 0 ]\n\t\tCURSOR")
+    ctx = ctx_at(above)
+    assert f.apply_filters("\tifFalse: [", ctx) is None
+    assert f.closed_answer("\tifFalse: [", ctx) == "ifFalse: [ ]"
+    # Arithmetic cut inside its parentheses: the longest prefix that parses once closed.
+    rest = ctx_at(TONEL.replace("\tCURSOR", "\t^ 1 - CURSOR"))
+    assert f.apply_filters(" (1 - (fee *", rest) is None
+    assert f.closed_answer(" (1 - (fee *", rest) == "(1 - (fee))"
+    # Nothing to close, or a string left open: no last resort.
+    assert f.closed_answer(" = fee ? 1", rest) is None
+    assert f.closed_answer(" 'abc", rest) is None
+    # An answer dropped for repeating the text after the cursor is not one to mend.
+    repeated = ctx_at(TONEL.replace("\tCURSOR", "\t^ fee CURSOR\tifTrue:"))
+    assert f.closed_answer("\tifTrue:", repeated) is None
 
 
 def test_statement_end_only_in_line_mode() -> None:
@@ -501,6 +519,9 @@ def test_a_try_again_refuses_the_starts_of_every_failed_answer() -> None:
     # After an answer that began with whitespace, whitespace alone is refused too.
     assert not check("\n") and not check("\t\t")
     assert _another_start(["x := 1"], None)("\n")
+    # The same failed answer with a line end after it (the stop string cuts it off again).
+    quote = _another_start(['"'], None)
+    assert not quote('"\n') and not quote(' "') and quote("Definition") and quote('"x')
     # The request's own first-piece rule still applies.
     closing = _another_start(["x"], first_token_check_for(ctx_at(TONEL)))
     assert not closing("]") and closing("^")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 
-from server.completion.lexical import OPENERS, Scanner, balanced_ends
+from server.completion.lexical import OPENERS, Scanner, balanced_ends, scan
 from server.completion.syntax import method_errors
 from server.completion.types import CursorContext
 
@@ -197,17 +197,33 @@ def _closed_on_the_line(text: str, ctx: CursorContext) -> str | None:
     opened before the cursor (`ifNil: [ ` then ` instance := self`): the longest prefix that
     parses with those closers after it, which the suggestion then includes. None if none does
     (and outside line mode, where the model writes the closers on later lines itself)."""
-    method = ctx.method
-    opened = unclosed_on_line(ctx)
-    if method is None or ctx.mode != "line" or not opened:
+    if ctx.mode != "line" or not unclosed_on_line(ctx):
         return None
-    closers = " ".join(OPENERS[bracket] for bracket, _ in reversed(ctx.scan.stack[-opened:]))
+    return closed_brackets(text, ctx)
+
+
+def closed_brackets(text: str, ctx: CursorContext) -> str | None:
+    """The longest prefix of `text` (token ends) that parses once the brackets it leaves open
+    are closed after it: those the cursor's line opened before the cursor and those the text
+    opened itself (`ifFalse: [` ended at the line's end: `ifFalse: [ ]`; `(1 - (t *`:
+    `(1 - (t))`). Never inside a string or comment; None if no prefix parses."""
+    method = ctx.method
+    if method is None:
+        return None
+    lowest = len(ctx.scan.stack) - unclosed_on_line(ctx)
     for end in reversed(_cut_points(text)):
         candidate = text[:end].rstrip()
-        if candidate.strip():
-            closed = f"{candidate} {closers}"
-            if not method_errors(method.before + closed + method.after):
-                return closed
+        state, events = scan(candidate, ctx.scan)
+        if not candidate.strip() or not state.settled or any(
+            e.kind == "bad-close" for e in events
+        ) or len(state.stack) < lowest:
+            continue
+        closed = candidate
+        for bracket, _ in reversed(state.stack[lowest:]):
+            closer = OPENERS[bracket]
+            closed += closer if bracket == "(" else f" {closer}"
+        if not method_errors(method.before + closed + method.after):
+            return closed
     return None
 
 
@@ -282,6 +298,16 @@ def came_to_nothing(text: str, ctx: CursorContext) -> bool:
     only repeats the text after the cursor is something: there, nothing may be right.)"""
     judged = FILTERS.index(cut_repeated_suffix)
     return not (apply_filters(text, ctx, FILTERS[:judged]) or "").strip()
+
+
+def closed_answer(text: str, ctx: CursorContext) -> str | None:
+    """The last resort for an answer the filters drop only for its syntax: what is left of it
+    before it is judged against the code around the cursor, with the brackets it leaves open
+    closed after it (`closed_brackets`), if that parses; else None."""
+    if not dropped_for_syntax(text, ctx):
+        return None
+    syntax = FILTERS.index(keep_balanced)
+    return closed_brackets((apply_filters(text, ctx, FILTERS[:syntax]) or "").rstrip(), ctx)
 
 
 def apply_filters(

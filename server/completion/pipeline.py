@@ -21,6 +21,7 @@ from server.completion.filters import (
     apply_filters,
     broken_at_cursor,
     came_to_nothing,
+    closed_answer,
     dropped_for_syntax,
     keep_balanced,
 )
@@ -212,7 +213,8 @@ def generate(
     where something is wanted (`worth_another_try`): the model's likeliest start led nowhere
     that parses (a keyword where an argument goes, a comment closed before its end), or only
     to whitespace on a line that needs code. Every try bans the starts of the tries before it,
-    within what is left of the generation cap."""
+    within what is left of the generation cap. When none comes to anything, the likeliest try
+    that parses with its open brackets closed is the answer (`_closed_try`)."""
     first = engine.generate(prompt, params, cancel, stop_check_for(ctx))
     if first.stop_reason in ("cancelled", "error"):
         return first
@@ -226,7 +228,8 @@ def generate(
         if left is not None and left <= 0:
             break
         failed.append(result.text)
-        log.debug("%r came to nothing: generating again from another first piece", result.text)
+        log.debug("%r came to nothing (%s after %d tokens): generating again from another "
+                  "first piece", result.text, result.stop_reason, result.generated_tokens)
         again = engine.generate(
             prompt, replace(params, first_token=_another_start(failed, may_start),
                             max_generate_s=left),
@@ -237,6 +240,8 @@ def generate(
         result = again
         generated += again.generated_tokens
         generate_ms += again.generate_ms + again.prompt_ms
+    if worth_another_try(result.text, ctx):
+        result = _closed_try([*failed, result.text], result, ctx)
     if result is first:
         return first
     return replace(
@@ -248,6 +253,18 @@ def generate(
         prompt_ms=first.prompt_ms,
         generate_ms=generate_ms,
     )
+
+
+def _closed_try(tries: Sequence[str], last: Generation, ctx: CursorContext) -> Generation:
+    """After the last try, the likeliest one (the earliest) that parses once the brackets it
+    left open are closed (filters.closed_answer): the model began the right keyword part and
+    ended the line after its `[`. Else the last try as it is."""
+    for text in tries:
+        closed = closed_answer(text, ctx)
+        if closed is not None:
+            log.debug("no try parses: %r with its brackets closed, %r", text, closed)
+            return replace(last, text=closed)
+    return last
 
 
 def worth_another_try(text: str, ctx: CursorContext) -> bool:
@@ -265,12 +282,15 @@ def _another_start(failed: Sequence[str], may_start: FirstTokenCheck | None) -> 
     """A first-piece check that refuses the start of every failed answer, with or without the
     whitespace before it; after one that began with whitespace, any whitespace alone (the
     model otherwise only changes the indentation: 13 spaces, then 16, before the same
-    `ifAbsentPut: [`)."""
+    `ifAbsentPut: [`). A piece that is a whole failed answer with other whitespace around it
+    is refused too (`"` then `"\n`: the same lone comment quote three times)."""
 
     def check(piece: str) -> bool:
         word = piece.lstrip()
         for text in failed:
             if (word and text.lstrip().startswith(word)) or (piece and text.startswith(piece)):
+                return False
+            if word and word.rstrip() == text.strip():
                 return False
             if piece and not word and text[:1].isspace():
                 return False

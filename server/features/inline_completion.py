@@ -238,11 +238,12 @@ class InlineCompletion:
             )
         ]
 
-def _tokens(suggestion: Suggestion) -> dict[str, int]:
+def _tokens(suggestion: Suggestion) -> dict[str, int | str]:
     generation = suggestion.generation
     if generation is None:
         return {}
     return {
+        "stop_reason": generation.stop_reason,
         "prompt_tokens": generation.prompt_tokens,
         "reused_tokens": generation.reused_tokens,
         "restored_tokens": generation.restored_tokens,
