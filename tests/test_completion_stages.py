@@ -6,10 +6,15 @@ from server.completion import filters as f
 from server.completion.cache import CacheKey, SuggestionCache
 from server.completion.context import build_context, stable_window_start
 from server.completion.lexical import balanced_ends, is_balanced, scan
-from server.completion.pipeline import _another_start, first_token_check_for, worth_another_try
+from server.completion.pipeline import (
+    _another_start,
+    _closed_try,
+    first_token_check_for,
+    worth_another_try,
+)
 from server.completion.prompt import build_prompt
 from server.completion.types import CompletionRequest, ContextSnippet, CursorContext
-from server.engine.types import FimTokens
+from server.engine.types import FimTokens, Generation
 from smalltalk_grammar import format_of
 
 TONEL = """Class {
@@ -241,6 +246,11 @@ def test_last_resort_closes_the_brackets_an_answer_left_open() -> None:
     # An answer dropped for repeating the text after the cursor is not one to mend.
     repeated = ctx_at(TONEL.replace("\tCURSOR", "\t^ fee CURSOR\tifTrue:"))
     assert f.closed_answer("\tifTrue:", repeated) is None
+    # After the last try the earliest that can be mended is the answer, else the last as is.
+    last = Generation("\telse: [", "stop", generated_tokens=9)
+    mended = _closed_try(["\t", "\tifFalse: [", last.text], last, ctx)
+    assert mended.text == "ifFalse: [ ]" and mended.generated_tokens == 9
+    assert _closed_try(["\t", " = fee ?"], last, rest) is last
 
 
 def test_statement_end_only_in_line_mode() -> None:
