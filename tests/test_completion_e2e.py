@@ -125,7 +125,7 @@ async def test_inline_completion_in_an_empty_method_parses_in_context(client: La
                if PROMPT_MARK in m.message and "computed ahead" not in m.message]
     # Qwen2.5-Coder's repository layout: the file named, then its FIM prompt.
     assert prompts and prompts[-1].startswith("<|repo_name|>"), prompts[-1:]
-    assert "<|file_sep|>StreamingRights-Core/SRStore.class.st\n<|fim_prefix|>" in prompts[-1]
+    assert "<|file_sep|>SRStore.class.st\n<|fim_prefix|>" in prompts[-1]
     assert "<|fim_suffix|>" in prompts[-1] and prompts[-1].endswith("<|fim_middle|>")
 
 

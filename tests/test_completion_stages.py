@@ -314,15 +314,22 @@ def test_repository_prompt_lays_context_out_as_files() -> None:
                        "/ws/src/StreamingRights-Core/SRStore.class.st",
                        code="SRStore >> size [\n\t^ 0\n]"),
         ContextSnippet('"SRLicence also understands: #fee"', "selectors"),  # no file: left out
+        # Two packages' files of one name stay two files.
+        ContextSnippet("x", "senders", "/ws/src/StreamingRights-Core/Object.extension.st",
+                       code="Object >> isRight [\n\t^ false\n]"),
+        ContextSnippet("x", "senders", "/ws/src/StreamingRights-Tests/Object.extension.st",
+                       code="Object >> isTest [\n\t^ false\n]"),
     )
     ctx = CursorContext(**{**base.__dict__, "request": request, "snippets": snippets})
     prompt = build_prompt(ctx, REPO_FIM)
     assert prompt.text == (
         "<REPO>src\n"
-        "<SEP>StreamingRights-Core/SRStore.class.st\n"
+        "<SEP>SRStore.class.st\n"
         "SRStore >> fee [\n\t^ fee\n]\n\nSRStore >> size [\n\t^ 0\n]\n"
-        '<SEP>StreamingRights-Core/SRRight.class.st\n"lexical: SRRight >> fee"\n^ 1\n'
-        "<SEP>StreamingRights-Core/SRLicence.class.st\n"
+        '<SEP>SRRight.class.st\n"lexical: SRRight >> fee"\n^ 1\n'
+        "<SEP>Object.extension.st\nObject >> isRight [\n\t^ false\n]\n"
+        "<SEP>Object.extension.st\nObject >> isTest [\n\t^ false\n]\n"
+        "<SEP>SRLicence.class.st\n"
         f"<PRE>{ctx.prefix}<SUF>{ctx.suffix}<MID>"
     )
     # Off by setting, or for models without repository tokens: context as text in the prefix.
@@ -340,12 +347,12 @@ def test_repository_prompt_leaves_out_what_the_window_shows() -> None:
                            code="SRLicence >> fee [\n\n\t^ fee ifNil: [ 0 ]\n]")
     ctx = CursorContext(**{**base.__dict__, "request": request, "snippets": (shown,)})
     text = build_prompt(ctx, REPO_FIM).text
-    assert text.startswith("<REPO>src\n<SEP>StreamingRights-Core/SRLicence.class.st\n<PRE>")
+    assert text.startswith("<REPO>src\n<SEP>SRLicence.class.st\n<PRE>")
     # The current file's items from outside the window come first in its FIM prefix.
     head = ContextSnippet("x", "class", path, code="Class {\n\t#name : 'SRLicence'\n}")
     ctx = CursorContext(**{**ctx.__dict__, "prefix": ctx.prefix[-40:], "snippets": (head,)})
     text = build_prompt(ctx, REPO_FIM).text
-    assert text.startswith("<REPO>src\n<SEP>StreamingRights-Core/SRLicence.class.st\n"
+    assert text.startswith("<REPO>src\n<SEP>SRLicence.class.st\n"
                            "<PRE>Class {\n\t#name : 'SRLicence'\n}\n\n" + ctx.prefix[-40:-1])
 
 

@@ -235,7 +235,8 @@ def test_lexical_search_with_common_words_is_bounded_and_deterministic() -> None
 
 def test_context_items_carry_their_files_own_form() -> None:
     """Repository-layout prompts show an item as its file writes it: a Tonel method with its
-    category and `Class >> pattern [` header, a Tonel class definition; both parse there."""
+    `Class >> pattern [` header (no category line: it cost tokens and bought no score), a
+    Tonel class definition; both parse there."""
     import tree_sitter
     import tree_sitter_pharo
 
@@ -244,7 +245,7 @@ def test_context_items_carry_their_files_own_form() -> None:
     offset = text.index("self deposit: self balance") + len("self deposit: self balance")
     ctx = build_context(project, "/ws/Bank/SavingsAccount.class.st", text, offset, 2000)
     deposit = next(i for i in ctx.by_source("implementors") if "deposit:" in i.title)
-    assert deposit.code.startswith("{ #category : 'operations' }\nAccount >> deposit: anAmount [")
+    assert deposit.code.startswith("Account >> deposit: anAmount [")
     assert deposit.code.endswith("\n]")
     cls = ctx.items[0]
     assert cls.source == "class" and "#name : 'SavingsAccount'" in cls.code

@@ -299,9 +299,8 @@ def test_a_training_prompt_is_the_serving_prompt(folder: str, fim: FimTokens) ->
             if fim.repo_name:
                 # The repository layout: project, then the class's own file, named as a
                 # Tonel project names it.
-                package = entry.package
                 assert prompt.startswith(f"<|repo_name|>{folder}\n"), prompt[:80]
-                assert f"<|file_sep|>{package}/{entry.name}.class.st\n<|fim_prefix|>" in prompt
+                assert f"<|file_sep|>{entry.name}.class.st\n<|fim_prefix|>" in prompt
             else:
                 assert "<|file_sep|>" not in prompt
             assert target == line.lstrip()

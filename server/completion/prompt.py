@@ -9,9 +9,9 @@ Models trained on repositories (Qwen2.5-Coder, StarCoder2) get project context i
 repository format, the layout llama-server's `/infill` builds from its extra context:
 
     <|repo_name|>project
-    <|file_sep|>Package/Other.class.st
-    ...methods of that file, as the file writes them...
-    <|file_sep|>Package/Current.class.st
+    <|file_sep|>Other.class.st
+    ...methods of that file, as the file writes them (without their category lines)...
+    <|file_sep|>Current.class.st
     <|fim_prefix|>...before the cursor<|fim_suffix|>after...<|fim_middle|>
 
 Other models get the context as Smalltalk text in front of the file's own.
@@ -66,11 +66,12 @@ def layout(fim: FimTokens | None, front: str, back: str) -> str:
 
 
 def file_label(path: str | None) -> str:
-    """A file as the prompt names it: its package folder and name (`Kernel/Foo.class.st`)."""
+    """A file as the prompt names it: its name (`Foo.class.st`, which names the class). The
+    package folder is left out: on projects of small files the file headers cost as many
+    tokens as the context code (Roassal3: about 15 a header), and it bought no score."""
     if not path:
         return "scratch.st"
-    parts = PurePath(path.replace("\\", "/")).parts
-    return "/".join(parts[-2:])
+    return PurePath(path.replace("\\", "/")).name
 
 
 def project_label(path: str | None) -> str:
@@ -85,8 +86,9 @@ def render_repository(
     """Project context as files of the repository, in the model's own tokens, ending with the
     current file's separator; and the current file's own items from outside the window (its
     class definition, say), which go first in the FIM prefix, as the top of the file would.
-    Items are grouped by file in the order their first item came; items without a file, or of
-    the current file already inside the prompt window, are left out."""
+    Items are grouped by file (by path: two packages' `Object.extension.st` stay two files) in
+    the order their first item came; items without a file, or of the current file already
+    inside the prompt window, are left out."""
     current = ctx.request.path
     files: dict[str, list[str]] = {}
     used = 0
@@ -96,15 +98,14 @@ def render_repository(
             continue
         if snippet.path == current and (code in ctx.prefix or code in ctx.suffix):
             continue
-        files.setdefault(file_label(snippet.path), []).append(code)
+        files.setdefault(snippet.path, []).append(code)
         used += len(code) + 2
-    here = file_label(current)
     parts = [f"{fim.repo_name}{project_label(current)}\n"]
-    for label, codes in files.items():
-        if label != here:
-            parts.append(f"{fim.file_sep}{label}\n" + "\n\n".join(codes) + "\n")
-    parts.append(f"{fim.file_sep}{here}\n")
-    head = "\n\n".join(files.get(here, ())) + "\n\n" if here in files else ""
+    for path, codes in files.items():
+        if path != current:
+            parts.append(f"{fim.file_sep}{file_label(path)}\n" + "\n\n".join(codes) + "\n")
+    parts.append(f"{fim.file_sep}{file_label(current)}\n")
+    head = "\n\n".join(files[current]) + "\n\n" if current in files else ""
     return "".join(parts), head
 
 
