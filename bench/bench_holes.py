@@ -429,7 +429,7 @@ def table(result: dict[str, Any], kinds: tuple[str, ...] | None = None) -> list[
             f"{sum(g['first_line_exact'] for g in got)} | "
             f"{statistics.mean(g['edit_similarity'] for g in got):.2f} | "
             f"{sum(g['identifier_em'] for g in got)} | "
-            f"{statistics.mean(g['identifier_f1'] for g in got):.2f} | {latency:.1f} s |"
+            f"{statistics.mean(g['identifier_f1'] for g in got):.2f} | {latency:.2f} s |"
         )
     return out
 
@@ -515,8 +515,30 @@ def main() -> int:
     return 0
 
 
+def sizes_and_pairs(result: dict[str, Any]) -> list[str]:
+    """Each side's median prompt tokens, and the per-hole median of the first side's latency
+    over each other side's (holes both answered): the prompt size behind the latency."""
+    rows = [r for r in result["rows"] if all(n in r["sides"] for n in result["names"])]
+    out = []
+    for name in result["names"]:
+        tokens = [r["sides"][name]["timings"]["prompt_tokens"] for r in rows
+                  if (r["sides"][name].get("timings") or {}).get("prompt_tokens")]
+        if tokens:
+            out.append(f"{name}: median prompt {statistics.median(tokens):.0f} tokens")
+    first, *others = result["names"]
+    for name in others:
+        ratios = [r["sides"][first]["seconds"] / r["sides"][name]["seconds"] for r in rows
+                  if r["sides"][first]["answered"] and r["sides"][name]["answered"]
+                  and r["sides"][name]["seconds"] > 0]
+        if ratios:
+            out.append(f"{first} over {name}, per-hole median latency: "
+                       f"{statistics.median(ratios):.2f}x ({len(ratios)} holes)")
+    return out
+
+
 def report(result: dict[str, Any]) -> None:
     print("\n".join(table(result)))
+    print("\n".join(sizes_and_pairs(result)))
     for kind in ("body", "statement", "line"):
         print(f"\n{kind} holes:")
         print("\n".join(table(result, (kind,))))
